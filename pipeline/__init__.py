@@ -1,0 +1,22 @@
+"""NYC taxi month pipeline: download, Parquet, lake and warehouse, one Luigi task per step.
+
+``luigi --module pipeline IngestMonth --month 2021-01`` finds the tasks exported here.
+"""
+
+__version__ = "0.1.0"
+
+from pipeline import logs
+from pipeline.duckdb_sink import LoadDuckDB, LoadDuckDBZones
+from pipeline.flows import IngestMonth
+from pipeline.lake_tasks import DownloadMonth, ParquetizeMonth, Zones
+
+logs.install()
+
+__all__ = [
+    "DownloadMonth",
+    "IngestMonth",
+    "LoadDuckDB",
+    "LoadDuckDBZones",
+    "ParquetizeMonth",
+    "Zones",
+]

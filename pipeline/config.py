@@ -1,0 +1,68 @@
+"""Settings, one ``luigi.Config`` class per ``luigi.cfg`` section.
+
+Class names are the section names (luigi's own convention: ``[core]`` is ``class core``),
+so ``[source] timeout`` is ``source().timeout`` and ``--source-timeout`` on the command
+line. The defaults work on a laptop with no cloud account; luigi.cfg documents each key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import luigi
+
+from pipeline.datasets import SERVICES
+
+RELEASES_URL = "https://github.com/DataTalksClub/nyc-tlc-data/releases/download"
+
+
+class pipeline(luigi.Config):
+    services: str = luigi.Parameter(
+        default="yellow,green",
+        description=f"services IngestMonth covers, comma-separated: {', '.join(SERVICES)}",
+    )
+    sinks: str = luigi.Parameter(
+        default="duckdb",
+        description="where each month is published, comma-separated: duckdb",
+    )
+
+
+class source(luigi.Config):
+    base_url: str = luigi.Parameter(
+        default=RELEASES_URL,
+        description="release root: {base_url}/{service}/{service}_tripdata_{YYYY-MM}.csv.gz",
+    )
+    zones_url: str = luigi.Parameter(
+        default=f"{RELEASES_URL}/misc/taxi_zone_lookup.csv",
+        description="the taxi zone lookup CSV",
+    )
+    timeout: float = luigi.FloatParameter(
+        default=60.0, description="seconds to wait for a connection and for each read"
+    )
+    retries: int = luigi.IntParameter(
+        default=5, description="attempts per download, the first included"
+    )
+    backoff: float = luigi.FloatParameter(
+        default=1.0,
+        description="seconds before the first retry; doubles each time, with random jitter",
+    )
+    backoff_max: float = luigi.FloatParameter(
+        default=60.0, description="longest wait between two attempts (Retry-After included)"
+    )
+
+
+class lake(luigi.Config):
+    root: str = luigi.Parameter(default="data/lake", description="local lake directory")
+
+    def path(self) -> Path:
+        return Path(self.root).absolute()
+
+
+class duckdb(luigi.Config):
+    path: str = luigi.Parameter(
+        default="data/warehouse.duckdb", description="embedded warehouse file"
+    )
+    memory_limit: str = luigi.Parameter(
+        default="512MB", description="DuckDB memory_limit while loading (bounds the worker's RSS)"
+    )
+    threads: int = luigi.IntParameter(default=2, description="DuckDB threads while loading")

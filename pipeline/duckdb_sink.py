@@ -1,0 +1,225 @@
+"""The DuckDB sink: the embedded warehouse file of ``[duckdb] path``.
+
+DuckDB lets one process write a file at a time, so every load declares the Luigi resource
+``duckdb`` (limit 1 in luigi.cfg) and the scheduler never runs two at once; a completeness
+check that meets another process's lock waits for it instead of failing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import duckdb
+import luigi
+import pyarrow as pa
+import tenacity
+
+from pipeline import __version__, config
+from pipeline.datasets import ZONES, Service
+from pipeline.lake_tasks import ParquetizeMonth, Zones
+from pipeline.manifest import Manifest
+from pipeline.params import month_key
+from pipeline.task import MonthTask, PipelineTask
+from pipeline.warehouse import (
+    LOAD_LOG,
+    LOAD_LOG_SCHEMA,
+    SOURCE_MONTH,
+    ZONES_TABLE,
+    Dialect,
+    LoadedTarget,
+    WarehouseError,
+    quote,
+    read_zones,
+    trips_table,
+)
+
+_TYPES = {
+    pa.int64(): "BIGINT",
+    pa.float64(): "DOUBLE",
+    pa.timestamp("us"): "TIMESTAMP",
+    pa.string(): "VARCHAR",
+    pa.date32(): "DATE",
+}
+DIALECT = Dialect("DuckDB", ddl_types=_TYPES, reported_types=_TYPES)
+RESOURCE = "duckdb"
+LOCK_WAIT_SECONDS = 120
+
+
+def _is_lock_conflict(error: BaseException) -> bool:
+    return isinstance(error, duckdb.IOException) and "lock" in str(error).lower()
+
+
+@tenacity.retry(
+    retry=tenacity.retry_if_exception(_is_lock_conflict),
+    wait=tenacity.wait_random_exponential(multiplier=0.1, max=2),
+    stop=tenacity.stop_after_delay(LOCK_WAIT_SECONDS),
+    reraise=True,
+)
+def _open(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+    settings = config.duckdb()
+    return duckdb.connect(
+        str(path),
+        read_only=read_only,
+        config={"memory_limit": settings.memory_limit, "threads": settings.threads},
+    )
+
+
+@contextlib.contextmanager
+def connect(read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection | None]:
+    """A connection to the warehouse file, closed after use; None when a reader finds no file."""
+    path = Path(config.duckdb().path).absolute()
+    if read_only and not path.exists():
+        yield None
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        con = _open(path, read_only)
+    except duckdb.IOException as e:
+        raise WarehouseError(f"DuckDB file {path} cannot be opened: {e}") from None
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+def _ensure_table(con: duckdb.DuckDBPyConnection, table: str, schema: pa.Schema) -> None:
+    con.execute(DIALECT.create_table(table, schema))
+    found = con.execute(
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_schema = current_schema() AND table_name = ? ORDER BY ordinal_position",
+        [table],
+    ).fetchall()
+    DIALECT.check_columns(table, schema, found)
+
+
+def _record_load(con: duckdb.DuckDBPyConnection, table: str, month: date | None, rows: int,
+                 checksum: str) -> None:
+    _ensure_table(con, LOAD_LOG, LOAD_LOG_SCHEMA)
+    con.execute(
+        f"DELETE FROM {LOAD_LOG} WHERE table_name = ? AND {SOURCE_MONTH} IS NOT DISTINCT FROM ?",
+        [table, month],
+    )
+    con.execute(
+        f"INSERT INTO {LOAD_LOG} VALUES (?, ?, ?, ?, ?, ?)",
+        [table, month, rows, checksum, __version__, datetime.now(UTC).replace(tzinfo=None)],
+    )
+
+
+def load_month(service: Service, month: date, parquet: Path, manifest: Manifest) -> int:
+    """Replace the month's rows of ``{service}_tripdata`` with the Parquet file, atomically."""
+    table = trips_table(service)
+    columns = ", ".join(quote(c) for c in service.columns)
+    with connect() as con:
+        assert con is not None
+        _ensure_table(con, table, DIALECT.trips_schema(service))
+        con.begin()
+        try:
+            con.execute(f"DELETE FROM {quote(table)} WHERE {SOURCE_MONTH} = ?", [month])
+            con.execute(
+                f"INSERT INTO {quote(table)} ({columns}, {SOURCE_MONTH}) "
+                f"SELECT {columns}, ?::DATE FROM read_parquet(?)",
+                [month, str(parquet)],
+            )
+            (rows,) = con.execute(
+                f"SELECT count(*) FROM {quote(table)} WHERE {SOURCE_MONTH} = ?", [month]
+            ).fetchone()
+            if rows != manifest.rows:
+                raise WarehouseError(
+                    f"{service.name} {month_key(month)}: DuckDB holds {rows} rows after the load, "
+                    f"the manifest {manifest.rows}; rolled back"
+                )
+            _record_load(con, table, month, rows, manifest.parquet_sha256)
+            con.commit()
+        except BaseException:
+            con.rollback()
+            raise
+    return rows
+
+
+def load_zones(zones: pa.Table, checksum: str) -> None:
+    """Replace the zones table with the lookup, in one transaction."""
+    with connect() as con:
+        assert con is not None
+        _ensure_table(con, ZONES_TABLE, ZONES.schema)
+        con.begin()
+        try:
+            con.execute(f"DELETE FROM {ZONES_TABLE}")
+            con.register("new_zones", zones)
+            con.execute(f"INSERT INTO {ZONES_TABLE} SELECT * FROM new_zones")
+            _record_load(con, ZONES_TABLE, None, zones.num_rows, checksum)
+            con.commit()
+        except BaseException:
+            con.rollback()
+            raise
+
+
+def loaded(table: str, month: date | None) -> tuple[int, str, int] | None:
+    """(rows in the load log, checksum in the load log, rows actually there) or None."""
+    with connect(read_only=True) as con:
+        if con is None:
+            return None
+        where = f"{SOURCE_MONTH} = ?" if month else "true"
+        try:
+            row = con.execute(
+                f"SELECT l.rows, l.checksum, "
+                f"(SELECT count(*) FROM {quote(table)} WHERE {where}) "
+                f"FROM {LOAD_LOG} l WHERE l.table_name = ? "
+                f"AND l.{SOURCE_MONTH} IS NOT DISTINCT FROM ?",
+                [*([month] if month else []), table, month],
+            ).fetchone()
+        except duckdb.CatalogException:
+            return None
+    return tuple(row) if row else None  # type: ignore[return-value]
+
+
+class LoadDuckDBZones(PipelineTask):
+    """Table ``zones`` in the DuckDB warehouse; complete when it holds the lake's lookup."""
+
+    resources = {RESOURCE: 1}  # noqa: RUF012 (luigi's class attribute)
+
+    def requires(self) -> Zones:
+        return Zones()
+
+    def output(self) -> LoadedTarget:
+        return LoadedTarget(lambda: loaded(ZONES_TABLE, None), self._expected)
+
+    def _expected(self) -> tuple[int, str] | None:
+        path = Path(self.input().path)
+        if not path.exists():
+            return None
+        table, checksum = read_zones(path)
+        return table.num_rows, checksum
+
+    def run(self) -> None:
+        load_zones(*read_zones(Path(self.input().path)))
+
+
+class LoadDuckDB(MonthTask):
+    """The month's rows in table ``{service}_tripdata`` of the DuckDB warehouse; complete
+    when the load log and the table both hold the manifest's row count for the month."""
+
+    resources = {RESOURCE: 1}  # noqa: RUF012
+
+    def requires(self) -> dict[str, luigi.Task]:
+        return {
+            "parquet": ParquetizeMonth(service=self.service, month=self.month),
+            "zones": LoadDuckDBZones(),
+        }
+
+    def output(self) -> LoadedTarget:
+        parquet = self.requires()["parquet"].output()
+        return LoadedTarget(
+            lambda: loaded(trips_table(self.dataset), self.month),
+            lambda: (m.rows, m.parquet_sha256) if (m := parquet.read()) else None,
+        )
+
+    def run(self) -> None:
+        parquet = self.input()["parquet"]
+        manifest = parquet.read()
+        self.set_status_message(f"loading {manifest.rows:,} rows into DuckDB")
+        rows = load_month(self.dataset, self.month, parquet.parquet, manifest)
+        self.set_progress_percentage(100)
+        self.set_status_message(f"loaded {rows:,} rows into {trips_table(self.dataset)}")

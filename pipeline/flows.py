@@ -1,0 +1,35 @@
+"""The wrapper tasks people run: a month of every service, into every configured sink."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import luigi
+
+from pipeline import config
+from pipeline.datasets import SERVICES
+from pipeline.params import MonthParameter, NameListParameter, parse_names
+from pipeline.sinks import month_tasks, parse_sinks
+
+
+def configured_services() -> tuple[str, ...]:
+    return parse_names(config.pipeline().services, SERVICES, "services")
+
+
+class IngestMonth(luigi.WrapperTask):
+    """Done when every configured sink (``[pipeline] sinks``) holds the month for every
+    service (``--services``, else ``[pipeline] services``)."""
+
+    month: date = MonthParameter(description="the month, YYYY-MM")
+    services: tuple[str, ...] = NameListParameter(
+        default=(), choices=SERVICES, what="services",
+        description="services, comma-separated (default: [pipeline] services)",
+    )
+
+    def requires(self) -> list[luigi.Task]:
+        sinks = parse_sinks(config.pipeline().sinks)
+        return [
+            task
+            for service in (self.services or configured_services())
+            for task in month_tasks(sinks, service, self.month)
+        ]

@@ -1,0 +1,169 @@
+"""The lake side of a month: download the source file, convert it to Parquet with its
+manifest; and the zone lookup every warehouse load needs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import luigi
+
+from pipeline import __version__, config
+from pipeline.datasets import ZONES, Service
+from pipeline.download import (
+    GzipCsvCheck,
+    PlainCsvCheck,
+    RetryPolicy,
+    SourceError,
+    download,
+)
+from pipeline.lake import (
+    atomic_path,
+    local_path,
+    manifest_key,
+    parquet_key,
+    raw_key,
+    write_text_atomically,
+    zones_key,
+)
+from pipeline.manifest import Manifest, read_manifest
+from pipeline.params import month_key
+from pipeline.parquetize import parquetize
+from pipeline.task import MonthTask, PipelineTask, megabytes
+
+
+def lake_file(key: str) -> Path:
+    return local_path(config.lake().path(), key)
+
+
+def retry_policy() -> RetryPolicy:
+    s = config.source()
+    return RetryPolicy(timeout=s.timeout, attempts=s.retries, backoff=s.backoff,
+                       backoff_max=s.backoff_max)
+
+
+def header_check(columns_of: Callable[[list[str]], list[str]]) -> Callable[[bytes], None]:
+    """Turn a header-to-columns function into a check of a raw header line."""
+
+    def check(line: bytes) -> None:
+        try:
+            names = line.decode("utf-8").split(",")
+        except UnicodeDecodeError:
+            raise SourceError("the header line is not UTF-8 text") from None
+        columns_of([name.strip().strip('"') for name in names])
+
+    return check
+
+
+class DownloadMonth(MonthTask):
+    """The month's CSV.gz exactly as published, at
+    ``raw/{service}/{service}_tripdata_{YYYY-MM}.csv.gz``; complete once it is there (it
+    is only ever renamed into place after its length, gzip stream and header checked out).
+    """
+
+    @property
+    def url(self) -> str:
+        return self.dataset.source_url(config.source().base_url, month_key(self.month))
+
+    def output(self) -> luigi.LocalTarget:
+        return luigi.LocalTarget(lake_file(raw_key(self.dataset, self.month)))
+
+    def run(self) -> None:
+        check = header_check(self.dataset.canonical_header)
+        download(
+            self.url,
+            Path(self.output().path),
+            new_check=lambda: GzipCsvCheck(check),
+            label=self.label,
+            policy=retry_policy(),
+            progress=lambda done, total: self.report_progress(
+                done, total, f"downloaded {megabytes(done)} of {megabytes(total)}"),
+        )
+
+
+class ManifestTarget(luigi.Target):
+    """Exists when the manifest is there and describes the Parquet file beside it."""
+
+    def __init__(self, manifest: Path, parquet: Path, service: Service) -> None:
+        self.path, self.parquet, self.service = manifest, parquet, service
+
+    def exists(self) -> bool:
+        manifest = self.read()
+        return manifest is not None and manifest.describes(self.parquet, self.service.fingerprint)
+
+    def read(self) -> Manifest | None:
+        return read_manifest(self.path)
+
+
+class ParquetizeMonth(MonthTask):
+    """The month as Parquet with the registry's schema, at
+    ``parquet/{service}/year={YYYY}/month={MM}/{service}_tripdata_{YYYY-MM}.parquet``,
+    and its ``_manifest.json``, written last. Complete when the manifest describes the
+    file (size, rows, row groups, schema fingerprint), not merely when a path exists.
+    """
+
+    def requires(self) -> DownloadMonth:
+        return DownloadMonth(service=self.service, month=self.month)
+
+    def output(self) -> ManifestTarget:
+        return ManifestTarget(
+            lake_file(manifest_key(self.dataset, self.month)),
+            lake_file(parquet_key(self.dataset, self.month)),
+            self.dataset,
+        )
+
+    def run(self) -> None:
+        target = self.output()
+        raw = Path(self.input().path)
+        # The old manifest goes first: from here on nothing claims the month is complete.
+        target.path.unlink(missing_ok=True)
+        with atomic_path(target.parquet) as tmp:
+            stats = parquetize(
+                self.dataset, self.month, raw, tmp,
+                progress=lambda done, total: self.report_progress(
+                    done, total, f"converted {megabytes(done)} of {megabytes(total)} (gzip)"),
+            )
+        manifest = Manifest(
+            service=self.service,
+            month=month_key(self.month),
+            source_url=self.requires().url,
+            source_bytes=stats.source_bytes,
+            source_sha256=stats.source_sha256,
+            rows=stats.rows,
+            rows_outside_month=stats.rows_outside_month,
+            schema_fingerprint=self.dataset.fingerprint,
+            parquet_bytes=stats.parquet_bytes,
+            parquet_sha256=stats.parquet_sha256,
+            row_groups=stats.row_groups,
+            pipeline_version=__version__,
+            created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        )
+        write_text_atomically(target.path, manifest.to_json())
+        self.set_status_message(
+            f"{stats.rows:,} rows ({stats.rows_outside_month:,} outside the month), "
+            f"{megabytes(stats.parquet_bytes)} of Parquet")
+
+
+def _zones_header(names: list[str]) -> list[str]:
+    expected = ZONES.schema.names
+    if [n.casefold() for n in names] != [n.casefold() for n in expected]:
+        raise SourceError(f"zones header is {names}, expected {expected}")
+    return expected
+
+
+class Zones(PipelineTask):
+    """The taxi zone lookup (265 zones) as published, at ``raw/zones/taxi_zone_lookup.csv``."""
+
+    def output(self) -> luigi.LocalTarget:
+        return luigi.LocalTarget(lake_file(zones_key()))
+
+    def run(self) -> None:
+        check = header_check(_zones_header)
+        download(
+            config.source().zones_url,
+            Path(self.output().path),
+            new_check=lambda: PlainCsvCheck(check),
+            label="zones",
+            policy=retry_policy(),
+        )

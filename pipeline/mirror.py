@@ -1,0 +1,212 @@
+"""A local HTTP server laid out like the real releases, for the demo, tests and benchmarks.
+
+``GET {prefix}/{service}/{file}`` answers ``302`` to ``/release-assets/{service}/{file}``
+as GitHub does, which serves the file with ``Content-Length`` and honours ``Range``
+(``206``), or ``404`` when the month is not there. Tests can script faults per file
+(``mirror.inject(name, Fault(...))``): each request for the file takes the next one.
+Binds 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import struct
+import threading
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import unquote
+
+RELEASES_PREFIX = "/DataTalksClub/nyc-tlc-data/releases/download"
+ASSETS = "/release-assets"
+SEND_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One scripted misbehaviour for one request.
+
+    kind: ``status`` (answer ``status`` with ``retry_after``), ``reset`` (send ``at`` bytes of
+    the body, then reset the connection), ``stall`` (send ``at`` bytes, then go silent for
+    ``seconds``), ``html`` (200 with an HTML page), ``truncate`` (serve only the first
+    ``at`` bytes, with a matching Content-Length), ``lie`` (announce ``extra`` more bytes
+    than are sent, then close), ``ignore_range`` (answer 200 with the whole file).
+    """
+
+    kind: str
+    status: int = 503
+    retry_after: str | None = None
+    at: int = 0
+    seconds: float = 0.0
+    extra: int = 0
+
+
+@dataclass(frozen=True)
+class Served:
+    """What one request got: for assertions on resumes and retries."""
+
+    path: str
+    range: str | None
+    status: int
+    body_bytes: int
+
+
+class ReleaseMirror:
+    """Serves ``root`` (``{service}/{file}``, ``misc/taxi_zone_lookup.csv``) on 127.0.0.1."""
+
+    def __init__(self, root: Path, port: int = 0, prefix: str = RELEASES_PREFIX) -> None:
+        self.root, self.prefix = root.absolute(), prefix.rstrip("/")
+        self.faults: dict[str, deque[Fault]] = defaultdict(deque)
+        self.served: list[Served] = []
+        self._lock = threading.Lock()
+        handler = type("Handler", (_Handler,), {"mirror": self})
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+        self.server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}{self.prefix}"
+
+    @property
+    def zones_url(self) -> str:
+        return f"{self.base_url}/misc/taxi_zone_lookup.csv"
+
+    def inject(self, file_name: str, *faults: Fault) -> None:
+        with self._lock:
+            self.faults[file_name].extend(faults)
+
+    def next_fault(self, file_name: str) -> Fault | None:
+        with self._lock:
+            queue = self.faults.get(file_name)
+            return queue.popleft() if queue else None
+
+    def record(self, served: Served) -> None:
+        with self._lock:
+            self.served.append(served)
+
+    def requests_for(self, file_name: str) -> list[Served]:
+        with self._lock:
+            return [s for s in self.served if s.path.endswith("/" + file_name)]
+
+    def start(self) -> ReleaseMirror:
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def __enter__(self) -> ReleaseMirror:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+_RANGE = re.compile(r"bytes=(\d+)-(\d*)$")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    mirror: ReleaseMirror
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        path = unquote(self.path.split("?", 1)[0])
+        if path.startswith(self.mirror.prefix + "/"):
+            self._redirect(ASSETS + path[len(self.mirror.prefix):])
+        elif path.startswith(ASSETS + "/"):
+            self._asset(path[len(ASSETS) + 1:])
+        else:
+            self._plain(404, b"Not Found")
+
+    def _redirect(self, location: str) -> None:
+        self.send_response(302)
+        self.send_header("Location", location)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def _plain(self, status: int, body: bytes, content_type: str = "text/plain",
+               headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(body)
+        self.mirror.record(Served(self.path, self.headers.get("Range"), status, len(body)))
+
+    def _asset(self, relative: str) -> None:
+        file = (self.mirror.root / relative).resolve()
+        if not file.is_relative_to(self.mirror.root) or not file.is_file():
+            self._plain(404, b"Not Found")
+            return
+        fault = self.mirror.next_fault(file.name)
+        if fault and fault.kind == "status":
+            headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
+            self._plain(fault.status, b"overloaded", headers=headers)
+            return
+        if fault and fault.kind == "html":
+            self._plain(200, b"<!DOCTYPE html><html><body>Sign in</body></html>", "text/html")
+            return
+        size = file.stat().st_size
+        start, end = 0, size
+        match = _RANGE.match(self.headers.get("Range", ""))
+        ranged = bool(match) and not (fault and fault.kind == "ignore_range")
+        if ranged and match:
+            start = int(match.group(1))
+            end = min(size, int(match.group(2)) + 1) if match.group(2) else size
+            if start >= size:
+                self._plain(416, b"", headers={"Content-Range": f"bytes */{size}"})
+                return
+        if fault and fault.kind == "truncate":
+            end = min(end, fault.at)
+        announced = end - start + (fault.extra if fault and fault.kind == "lie" else 0)
+        self.send_response(206 if ranged else 200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(announced))
+        self.send_header("Accept-Ranges", "bytes")
+        if ranged:
+            self.send_header("Content-Range", f"bytes {start}-{end - 1}/{size}")
+        self.end_headers()
+        stop_at = end
+        if fault and fault.kind in ("reset", "stall"):
+            stop_at = min(end, start + fault.at)
+        sent = self._send(file, start, stop_at)
+        self.mirror.record(Served(self.path, self.headers.get("Range"), 206 if ranged else 200,
+                                  sent))
+        if fault and fault.kind == "stall":
+            time.sleep(fault.seconds)
+        if fault and fault.kind in ("reset", "lie", "stall"):
+            self._reset()
+
+    def _send(self, file: Path, start: int, end: int) -> int:
+        sent = 0
+        with open(file, "rb") as f:
+            f.seek(start)
+            while sent < end - start:
+                data = f.read(min(SEND_BYTES, end - start - sent))
+                if not data:
+                    break
+                try:
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    break
+                sent += len(data)
+        return sent
+
+    def _reset(self) -> None:
+        """Drop the connection with a TCP reset, as a failing network would."""
+        self.wfile.flush()
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.close_connection = True
+        self.connection.close()

@@ -1,0 +1,328 @@
+"""CSV.gz -> Parquet with the registry's schema, streaming with bounded memory.
+
+Three stages overlap on separate threads, each releasing the GIL for its heavy work:
+
+1. read + hash + inflate (ISA-L): the raw file is cut into line-aligned text pieces of a
+   few MB; its sha256 rides along on the same read;
+2. parse: each piece goes through pyarrow's multi-threaded ``read_csv`` with explicit
+   column types, so type inference can never flip a column mid-file (the "empty tail"
+   quirk) and empty fields become nulls, never ``''``;
+3. write: pieces are gathered into row groups of about a million rows and written by
+   ``ParquetWriter`` through a file object that hashes the bytes as they go.
+
+At most two row groups are in memory at once (one being gathered, one being written),
+whatever the size of the month. The file is written under a temporary name and renamed
+by the caller's atomic publication.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import BinaryIO
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from pipeline.datasets import Service
+from pipeline.errors import PipelineError
+from pipeline.gzipstream import GzipError, Inflater
+from pipeline.params import month_key, next_month
+
+ROW_GROUP_ROWS = 1 << 20
+PIECE_BYTES = 4 << 20
+READ_BYTES = 1 << 19
+PIECES_IN_FLIGHT = 4
+COMPRESSION = "snappy"
+
+Progress = Callable[[int, int], None]
+
+
+class ConversionError(PipelineError):
+    """The raw file cannot become this month's Parquet. The message is one line."""
+
+
+@dataclass(frozen=True)
+class ParquetStats:
+    rows: int
+    rows_outside_month: int
+    row_groups: int
+    source_bytes: int
+    source_sha256: str
+    parquet_bytes: int
+    parquet_sha256: str
+
+
+def parquetize(
+    service: Service,
+    month: date,
+    raw: Path,
+    out: Path,
+    *,
+    progress: Progress | None = None,
+    row_group_rows: int = ROW_GROUP_ROWS,
+) -> ParquetStats:
+    """Convert one month's CSV.gz at ``raw`` into Parquet at ``out`` (overwritten)."""
+    label = f"{service.name} {month_key(month)}"
+    pieces = _TextPieces(raw)
+    gathered: list[pa.Table] = []
+    gathered_rows = rows = outside = row_groups = 0
+    window = (_at(month), _at(next_month(month)))
+    with open(out, "wb") as sink, ThreadPoolExecutor(1, "parquet-writer") as writer_thread:
+        hashed = _HashingFile(sink)
+        writer = pq.ParquetWriter(hashed, service.schema, compression=COMPRESSION)
+        writing: Future[None] | None = None
+        try:
+            parser = _PieceParser(service, label)
+            for piece, read_bytes in pieces:
+                if parser.columns is None:
+                    piece = parser.take_header(piece)
+                    if not piece:
+                        continue
+                table = parser.parse(piece, rows)
+                rows += table.num_rows
+                outside += _count_outside(table.column(service.pickup_column), *window)
+                gathered.append(table)
+                gathered_rows += table.num_rows
+                if gathered_rows >= row_group_rows:
+                    writing = _hand_over(writer_thread, writer, writing, gathered)
+                    gathered, gathered_rows, row_groups = [], 0, row_groups + 1
+                if progress:
+                    progress(read_bytes, pieces.total_bytes)
+            if parser.columns is None:
+                raise ConversionError(f"{label}: the file is empty: no header line")
+            if gathered:
+                writing = _hand_over(writer_thread, writer, writing, gathered)
+                row_groups += 1
+            if writing:
+                writing.result()
+        finally:
+            pieces.close()
+            writer.close()
+    return ParquetStats(
+        rows=rows,
+        rows_outside_month=outside,
+        row_groups=row_groups,
+        source_bytes=pieces.total_bytes,
+        source_sha256=pieces.sha256.hexdigest(),
+        parquet_bytes=hashed.size,
+        parquet_sha256=hashed.sha256.hexdigest(),
+    )
+
+
+def _hand_over(
+    thread: ThreadPoolExecutor,
+    writer: pq.ParquetWriter,
+    previous: Future[None] | None,
+    tables: list[pa.Table],
+) -> Future[None]:
+    """Queue one row group for writing once the previous one is written (bounded memory)."""
+    if previous:
+        previous.result()
+    table = pa.concat_tables(tables)
+    return thread.submit(writer.write_table, table, row_group_size=table.num_rows)
+
+
+def _at(month: date) -> pa.Scalar:
+    return pa.scalar(datetime(month.year, month.month, 1), pa.timestamp("us"))
+
+
+def _count_outside(pickup: pa.ChunkedArray, start: pa.Scalar, end: pa.Scalar) -> int:
+    """Rows whose pickup lies before the month or after it; null pickups are not counted."""
+    inside = pc.sum(pc.and_(pc.greater_equal(pickup, start), pc.less(pickup, end))).as_py()
+    return len(pickup) - pickup.null_count - (inside or 0)
+
+
+class _PieceParser:
+    """Parses line-aligned CSV pieces with the service's explicit schema."""
+
+    def __init__(self, service: Service, label: str) -> None:
+        self.service, self.label = service, label
+        self.columns: list[str] | None = None
+        self._types = {f.name: f.type for f in service.schema}
+        self._parse_options = pacsv.ParseOptions(newlines_in_values=False)
+
+    def take_header(self, piece: bytes) -> bytes:
+        end = piece.find(b"\n")
+        header = piece[: end if end >= 0 else len(piece)].rstrip(b"\r")
+        try:
+            names = header.decode("utf-8").split(",")
+            self.columns = self.service.canonical_header([n.strip('"') for n in names])
+        except (UnicodeDecodeError, ValueError) as e:
+            raise ConversionError(f"{self.label}: {e}") from None
+        return piece[end + 1 :] if end >= 0 else b""
+
+    def parse(self, piece: bytes, rows_before: int) -> pa.Table:
+        assert self.columns is not None
+        try:
+            table = self._read(piece, self._types)
+        except pa.ArrowInvalid as e:
+            if "CSV conversion error" not in str(e):
+                raise self._error(e, rows_before) from None
+            table = self._read_ids_written_as_decimals(piece, rows_before)
+        return self._conform(table)
+
+    def _read(self, piece: bytes, types: dict[str, pa.DataType]) -> pa.Table:
+        return pacsv.read_csv(
+            pa.py_buffer(piece),
+            read_options=pacsv.ReadOptions(column_names=self.columns, use_threads=True),
+            parse_options=self._parse_options,
+            convert_options=pacsv.ConvertOptions(
+                column_types={c: types[c] for c in self.columns},
+                null_values=[""],
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=True,
+            ),
+        )
+
+    def _read_ids_written_as_decimals(self, piece: bytes, rows_before: int) -> pa.Table:
+        """Some exports write integer ids as ``1.0``: read them as doubles, cast exactly."""
+        as_double = {c: pa.float64() if t == pa.int64() else t for c, t in self._types.items()}
+        try:
+            table = self._read(piece, as_double)
+        except pa.ArrowInvalid as e:
+            raise self._error(e, rows_before) from None
+        columns = []
+        for name, column in zip(table.column_names, table.columns, strict=True):
+            if self._types[name] == pa.int64():
+                try:
+                    column = column.cast(pa.int64(), safe=True)
+                except pa.ArrowInvalid:
+                    raise ConversionError(
+                        f"{self.label}: column {name} holds a value that is not a whole number "
+                        f"(rows {rows_before + 1}..{rows_before + table.num_rows})"
+                    ) from None
+            columns.append(column)
+        return pa.table(columns, names=table.column_names)
+
+    def _conform(self, table: pa.Table) -> pa.Table:
+        """Columns in registry order; a column the file lacks is all null."""
+        n = table.num_rows
+        present = set(table.column_names)
+        arrays = [
+            table.column(f.name) if f.name in present else pa.nulls(n, f.type)
+            for f in self.service.schema
+        ]
+        return pa.Table.from_arrays(arrays, schema=self.service.schema)
+
+    def _error(self, e: Exception, rows_before: int) -> ConversionError:
+        detail = " ".join(str(e).split())
+        if len(detail) > 160:
+            detail = detail[:160] + "..."
+        return ConversionError(
+            f"{self.label}: malformed CSV after data row {rows_before}: {detail}"
+        )
+
+
+class _TextPieces:
+    """Line-aligned pieces of the inflated file, produced by a background thread.
+
+    Iterating yields ``(piece, compressed bytes read so far)``; errors of the thread are
+    raised in the consumer. ``close()`` stops the thread early.
+    """
+
+    _END = object()
+
+    def __init__(self, raw: Path) -> None:
+        self.total_bytes = raw.stat().st_size
+        self.sha256 = hashlib.sha256()
+        self._raw = raw
+        self._queue: queue.Queue[object] = queue.Queue(PIECES_IN_FLIGHT)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="inflate", daemon=True)
+        self._thread.start()
+
+    def __iter__(self) -> Iterator[tuple[bytes, int]]:
+        while True:
+            item = self._queue.get()
+            if item is self._END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item  # type: ignore[misc]
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        try:
+            with open(self._raw, "rb") as f:
+                self._produce(f)
+            self._put(self._END)
+        except _Stopped:
+            pass
+        except GzipError as e:
+            self._put_quietly(ConversionError(f"{self._raw.name}: {e}"))
+        except BaseException as e:  # handed to the consumer, which re-raises it
+            self._put_quietly(e)
+
+    def _produce(self, f: BinaryIO) -> None:
+        inflater, pending, read = Inflater(), bytearray(), 0
+        while data := f.read(READ_BYTES):
+            read += len(data)
+            self.sha256.update(data)
+            for text in inflater.feed(data):
+                pending += text
+                if len(pending) >= PIECE_BYTES:
+                    cut = pending.rfind(b"\n") + 1
+                    if cut:
+                        self._put((bytes(pending[:cut]), read))
+                        del pending[:cut]
+        inflater.finish()
+        if pending:
+            self._put((bytes(pending), read))
+
+    def _put(self, item: object) -> None:
+        while True:
+            if self._stop.is_set():
+                raise _Stopped
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def _put_quietly(self, item: object) -> None:
+        with contextlib.suppress(_Stopped):
+            self._put(item)
+
+
+class _Stopped(Exception):
+    pass
+
+
+class _HashingFile:
+    """A write-only file object that hashes and counts what passes through it."""
+
+    def __init__(self, sink: BinaryIO) -> None:
+        self._sink = sink
+        self.sha256 = hashlib.sha256()
+        self.size = 0
+        self.closed = False
+
+    def write(self, data: bytes) -> int:
+        self.sha256.update(data)
+        self.size += len(data)
+        return self._sink.write(data)
+
+    def tell(self) -> int:
+        return self.size
+
+    def flush(self) -> None:
+        self._sink.flush()
+
+    def close(self) -> None:
+        self.closed = True
+
+    def writable(self) -> bool:
+        return True

@@ -1,0 +1,41 @@
+"""The sinks a month can be published to, by the names used in ``[pipeline] sinks``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import date
+
+import luigi
+
+from pipeline.duckdb_sink import LoadDuckDB
+from pipeline.errors import PipelineError
+
+MonthSink = Callable[[str, date], luigi.Task]
+
+SINKS: dict[str, MonthSink] = {
+    "duckdb": lambda service, month: LoadDuckDB(service=service, month=month),
+}
+# Named in the design, built by later work: naming one is a clear error, not a silent skip.
+PLANNED = ("postgres", "gcs", "bigquery")
+
+
+class UnknownSink(PipelineError, ValueError):
+    pass
+
+
+def parse_sinks(text: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    for name in names:
+        if name in PLANNED and name not in SINKS:
+            raise UnknownSink(
+                f"sink {name!r} is not available in this version (available: {', '.join(SINKS)})"
+            )
+        if name not in SINKS:
+            raise UnknownSink(f"unknown sink {name!r}: expected any of {', '.join(SINKS)}")
+    if not names:
+        raise UnknownSink(f"no sink configured: expected any of {', '.join(SINKS)}")
+    return names
+
+
+def month_tasks(sinks: Iterable[str], service: str, month: date) -> list[luigi.Task]:
+    return [SINKS[sink](service, month) for sink in sinks]

@@ -1,0 +1,49 @@
+"""What every task of the pipeline shares: the (service, month) key, progress reports to
+the visualiser, and a one-line failure explanation for expected errors."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import luigi
+
+from pipeline.datasets import SERVICES, Service
+from pipeline.errors import PipelineError
+from pipeline.params import MonthParameter, ServiceParameter, month_key
+
+
+class PipelineTask(luigi.Task):
+    _last_percentage = -1
+
+    def on_failure(self, exception: BaseException) -> str:
+        # Shown in the visualiser: the message alone for an expected failure.
+        if isinstance(exception, PipelineError):
+            return f"{type(exception).__name__}: {exception}"
+        return super().on_failure(exception)
+
+    def report_progress(self, done: int, total: int | None, message: str) -> None:
+        """Send progress to the scheduler, at most once per percent (each call is an RPC)."""
+        percentage = min(100, done * 100 // total) if total else 0
+        if percentage != self._last_percentage:
+            self._last_percentage = percentage
+            self.set_progress_percentage(percentage)
+            self.set_status_message(message)
+
+
+class MonthTask(PipelineTask):
+    """A task keyed by one service and one month."""
+
+    service: str = ServiceParameter(description="yellow, green or fhv")
+    month: date = MonthParameter(description="the month, YYYY-MM")
+
+    @property
+    def dataset(self) -> Service:
+        return SERVICES[self.service]
+
+    @property
+    def label(self) -> str:
+        return f"{self.service} {month_key(self.month)}"
+
+
+def megabytes(n: int | None) -> str:
+    return "?" if n is None else f"{n / 1e6:,.1f} MB"
