@@ -61,13 +61,9 @@ class Service:
         unknown = [raw for raw, name in zip(header, canonical, strict=True) if name is None]
         missing = [c for c in self.columns if c not in canonical and c not in self.optional]
         duplicated = sorted({c for c in canonical if c is not None and canonical.count(c) > 1})
-        problems = []
-        if unknown:
-            problems.append(f"unknown columns {', '.join(unknown[:5])}")
-        if missing:
-            problems.append(f"missing columns {', '.join(missing)}")
-        if duplicated:
-            problems.append(f"repeated columns {', '.join(duplicated)}")
+        problems = [f"{what} columns {_some(names)}" for what, names in
+                    (("unknown", unknown), ("missing", missing), ("repeated", duplicated))
+                    if names]
         if problems:
             raise HeaderMismatch(f"{self.name} header does not match the registry: "
                                  + "; ".join(problems))
@@ -77,6 +73,11 @@ class Service:
     def fingerprint(self) -> str:
         """A short hash of the schema's names and types, recorded in every manifest."""
         return schema_fingerprint(self.schema)
+
+
+def _some(names: list[str], shown: int = 5) -> str:
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(n[:40] for n in names[:shown]) + more
 
 
 def schema_fingerprint(schema: pa.Schema) -> str:

@@ -171,7 +171,7 @@ def download(
     report = DownloadReport(url=redact(url))
     with atomic_path(dest) as tmp:
         with open(tmp, "wb") as out, _session() as session:
-            transfer = _Transfer(url, out, new_check, session, policy, report, progress)
+            transfer = _Transfer(url, label, out, new_check, session, policy, report, progress)
             retrying = tenacity.Retrying(
                 stop=tenacity.stop_after_attempt(max(1, policy.attempts)),
                 wait=_wait_for(policy),
@@ -189,9 +189,9 @@ def download(
                 raise SourceError(
                     f"{label}: gave up on {report.url} after {report.attempts} attempts: {e}"
                 ) from None
-            except SourceError as e:
-                if isinstance(e, NotPublished):
-                    raise
+            except NotPublished:
+                raise
+            except PipelineError as e:
                 raise SourceError(f"{label}: {report.url}: {e}") from None
         report.bytes = transfer.done
     return report
@@ -228,6 +228,7 @@ class _Transfer:
     def __init__(
         self,
         url: str,
+        label: str,
         out: BinaryIO,
         new_check: Callable[[], BodyCheck],
         session: requests.Session,
@@ -235,7 +236,7 @@ class _Transfer:
         report: DownloadReport,
         progress: Progress | None,
     ) -> None:
-        self.url, self.out, self.session = url, out, session
+        self.url, self.label, self.out, self.session = url, label, out, session
         self.new_check = new_check
         self.check = new_check()
         self.policy, self.report, self.progress = policy, report, progress
@@ -249,7 +250,9 @@ class _Transfer:
         try:
             with self.session.get(self.url, headers=headers, stream=True, timeout=timeout) as r:
                 self._accept(r)
-                for data in r.raw.stream(CHUNK, decode_content=False):
+                # read1 hands over whatever has arrived, so a connection that drops loses
+                # nothing already received and the resume asks for exactly the rest.
+                while data := r.raw.read1(CHUNK, decode_content=False):
                     self._write(data)
         except (requests.ConnectionError, requests.Timeout, urllib3.exceptions.HTTPError) as e:
             raise TransientSourceError(
@@ -263,9 +266,14 @@ class _Transfer:
     def _accept(self, r: requests.Response) -> None:
         status = r.status_code
         if status in (404, 410):
-            raise NotPublished(f"is not published at {self.report.url} (HTTP {status})")
+            raise NotPublished(
+                f"{self.label} is not published at {self.report.url} (HTTP {status})")
         if status in (408, 429) or status >= 500:
             raise TransientSourceError(f"HTTP {status}", _retry_after(r.headers.get("Retry-After")))
+        if status == 416 and self.done:
+            raise SourceError(
+                f"the server announced {self.total} bytes but has no more after {self.done} "
+                f"(Content-Range {r.headers.get('Content-Range', '?')})")
         if status not in (200, 206):
             raise SourceError(f"HTTP {status} {r.reason}")
         if r.headers.get("Content-Type", "").lower().startswith("text/html"):

@@ -186,6 +186,8 @@ class _Handler(BaseHTTPRequestHandler):
                                   sent))
         if fault and fault.kind == "stall":
             time.sleep(fault.seconds)
+        elif fault and fault.kind in ("reset", "lie"):
+            time.sleep(0.2)  # let the client read what was sent before the reset discards it
         if fault and fault.kind in ("reset", "lie", "stall"):
             self._reset()
 

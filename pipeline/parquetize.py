@@ -93,15 +93,21 @@ def parquetize(
                 outside += _count_outside(table.column(service.pickup_column), *window)
                 gathered.append(table)
                 gathered_rows += table.num_rows
-                if gathered_rows >= row_group_rows:
-                    writing = _hand_over(writer_thread, writer, writing, gathered)
-                    gathered, gathered_rows, row_groups = [], 0, row_groups + 1
+                while gathered_rows >= row_group_rows:
+                    whole = pa.concat_tables(gathered)
+                    rest = whole.slice(row_group_rows)
+                    writing = _hand_over(writer_thread, writer, writing,
+                                         whole.slice(0, row_group_rows))
+                    gathered, gathered_rows = [rest], rest.num_rows
+                    row_groups += 1
                 if progress:
                     progress(read_bytes, pieces.total_bytes)
             if parser.columns is None:
                 raise ConversionError(f"{label}: the file is empty: no header line")
-            if gathered:
-                writing = _hand_over(writer_thread, writer, writing, gathered)
+            if gathered_rows or not row_groups:
+                writing = _hand_over(writer_thread, writer, writing,
+                                     pa.concat_tables(gathered) if gathered
+                                     else service.schema.empty_table())
                 row_groups += 1
             if writing:
                 writing.result()
@@ -123,13 +129,12 @@ def _hand_over(
     thread: ThreadPoolExecutor,
     writer: pq.ParquetWriter,
     previous: Future[None] | None,
-    tables: list[pa.Table],
+    table: pa.Table,
 ) -> Future[None]:
     """Queue one row group for writing once the previous one is written (bounded memory)."""
     if previous:
         previous.result()
-    table = pa.concat_tables(tables)
-    return thread.submit(writer.write_table, table, row_group_size=table.num_rows)
+    return thread.submit(writer.write_table, table, row_group_size=max(1, table.num_rows))
 
 
 def _at(month: date) -> pa.Scalar:

@@ -1,0 +1,583 @@
+"""Benchmark one yellow month: CSV.gz -> Parquet, then IngestMonth end to end.
+
+Part 1 (10 M rows) and part 2 (20 M rows) time three converters of the same CSV.gz, each
+in its own fresh subprocess so that its peak RSS is its own:
+
+- ``parquetize``: the project's step, ``pipeline.parquetize.parquetize``;
+- ``duckdb``: ``COPY (SELECT * FROM read_csv(..., columns={...})) TO ... (FORMAT parquet)``;
+- ``reference``: the course's ``pyarrow.csv.read_csv`` of the whole file + ``write_table``.
+
+Part 3 runs ``luigi --module pipeline IngestMonth`` (DuckDB sink) against a local HTTP mirror
+(in another process) and a hand-written ``curl`` + DuckDB script, each from an empty lake
+and warehouse.
+
+Peak RSS comes from ``os.wait4`` on each child (its own ``ru_maxrss``, including any
+processes it waited for). This main process imports only the standard library: a child's
+``ru_maxrss`` starts at its parent's RSS (Linux keeps the high-water mark across exec).
+Run ``python bench/bench_month.py --help`` from the project root.
+"""
+
+from __future__ import annotations
+
+import argparse
+import configparser
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+PROJECT = BENCH_DIR.parent
+PYTHON = sys.executable
+SERVICE = "yellow"
+MONTH = "2021-01"
+FILE_NAME = f"{SERVICE}_tripdata_{MONTH}.csv.gz"
+CHILD = "_child"
+MB = 1 << 20
+
+TARGET_TIME_VS_DUCKDB = 0.8
+TARGET_CONVERT_RSS_MB = 500.0
+TARGET_E2E_VS_HANDWRITTEN = 1.0
+TARGET_E2E_RSS_MB = 600.0
+
+CONVERTERS = {
+    "parquetize": "parquetize (project)",
+    "duckdb": "DuckDB COPY",
+    "reference": "pyarrow read_csv (ref)",
+}
+E2E = {"ingest": "IngestMonth (luigi)", "handwritten": "curl + DuckDB (hand)"}
+
+Args = dict[str, Any]
+
+
+# --------------------------------------------------------------------------- children
+# Each runs in a fresh interpreter (`bench_month.py _child NAME ARGS_JSON RESULT_FILE`),
+# imports only what its contender needs, and writes a JSON result.
+
+
+def _self_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _sql_str(value: object) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def child_generate(a: Args) -> Args:
+    """Write the sample month with ``pipeline.samples.write_month`` (tmp name, then rename)."""
+    from datetime import date
+
+    from pipeline.samples import write_month
+
+    path = Path(a["path"])
+    tmp = path.with_name(f".{path.name}.tmp")
+    started = time.perf_counter()
+    facts = write_month(tmp, SERVICE, date(2021, 1, 1), a["rows"], a["seed"])
+    os.replace(tmp, path)
+    return {"work_s": time.perf_counter() - started, "rows": facts.rows, "facts": asdict(facts)}
+
+
+def child_schema(a: Args) -> Args:
+    """The registry's yellow schema as DuckDB column types, in file order."""
+    import pyarrow as pa
+
+    from pipeline.datasets import SERVICES
+
+    names = {pa.int64(): "BIGINT", pa.float64(): "DOUBLE", pa.string(): "VARCHAR",
+             pa.timestamp("us"): "TIMESTAMP"}
+    return {"columns": [[f.name, names[f.type]] for f in SERVICES[SERVICE].schema]}
+
+
+def _columns_sql(columns: list[list[str]]) -> str:
+    return "{" + ", ".join(f"{_sql_str(n)}: {_sql_str(t)}" for n, t in columns) + "}"
+
+
+def _duckdb_copy_sql(raw: str, out: str, columns: list[list[str]]) -> str:
+    return (f"COPY (SELECT * FROM read_csv({_sql_str(raw)}, header=true, "
+            f"columns={_columns_sql(columns)})) TO {_sql_str(out)} (FORMAT parquet)")
+
+
+def child_parquetize(a: Args) -> Args:
+    """The project's conversion step."""
+    from datetime import date
+
+    from pipeline.datasets import SERVICES
+    from pipeline.parquetize import parquetize
+
+    import_rss = _self_rss_mb()
+    started = time.perf_counter()
+    stats = parquetize(SERVICES[SERVICE], date(2021, 1, 1), Path(a["raw"]), Path(a["out"]))
+    return {"work_s": time.perf_counter() - started, "rows": stats.rows,
+            "import_rss_mb": import_rss, "parquet_bytes": stats.parquet_bytes,
+            "row_groups": stats.row_groups}
+
+
+def child_duckdb(a: Args) -> Args:
+    """DuckDB's CSV reader with explicit types, straight into Parquet."""
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute(f"SET threads={int(a['threads'])}")
+    import_rss = _self_rss_mb()
+    started = time.perf_counter()
+    (rows,) = con.execute(_duckdb_copy_sql(a["raw"], a["out"], a["columns"])).fetchone()
+    work = time.perf_counter() - started
+    con.close()
+    return {"work_s": work, "rows": rows, "import_rss_mb": import_rss,
+            "parquet_bytes": Path(a["out"]).stat().st_size}
+
+
+def child_reference(a: Args) -> Args:
+    """The course's way: the whole file into one Arrow table, then one Parquet write."""
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    import_rss = _self_rss_mb()
+    started = time.perf_counter()
+    table = pacsv.read_csv(a["raw"])
+    pq.write_table(table, a["out"])
+    return {"work_s": time.perf_counter() - started, "rows": table.num_rows,
+            "import_rss_mb": import_rss, "parquet_bytes": Path(a["out"]).stat().st_size}
+
+
+def _fetch(url: str, dest: Path) -> None:
+    if shutil.which("curl"):
+        subprocess.run(["curl", "-sfL", "-o", str(dest), url], check=True)
+    else:
+        code = ("import shutil, sys, urllib.request\n"
+                "with urllib.request.urlopen(sys.argv[1]) as r, open(sys.argv[2], 'wb') as f:\n"
+                "    shutil.copyfileobj(r, f, 1 << 20)\n")
+        subprocess.run([sys.executable, "-c", code, url, str(dest)], check=True)
+
+
+def child_handwritten(a: Args) -> Args:
+    """What one would write by hand: curl, DuckDB COPY to Parquet, DuckDB CTAS load."""
+    import duckdb
+
+    work = Path(a["dir"])
+    raw, zones = work / FILE_NAME, work / "taxi_zone_lookup.csv"
+    parquet, db = work / f"{SERVICE}.parquet", work / "warehouse.duckdb"
+    steps: dict[str, float] = {}
+    started = t = time.perf_counter()
+    _fetch(a["url"], raw)
+    _fetch(a["zones_url"], zones)
+    steps["download_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    con = duckdb.connect()
+    con.execute(f"SET threads={int(a['threads'])}")
+    con.execute(_duckdb_copy_sql(str(raw), str(parquet), a["columns"]))
+    con.close()
+    steps["parquet_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    con = duckdb.connect(str(db))
+    con.execute(f"SET threads={int(a['threads'])}")
+    con.execute(f"CREATE TABLE {SERVICE}_tripdata AS SELECT * FROM read_parquet("
+                f"{_sql_str(parquet)})")
+    con.execute(f"CREATE TABLE zones AS SELECT * FROM read_csv({_sql_str(zones)}, header=true)")
+    (rows,) = con.execute(f"SELECT count(*) FROM {SERVICE}_tripdata").fetchone()
+    con.close()
+    steps["load_s"] = time.perf_counter() - t
+    return {"work_s": time.perf_counter() - started, "rows": rows, **steps}
+
+
+def child_count(a: Args) -> Args:
+    """Rows of the trips table in a warehouse file (checks an IngestMonth run)."""
+    import duckdb
+
+    con = duckdb.connect(a["db"], read_only=True)
+    (rows,) = con.execute(f"SELECT count(*) FROM {SERVICE}_tripdata").fetchone()
+    con.close()
+    return {"rows": rows}
+
+
+def child_mirror(a: Args) -> Args:
+    """Serve the release dir until stdin closes; the URLs go to ``a['ready']``."""
+    from pipeline.mirror import ReleaseMirror
+
+    mirror = ReleaseMirror(Path(a["root"])).start()
+    ready = Path(a["ready"])
+    tmp = ready.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"base_url": mirror.base_url, "zones_url": mirror.zones_url}))
+    os.replace(tmp, ready)
+    sys.stdin.read()
+    mirror.stop()
+    return {}
+
+
+CHILDREN: dict[str, Callable[[Args], Args]] = {
+    "generate": child_generate, "schema": child_schema, "parquetize": child_parquetize,
+    "duckdb": child_duckdb, "reference": child_reference, "handwritten": child_handwritten,
+    "count": child_count, "mirror": child_mirror,
+}
+
+
+def child_main(argv: list[str]) -> int:
+    name, args_json, result_file = argv
+    result = CHILDREN[name](json.loads(args_json))
+    Path(result_file).write_text(json.dumps(result))
+    return 0
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+@dataclass
+class Run:
+    """One measured child process."""
+
+    section: str
+    contender: str
+    rep: int
+    wall_s: float
+    peak_rss_mb: float
+    returncode: int
+    rows: int | None = None
+    work_s: float | None = None
+    detail: Args = field(default_factory=dict)
+
+
+class Bench:
+    """Runs children, keeps their logs under ``work/logs`` and every Run for the report."""
+
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.logs = work / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.runs: list[Run] = []
+
+    def measure(self, argv: list[str], log_name: str, *, cwd: Path | None = None,
+                env: dict[str, str] | None = None) -> tuple[float, float, int]:
+        """Run argv to completion: (wall seconds, its peak RSS in MB, exit code)."""
+        with open(self.logs / f"{log_name}.log", "wb") as log:
+            started = time.perf_counter()
+            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=cwd,
+                                    env=env, stdin=subprocess.DEVNULL)
+            try:
+                _, status, usage = os.wait4(proc.pid, 0)
+            except BaseException:
+                proc.kill()
+                proc.wait()
+                raise
+            wall = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        return wall, usage.ru_maxrss / 1024, proc.returncode  # ru_maxrss is KiB on Linux
+
+    def child(self, name: str, args: Args, log_name: str) -> tuple[float, float, Args]:
+        """Run one child function in a fresh interpreter; fail loudly if it fails."""
+        result_file = self.logs / f"{log_name}.json"
+        result_file.unlink(missing_ok=True)
+        argv = [PYTHON, str(Path(__file__).resolve()), CHILD, name, json.dumps(args),
+                str(result_file)]
+        wall, rss, code = self.measure(argv, log_name, cwd=PROJECT)
+        if code != 0 or not result_file.exists():
+            tail = (self.logs / f"{log_name}.log").read_text(errors="replace")[-2000:]
+            raise SystemExit(f"child {log_name} failed (exit {code}):\n{tail}")
+        return wall, rss, json.loads(result_file.read_text())
+
+    def record(self, run: Run, expected_rows: int) -> Run:
+        self.runs.append(run)
+        work = f"{run.work_s:7.2f}s work" if run.work_s is not None else " " * 12
+        ok = "" if run.rows == expected_rows else f"  ROWS {run.rows} != {expected_rows}!"
+        print(f"  {run.section:<6} {run.contender:<12} #{run.rep}: {run.wall_s:7.2f}s wall "
+              f"{work} {run.peak_rss_mb:8.1f} MB{ok}", flush=True)
+        return run
+
+
+# --------------------------------------------------------------------------- the parts
+
+
+def sample_file(bench: Bench, rows: int, seed: int) -> Path:
+    """The generated month of ``rows`` rows, reused when its sidecar matches."""
+    path = bench.work / f"{SERVICE}_{MONTH}_{rows}rows.csv.gz"
+    sidecar = path.with_suffix(".json")
+    if sidecar.exists() and path.exists():
+        meta = json.loads(sidecar.read_text())
+        if (meta.get("rows"), meta.get("seed"), meta.get("bytes")) == (
+                rows, seed, path.stat().st_size):
+            print(f"reusing {path.name} ({rows:,} rows, {path.stat().st_size / MB:,.0f} MiB)")
+            return path
+    print(f"generating {path.name} ({rows:,} rows)...", flush=True)
+    wall, _, result = bench.child("generate", {"path": str(path), "rows": rows, "seed": seed},
+                                  f"generate-{rows}")
+    meta = {"rows": result["rows"], "seed": seed, "bytes": path.stat().st_size,
+            "generate_s": round(wall, 1), "facts": result["facts"]}
+    sidecar.write_text(json.dumps(meta, indent=2) + "\n")
+    print(f"  done in {wall:.0f}s: {meta['bytes'] / MB:,.0f} MiB")
+    return path
+
+
+def convert_part(bench: Bench, section: str, raw: Path, rows: int, contenders: list[str],
+                 columns: list[list[str]], repeat: int, threads: int) -> None:
+    """Each converter ``repeat`` times, interleaved, each run in a fresh process."""
+    out_dir = bench.work / "parquet"
+    out_dir.mkdir(exist_ok=True)
+    print(f"\n[{section}] CSV.gz -> Parquet, {rows:,} rows", flush=True)
+    for rep in range(1, repeat + 1):
+        for name in contenders:
+            out = out_dir / f"{name}.parquet"
+            out.unlink(missing_ok=True)
+            args = {"raw": str(raw), "out": str(out), "columns": columns, "threads": threads}
+            wall, rss, result = bench.child(name, args, f"{section}-{name}-{rep}")
+            out.unlink(missing_ok=True)
+            bench.record(Run(section, name, rep, wall, rss, 0, result.pop("rows"),
+                             result.pop("work_s"), result), rows)
+
+
+def start_mirror(bench: Bench, root: Path) -> tuple[subprocess.Popen[bytes], Args]:
+    """The ReleaseMirror in its own process, so it never counts in a measured RSS."""
+    ready = bench.logs / "mirror-ready.json"
+    ready.unlink(missing_ok=True)
+    argv = [PYTHON, str(Path(__file__).resolve()), CHILD, "mirror",
+            json.dumps({"root": str(root), "ready": str(ready)}), str(bench.logs / "mirror.json")]
+    log = open(bench.logs / "mirror.log", "wb")  # noqa: SIM115 (lives as long as the mirror)
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
+                            cwd=PROJECT)
+    log.close()
+    deadline = time.monotonic() + 60
+    while not ready.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise SystemExit("the mirror did not start: see logs/mirror.log")
+        time.sleep(0.05)
+    return proc, json.loads(ready.read_text())
+
+
+def release_dir(bench: Bench, raw: Path, rows: int) -> Path:
+    """``{service}/{file}`` + ``misc/taxi_zone_lookup.csv``, as ``write_release`` lays out."""
+    root = bench.work / f"release-{rows}"
+    target = root / SERVICE / FILE_NAME
+    if not (target.exists() and target.stat().st_ino == raw.stat().st_ino):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.unlink(missing_ok=True)
+        try:
+            os.link(raw, target)
+        except OSError:
+            shutil.copyfile(raw, target)
+    zones = root / "misc" / "taxi_zone_lookup.csv"
+    if not zones.exists():
+        code = ("import sys; from pathlib import Path; from pipeline.samples import write_zones;"
+                " write_zones(Path(sys.argv[1]))")
+        subprocess.run([PYTHON, "-c", code, str(zones)], check=True, cwd=PROJECT)
+    return root
+
+
+def luigi_config(run_dir: Path, urls: Args) -> Path:
+    """The project's luigi.cfg with the source, lake and warehouse pointed at this run."""
+    cfg = configparser.RawConfigParser()
+    cfg.optionxform = str  # type: ignore[assignment,method-assign]
+    cfg.read(PROJECT / "luigi.cfg")
+    for section in ("source", "lake", "duckdb"):
+        if not cfg.has_section(section):
+            cfg.add_section(section)
+    cfg.set("source", "base_url", urls["base_url"])
+    cfg.set("source", "zones_url", urls["zones_url"])
+    cfg.set("lake", "root", str(run_dir / "lake"))
+    cfg.set("duckdb", "path", str(run_dir / "warehouse.duckdb"))
+    path = run_dir / "bench-luigi.cfg"
+    with open(path, "w") as f:
+        cfg.write(f)
+    return path
+
+
+def e2e_part(bench: Bench, raw: Path, rows: int, columns: list[list[str]], repeat: int,
+             threads: int) -> None:
+    """IngestMonth against the mirror vs the hand-written script, each from empty stores."""
+    print(f"\n[e2e] IngestMonth {SERVICE} {MONTH} ({rows:,} rows) vs hand-written", flush=True)
+    mirror, urls = start_mirror(bench, release_dir(bench, raw, rows))
+    url = f"{urls['base_url']}/{SERVICE}/{FILE_NAME}"
+    luigi_bin = str(Path(PYTHON).with_name("luigi"))
+    try:
+        for rep in range(1, repeat + 1):
+            run_dir = bench.work / "e2e" / "ingest"
+            shutil.rmtree(run_dir, ignore_errors=True)
+            run_dir.mkdir(parents=True)
+            env = {**os.environ, "LUIGI_CONFIG_PATH": str(luigi_config(run_dir, urls))}
+            argv = [luigi_bin, "--module", "pipeline", "IngestMonth", "--month", MONTH,
+                    "--services", SERVICE, "--local-scheduler"]
+            wall, rss, code = bench.measure(argv, f"e2e-ingest-{rep}", cwd=run_dir, env=env)
+            if code != 0:
+                raise SystemExit(f"IngestMonth failed (exit {code}): see logs/e2e-ingest-{rep}.log")
+            _, _, counted = bench.child("count", {"db": str(run_dir / "warehouse.duckdb")},
+                                        f"e2e-count-{rep}")
+            bench.record(Run("e2e", "ingest", rep, wall, rss, code, counted["rows"]), rows)
+            shutil.rmtree(run_dir, ignore_errors=True)
+
+            hand_dir = bench.work / "e2e" / "handwritten"
+            shutil.rmtree(hand_dir, ignore_errors=True)
+            hand_dir.mkdir(parents=True)
+            args = {"dir": str(hand_dir), "url": url, "zones_url": urls["zones_url"],
+                    "columns": columns, "threads": threads}
+            wall, rss, result = bench.child("handwritten", args, f"e2e-handwritten-{rep}")
+            bench.record(Run("e2e", "handwritten", rep, wall, rss, 0, result.pop("rows"),
+                             result.pop("work_s"), result), rows)
+            shutil.rmtree(hand_dir, ignore_errors=True)
+    finally:
+        assert mirror.stdin is not None
+        mirror.stdin.close()
+        try:
+            mirror.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            mirror.kill()
+            mirror.wait()
+
+
+# --------------------------------------------------------------------------- report
+
+
+def best(runs: list[Run], section: str, contender: str) -> Args | None:
+    """Best (lowest) times and the highest peak RSS over the repeats."""
+    mine = [r for r in runs if (r.section, r.contender) == (section, contender)]
+    if not mine:
+        return None
+    works = [r.work_s for r in mine if r.work_s is not None]
+    return {
+        "section": section, "contender": contender, "rows": mine[0].rows, "runs": len(mine),
+        "wall_s": round(min(r.wall_s for r in mine), 2),
+        "work_s": round(min(works), 2) if works else None,
+        "peak_rss_mb": round(max(r.peak_rss_mb for r in mine), 1),
+    }
+
+
+def _time(entry: Args) -> float:
+    """Conversions compare the work inside the child; end to end compares whole processes."""
+    return entry["work_s"] if entry["section"] != "e2e" else entry["wall_s"]
+
+
+def report(runs: list[Run]) -> tuple[list[Args], list[Args]]:
+    """The summary rows and the targets, both printed and returned for the JSON."""
+    summary = [e for s in ("10M", "20M") for c in CONVERTERS if (e := best(runs, s, c))]
+    summary += [e for c in E2E if (e := best(runs, "e2e", c))]
+    by = {(e["section"], e["contender"]): e for e in summary}
+    targets: list[Args] = []
+
+    def target(what: str, value: float, limit: float, unit: str = "") -> None:
+        targets.append({"what": what, "value": round(value, 3), "target": limit,
+                        "ok": value <= limit, "unit": unit})
+
+    for section in ("10M", "20M"):
+        project, duck, ref = (by.get((section, c)) for c in CONVERTERS)
+        if not project:
+            continue
+        for e in (duck, ref):
+            if e:
+                e["project_ratio"] = round(_time(project) / _time(e), 3)
+                e["project_ratio_wall"] = round(project["wall_s"] / e["wall_s"], 3)
+        if duck:
+            target(f"{section} time parquetize / DuckDB", duck["project_ratio"],
+                   TARGET_TIME_VS_DUCKDB)
+        target(f"{section} parquetize peak RSS", project["peak_rss_mb"], TARGET_CONVERT_RSS_MB,
+               " MB")
+    ingest, hand = by.get(("e2e", "ingest")), by.get(("e2e", "handwritten"))
+    if ingest and hand:
+        hand["project_ratio"] = round(ingest["wall_s"] / hand["wall_s"], 3)
+        target("e2e time IngestMonth / hand-written", hand["project_ratio"],
+               TARGET_E2E_VS_HANDWRITTEN)
+    if ingest:
+        target("e2e IngestMonth peak RSS", ingest["peak_rss_mb"], TARGET_E2E_RSS_MB, " MB")
+
+    names = {**CONVERTERS, **E2E}
+    print("\n" + "=" * 86)
+    print("Best time and max peak RSS over the repeats. 'ratio' = project time / this row's time"
+          "\n(conversions: work inside the child; e2e: whole process wall time).")
+    header = (f"{'part':<5} {'contender':<24} {'rows':>11} {'work s':>8} {'wall s':>8} "
+              f"{'peak RSS MB':>11} {'ratio':>7}")
+    print(header)
+    print("-" * len(header))
+    for e in summary:
+        work = f"{e['work_s']:8.2f}" if e["work_s"] is not None else f"{'-':>8}"
+        ratio = f"{e['project_ratio']:7.2f}" if "project_ratio" in e else f"{'':>7}"
+        rows = f"{e['rows']:,}" if e["rows"] is not None else "?"
+        print(f"{e['section']:<5} {names[e['contender']]:<24} {rows:>11} {work} "
+              f"{e['wall_s']:8.2f} {e['peak_rss_mb']:11.1f} {ratio}")
+    print("\nTargets")
+    for t in targets:
+        verdict = "OK" if t["ok"] else "MISSED"
+        print(f"  {t['what']:<38} {t['value']:>9.2f}{t['unit']:<3} <= {t['target']:g}{t['unit']}"
+              f"   {verdict}")
+    print("=" * 86)
+    return summary, targets
+
+
+def _version(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "?"
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description="Benchmark the yellow 2021-01 month: parquetize vs DuckDB vs pyarrow "
+                    "(10M and 20M rows), then IngestMonth end to end vs curl + DuckDB. "
+                    "Each contender runs in its own subprocess; prints times, peak RSS, ratios.")
+    p.add_argument("--rows", type=int, default=10_000_000,
+                   help="rows of the main month (default 10,000,000)")
+    p.add_argument("--big-rows", type=int, default=None,
+                   help="rows of the memory-focus month (default 2 x --rows)")
+    p.add_argument("--skip-20m", action="store_true", help="skip the big-month part")
+    p.add_argument("--skip-reference-20m", action="store_true",
+                   help="skip the whole-file pyarrow reference on the big month (RAM hungry)")
+    p.add_argument("--skip-e2e", action="store_true", help="skip the IngestMonth part")
+    p.add_argument("--repeat", type=int, default=2,
+                   help="runs per contender; best time, max RSS are kept (default 2)")
+    p.add_argument("--threads", type=int, default=2, help="DuckDB threads (default 2)")
+    p.add_argument("--seed", type=int, default=0, help="sample data seed (default 0)")
+    p.add_argument("--work-dir", type=Path, default=BENCH_DIR / "out",
+                   help="samples, logs and results.json (default bench/out, gitignored)")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == [CHILD]:
+        return child_main(argv[1:])
+    args = parse_args(argv)
+    big_rows = args.big_rows or 2 * args.rows
+    work = args.work_dir.resolve()
+    bench = Bench(work)
+    started = datetime.now(UTC)
+    print(f"bench work dir: {work}  (python {platform.python_version()}, "
+          f"{os.cpu_count()} cpus, pyarrow {_version('pyarrow')}, duckdb {_version('duckdb')})")
+
+    _, _, schema = bench.child("schema", {}, "schema")
+    columns = schema["columns"]
+    raw = sample_file(bench, args.rows, args.seed)
+    convert_part(bench, "10M", raw, args.rows, list(CONVERTERS), columns, args.repeat,
+                 args.threads)
+    if not args.skip_20m:
+        big = sample_file(bench, big_rows, args.seed)
+        contenders = [c for c in CONVERTERS if not (args.skip_reference_20m and c == "reference")]
+        convert_part(bench, "20M", big, big_rows, contenders, columns, args.repeat, args.threads)
+    if not args.skip_e2e:
+        e2e_part(bench, raw, args.rows, columns, args.repeat, args.threads)
+
+    summary, targets = report(bench.runs)
+    results = {
+        "started_at": started.isoformat(timespec="seconds"),
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                    "python": platform.python_version()},
+        "versions": {n: _version(n) for n in ("pyarrow", "duckdb", "luigi", "isal")},
+        "rows": {"10M": args.rows, "20M": None if args.skip_20m else big_rows},
+        "note": "part labels 10M/20M name the parts; 'rows' gives the actual sizes",
+        "bench_main_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "summary": summary,
+        "targets": targets,
+        "runs": [asdict(r) for r in bench.runs],
+    }
+    (work / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(f"results: {work / 'results.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

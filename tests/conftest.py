@@ -1,0 +1,122 @@
+"""Shared fixtures: a generated release served by a real local HTTP server, and for each
+test its own lake, warehouse and luigi config file (in-process and for subprocesses)."""
+
+from __future__ import annotations
+
+import configparser
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import luigi
+import luigi.configuration
+import pytest
+from luigi.configuration.cfg_parser import LuigiConfigParser
+from luigi.task_register import Register
+
+from pipeline import samples
+from pipeline.mirror import ReleaseMirror
+
+PROJECT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+# The months every test can use, and their sizes: small, but with every quirk of DATA.md.
+MONTHS = {
+    "yellow": [date(2020, 12, 1), date(2021, 1, 1)],
+    "green": [date(2019, 12, 1), date(2020, 1, 1), date(2021, 1, 1)],
+    "fhv": [date(2019, 1, 1), date(2020, 1, 1)],
+}
+ROWS = {"yellow": 30_000, "green": 8_000, "fhv": 12_000}
+
+
+@dataclass
+class Release:
+    root: Path
+    facts: dict[tuple[str, str], samples.SampleFacts]
+
+    def of(self, service: str, month: str) -> samples.SampleFacts:
+        return self.facts[(service, month)]
+
+
+@pytest.fixture(scope="session")
+def release(tmp_path_factory: pytest.TempPathFactory) -> Release:
+    root = tmp_path_factory.mktemp("release")
+    facts = samples.write_release(root, MONTHS, ROWS)
+    return Release(root, {(f.service, f.month): f for f in facts})
+
+
+@pytest.fixture
+def mirror(release: Release) -> Iterator[ReleaseMirror]:
+    with ReleaseMirror(release.root) as server:
+        yield server
+
+
+@dataclass
+class Env:
+    """One test's lake, warehouse and config; runs luigi in-process or as a command."""
+
+    tmp: Path
+    config_file: Path
+    settings: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    @property
+    def lake(self) -> Path:
+        return Path(self.settings["lake"]["root"])
+
+    @property
+    def duckdb_path(self) -> Path:
+        return Path(self.settings["duckdb"]["path"])
+
+    def configure(self, **sections: dict[str, str]) -> None:
+        """Change settings (``source={"retries": "1"}``) for both in-process and commands."""
+        for section, values in sections.items():
+            self.settings.setdefault(section, {}).update(values)
+        parser = configparser.ConfigParser(interpolation=None)
+        parser.optionxform = str  # type: ignore[assignment, method-assign]
+        parser.read(PROJECT / "luigi.cfg")
+        parser.read_dict(self.settings)
+        with open(self.config_file, "w") as f:
+            parser.write(f)
+        reset_luigi([str(self.config_file)])
+
+    def build(self, *tasks: luigi.Task, workers: int = 1) -> luigi.execution_summary.LuigiRunResult:
+        return luigi.build(list(tasks), local_scheduler=True, detailed_summary=True,
+                           workers=workers, log_level="WARNING")
+
+    def command(self, *args: str, timeout: float = 300,
+                **popen: object) -> subprocess.CompletedProcess[str]:
+        """Run a console command (``luigi``, ``taxi-pipeline``) against this test's config."""
+        return subprocess.run([str(BIN / args[0]), *args[1:]], cwd=self.tmp, env=self.env(),
+                              capture_output=True, text=True, timeout=timeout, check=False,
+                              **popen)  # type: ignore[call-overload]
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "LUIGI_CONFIG_PATH": str(self.config_file)}
+
+    def lake_files(self) -> list[str]:
+        return sorted(str(p.relative_to(self.lake)) for p in self.lake.rglob("*") if p.is_file())
+
+
+def reset_luigi(config_paths: list[str]) -> None:
+    LuigiConfigParser._config_paths = config_paths
+    LuigiConfigParser._instance = None
+    Register.clear_instance_cache()
+
+
+@pytest.fixture
+def env(tmp_path: Path, mirror: ReleaseMirror) -> Iterator[Env]:
+    original = list(LuigiConfigParser._config_paths)
+    e = Env(tmp=tmp_path, config_file=tmp_path / "luigi.cfg")
+    e.configure(
+        source={"base_url": mirror.base_url, "zones_url": mirror.zones_url, "timeout": "5",
+                "retries": "4", "backoff": "0.01", "backoff_max": "0.2"},
+        lake={"root": str(tmp_path / "lake")},
+        duckdb={"path": str(tmp_path / "warehouse.duckdb")},
+        pipeline={"services": "yellow,green", "sinks": "duckdb"},
+    )
+    yield e
+    reset_luigi(original)

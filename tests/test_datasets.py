@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+import pyarrow as pa
+import pytest
+
+from pipeline.datasets import FHV, GREEN, SERVICES, YELLOW, HeaderMismatch, service
+from pipeline.samples import header_for
+
+
+def test_fhv_headers_of_every_year_map_to_one_canonical_spelling() -> None:
+    from datetime import date
+
+    odd = header_for("fhv", date(2019, 1, 1))
+    assert "dropOff_datetime" in odd and "PUlocationID" in odd
+    assert FHV.canonical_header(odd) == FHV.columns
+    assert FHV.canonical_header(header_for("fhv", date(2020, 1, 1))) == FHV.columns
+    assert FHV.canonical_header([c.upper() for c in FHV.columns]) == FHV.columns
+
+
+def test_types_follow_the_registry_rule() -> None:
+    for s in SERVICES.values():
+        for f in s.schema:
+            if f.name.endswith(("ID", "_type", "_count")):
+                assert f.type == pa.int64(), f.name
+            if f.name.endswith("_datetime"):
+                assert f.type == pa.timestamp("us"), f.name
+    assert GREEN.schema.field("ehail_fee").type == pa.float64()
+    assert YELLOW.schema.field("store_and_fwd_flag").type == pa.string()
+
+
+def test_optional_column_may_be_missing_but_required_may_not() -> None:
+    without_fee = [c for c in GREEN.columns if c != "ehail_fee"]
+    assert GREEN.canonical_header(without_fee) == without_fee
+    with pytest.raises(HeaderMismatch, match="missing columns lpep_pickup_datetime"):
+        GREEN.canonical_header([c for c in GREEN.columns if c != "lpep_pickup_datetime"])
+    with pytest.raises(HeaderMismatch, match="unknown columns surprise"):
+        YELLOW.canonical_header([*YELLOW.columns, "surprise"])
+    with pytest.raises(HeaderMismatch, match="repeated columns VendorID"):
+        YELLOW.canonical_header([*YELLOW.columns, "vendorid"])
+
+
+def test_unknown_service_is_named() -> None:
+    with pytest.raises(ValueError, match="unknown service 'purple'"):
+        service("purple")
+
+
+def test_schema_fingerprints_are_stable_and_distinct() -> None:
+    assert YELLOW.fingerprint == YELLOW.fingerprint
+    assert len({s.fingerprint for s in SERVICES.values()}) == len(SERVICES)

@@ -1,0 +1,127 @@
+"""The conversion step on its own: exact rows, one schema, nulls as nulls, bad files refused."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+from datetime import date
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.datasets import SERVICES
+from pipeline.parquetize import ConversionError, parquetize
+from tests.conftest import Release
+
+
+def convert(release: Release, tmp_path: Path, service: str, month: date, **kw: object):
+    raw = release.root / service / f"{service}_tripdata_{month:%Y-%m}.csv.gz"
+    out = tmp_path / f"{service}-{month:%Y-%m}.parquet"
+    stats = parquetize(SERVICES[service], month, raw, out, **kw)  # type: ignore[arg-type]
+    return stats, out, raw
+
+
+def test_yellow_month_with_empty_tail(release: Release, tmp_path: Path) -> None:
+    facts = release.of("yellow", "2021-01")
+    stats, out, raw = convert(release, tmp_path, "yellow", date(2021, 1, 1), row_group_rows=7_000)
+    table = pq.read_table(out)
+    assert table.num_rows == stats.rows == facts.rows == 30_000
+    assert table.schema == SERVICES["yellow"].schema
+    assert table.schema.field("tpep_pickup_datetime").type == pa.timestamp("us")
+    # The empty tail: ids stay int64 with nulls, the flag is null, never ''.
+    assert facts.empty_tail_rows > 2000
+    for column in ("VendorID", "passenger_count", "RatecodeID", "payment_type"):
+        assert table.schema.field(column).type == pa.int64()
+        assert table.column(column).null_count == facts.empty_tail_rows
+    flag = table.column("store_and_fwd_flag")
+    assert flag.null_count == facts.empty_tail_rows
+    assert "" not in flag.to_pylist()
+    assert table.column("VendorID")[-1].as_py() is None
+    # Refunds are kept, out-of-month pickups counted.
+    assert pc.sum(pc.less(table.column("total_amount"), 0)).as_py() >= facts.refund_rows > 0
+    assert stats.rows_outside_month == facts.rows_outside_month > 0
+    # Row groups of the requested size; checksums describe the bytes on disk.
+    assert pq.read_metadata(out).num_row_groups == stats.row_groups == 5
+    assert stats.parquet_sha256 == hashlib.sha256(out.read_bytes()).hexdigest()
+    assert stats.parquet_bytes == out.stat().st_size
+    assert stats.source_sha256 == hashlib.sha256(raw.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("month", [date(2019, 12, 1), date(2020, 1, 1), date(2021, 1, 1)])
+def test_green_months_share_one_schema_with_or_without_ehail_fee(
+    release: Release, tmp_path: Path, month: date
+) -> None:
+    facts = release.of("green", f"{month:%Y-%m}")
+    _, out, _ = convert(release, tmp_path, "green", month)
+    table = pq.read_table(out)
+    assert table.schema == SERVICES["green"].schema
+    fee = table.column("ehail_fee")
+    assert fee.type == pa.float64()
+    if facts.ehail_fee == "values":
+        assert 0 < len(fee) - fee.null_count < len(fee)
+    else:
+        assert fee.null_count == len(fee) == facts.rows
+
+
+@pytest.mark.parametrize("month", [date(2019, 1, 1), date(2020, 1, 1)])
+def test_fhv_header_spellings_publish_one_schema(release: Release, tmp_path: Path,
+                                                 month: date) -> None:
+    facts = release.of("fhv", f"{month:%Y-%m}")
+    _, out, _ = convert(release, tmp_path, "fhv", month)
+    table = pq.read_table(out)
+    assert table.schema == SERVICES["fhv"].schema
+    assert table.num_rows == facts.rows
+    assert table.column("PULocationID").null_count > 0  # FHV rows without a location
+
+
+def write_gz(path: Path, text: str) -> Path:
+    path.write_bytes(gzip.compress(text.encode()))
+    return path
+
+
+def test_ids_written_as_decimals_are_cast_exactly(tmp_path: Path) -> None:
+    header = ",".join(SERVICES["fhv"].columns)
+    raw = write_gz(tmp_path / "f.csv.gz",
+                   f"{header}\nB1,2019-01-01 00:00:00,2019-01-01 00:10:00,264.0,,,\n")
+    stats = parquetize(SERVICES["fhv"], date(2019, 1, 1), raw, tmp_path / "f.parquet")
+    table = pq.read_table(tmp_path / "f.parquet")
+    assert stats.rows == 1
+    assert table.column("PULocationID").to_pylist() == [264]
+    assert table.column("DOLocationID").to_pylist() == [None]
+
+
+def test_a_fractional_id_is_refused_not_truncated(tmp_path: Path) -> None:
+    header = ",".join(SERVICES["fhv"].columns)
+    raw = write_gz(tmp_path / "f.csv.gz",
+                   f"{header}\nB1,2019-01-01 00:00:00,2019-01-01 00:10:00,264.5,,,\n")
+    with pytest.raises(ConversionError, match="PULocationID holds a value that is not a whole"):
+        parquetize(SERVICES["fhv"], date(2019, 1, 1), raw, tmp_path / "f.parquet")
+
+
+def test_a_row_with_too_many_fields_is_a_one_line_error(tmp_path: Path) -> None:
+    header = ",".join(SERVICES["fhv"].columns)
+    raw = write_gz(tmp_path / "f.csv.gz",
+                   f"{header}\nB1,2019-01-01 00:00:00,2019-01-01 00:10:00,1,2,,B2,extra\n")
+    with pytest.raises(ConversionError) as error:
+        parquetize(SERVICES["fhv"], date(2019, 1, 1), raw, tmp_path / "f.parquet")
+    assert "\n" not in str(error.value)
+    assert "fhv 2019-01: malformed CSV after data row 0" in str(error.value)
+
+
+def test_truncated_gzip_is_refused(release: Release, tmp_path: Path) -> None:
+    whole = (release.root / "yellow" / "yellow_tripdata_2021-01.csv.gz").read_bytes()
+    raw = tmp_path / "cut.csv.gz"
+    raw.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(ConversionError, match="truncated gzip stream"):
+        parquetize(SERVICES["yellow"], date(2021, 1, 1), raw, tmp_path / "cut.parquet")
+
+
+def test_header_only_month_gives_an_empty_file_with_the_schema(tmp_path: Path) -> None:
+    raw = write_gz(tmp_path / "e.csv.gz", ",".join(SERVICES["yellow"].columns) + "\n")
+    stats = parquetize(SERVICES["yellow"], date(2021, 1, 1), raw, tmp_path / "e.parquet")
+    assert stats.rows == 0
+    assert pq.read_table(tmp_path / "e.parquet").schema == SERVICES["yellow"].schema
+    assert pq.read_metadata(tmp_path / "e.parquet").num_row_groups == stats.row_groups
