@@ -219,7 +219,6 @@ class LoadDuckDB(MonthTask):
     def run(self) -> None:
         parquet = self.input()["parquet"]
         manifest = parquet.read()
-        self.set_status_message(f"loading {manifest.rows:,} rows into DuckDB")
+        self.report(f"loading {manifest.rows:,} rows into DuckDB", 0)
         rows = load_month(self.dataset, self.month, parquet.parquet, manifest)
-        self.set_progress_percentage(100)
-        self.set_status_message(f"loaded {rows:,} rows into {trips_table(self.dataset)}")
+        self.report(f"loaded {rows:,} rows into {trips_table(self.dataset)}", 100)

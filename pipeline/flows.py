@@ -26,10 +26,15 @@ class IngestMonth(luigi.WrapperTask):
         description="services, comma-separated (default: [pipeline] services)",
     )
 
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        # Settings are checked now, so a bad one fails before anything is scheduled.
+        self.sinks = parse_sinks(config.pipeline().sinks)
+        self.selected_services = self.services or configured_services()
+
     def requires(self) -> list[luigi.Task]:
-        sinks = parse_sinks(config.pipeline().sinks)
         return [
             task
-            for service in (self.services or configured_services())
-            for task in month_tasks(sinks, service, self.month)
+            for service in self.selected_services
+            for task in month_tasks(self.sinks, service, self.month)
         ]

@@ -140,7 +140,7 @@ class ParquetizeMonth(MonthTask):
             created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         )
         write_text_atomically(target.path, manifest.to_json())
-        self.set_status_message(
+        self.report(
             f"{stats.rows:,} rows ({stats.rows_outside_month:,} outside the month), "
             f"{megabytes(stats.parquet_bytes)} of Parquet")
 

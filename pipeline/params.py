@@ -12,6 +12,11 @@ from datetime import date
 import luigi
 
 from pipeline.datasets import SERVICES
+from pipeline.errors import PipelineError
+
+
+class BadParameter(PipelineError, ValueError):
+    """A parameter value that names no month, service or sink the pipeline knows."""
 
 
 class MonthParameter(luigi.MonthParameter):
@@ -21,7 +26,7 @@ class MonthParameter(luigi.MonthParameter):
         try:
             return super().parse(s)
         except ValueError:
-            raise ValueError(f"invalid month {s!r}: expected YYYY-MM, e.g. 2021-01") from None
+            raise BadParameter(f"invalid month {s!r}: expected YYYY-MM, e.g. 2021-01") from None
 
 
 def month_key(month: date) -> str:
@@ -48,11 +53,11 @@ def parse_names(text: str, allowed: Iterable[str], what: str) -> tuple[str, ...]
     names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
     unknown = [n for n in names if n not in allowed]
     if unknown:
-        raise ValueError(
+        raise BadParameter(
             f"unknown {what} {', '.join(map(repr, unknown))}: expected any of {', '.join(allowed)}"
         )
     if not names:
-        raise ValueError(f"no {what} given: expected any of {', '.join(allowed)}")
+        raise BadParameter(f"no {what} given: expected any of {', '.join(allowed)}")
     return names
 
 
@@ -76,6 +81,10 @@ class NameListParameter(luigi.Parameter):
         return ",".join(x)
 
 
-def ServiceParameter(**kwargs) -> luigi.ChoiceParameter:
+class ServiceParameter(luigi.Parameter):
     """One service of the registry: ``yellow``, ``green`` or ``fhv``."""
-    return luigi.ChoiceParameter(choices=tuple(SERVICES), var_type=str, **kwargs)
+
+    def normalize(self, x: str) -> str:
+        if x not in SERVICES:
+            raise BadParameter(f"unknown service {x!r}: expected one of {', '.join(SERVICES)}")
+        return x

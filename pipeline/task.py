@@ -26,8 +26,14 @@ class PipelineTask(luigi.Task):
         percentage = min(100, done * 100 // total) if total else 0
         if percentage != self._last_percentage:
             self._last_percentage = percentage
-            self.set_progress_percentage(percentage)
+            self.report(message, percentage)
+
+    def report(self, message: str, percentage: int | None = None) -> None:
+        """Status message (and percentage) for the visualiser; a no-op outside a worker."""
+        if self.set_status_message:
             self.set_status_message(message)
+        if percentage is not None and self.set_progress_percentage:
+            self.set_progress_percentage(percentage)
 
 
 class MonthTask(PipelineTask):
