@@ -142,7 +142,7 @@ def _trips(service: str, month: date, n: int, tail: int, rng: np.random.Generato
     pickups, outside = _pickups(month, n, rng)
     minutes = np.clip(rng.lognormal(2.4, 0.7, n), 1, 240)
     dropoffs = pickups + (minutes * 60).astype("timedelta64[s]")
-    locations = lambda: rng.integers(1, 266, n)  # noqa: E731
+    locations = lambda: rng.choice(LOCATION_IDS, n, p=LOCATION_WEIGHTS)  # noqa: E731
     if service == "fhv":
         no_location = rng.random(n) < 0.4
         bases = np.array([f"B{i:05d}" for i in rng.integers(1, 3500, 200)])
@@ -224,14 +224,25 @@ NAMED_ZONES = {
 }
 
 
+def _zone(location: int) -> tuple[str, str, str]:
+    borough = BOROUGHS[location % len(BOROUGHS)]
+    default = (borough, f"{borough} Zone {location}",
+               "Yellow Zone" if borough == "Manhattan" else "Boro Zone")
+    return NAMED_ZONES.get(location, default)
+
+
+# Trips start mostly in Manhattan and at the airports, as in the real data.
+LOCATION_IDS = np.arange(1, 266)
+_weights = np.array([{"Manhattan": 12.0, "Airports": 30.0, "N/A": 0.5}.get(
+    _zone(i)[0] if _zone(i)[0] == "Manhattan" else _zone(i)[2], 1.0) for i in LOCATION_IDS])
+LOCATION_WEIGHTS = _weights / _weights.sum()
+
+
 def write_zones(path: Path) -> int:
     """Write the 265-row zone lookup in the real file's form (quoted header and strings)."""
     lines = ['"LocationID","Borough","Zone","service_zone"']
     for location in range(1, 266):
-        borough = BOROUGHS[location % len(BOROUGHS)]
-        default = (borough, f"{borough} Zone {location}",
-                   "Yellow Zone" if borough == "Manhattan" else "Boro Zone")
-        borough, zone, service_zone = NAMED_ZONES.get(location, default)
+        borough, zone, service_zone = _zone(location)
         lines.append(f'{location},"{borough}","{zone}","{service_zone}"')
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
