@@ -50,7 +50,7 @@ def test_kill_during_download(env: Env, mirror: ReleaseMirror, release: Release)
     mirror.inject(name, Fault("stall", at=400_000, seconds=20))
     run = start_ingest(env, "2021-01")
     raw_dir = env.lake / "raw" / "yellow"
-    kill_when(run, lambda: bool(temporaries(raw_dir, 400_000)))
+    kill_when(run, lambda: bool(temporaries(raw_dir, 200_000)))
     task = DownloadMonth(service="yellow", month=date(2021, 1, 1))
     assert not task.complete()
     assert not (raw_dir / name).exists()
