@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: venv demo test test-slow lint bench clean
+.PHONY: venv system-deps demo test test-slow lint bench clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,23 +14,27 @@ $(STAMP): setup.cfg pyproject.toml
 
 venv: $(STAMP)
 
+## system-deps: Debian packages the tests use (PostgreSQL server, curl), when missing
+system-deps:
+	bash tools/system-deps.sh
+
 ## demo: offline demo on generated sample months (local lake + DuckDB)
 demo: venv
 	$(BIN)/taxi-pipeline demo
 
 ## test: lint, then the default test suite (slow suites excluded)
-test: venv lint
+test: venv system-deps lint
 	$(BIN)/pytest
 
 ## test-slow: the slow suites only (large files, many kill trials)
-test-slow: venv
+test-slow: venv system-deps
 	$(BIN)/pytest -m slow
 
 lint: venv
 	$(BIN)/ruff check pipeline tests bench
 
 ## bench: speed and memory against peer engines (several minutes; see bench/README.md)
-bench: venv
+bench: venv system-deps
 	$(BIN)/python bench/bench_month.py
 
 clean:

@@ -21,6 +21,9 @@ from luigi.task_register import Register
 from pipeline import samples
 from pipeline.mirror import ReleaseMirror
 
+# Fixtures of each area live in their own module.
+pytest_plugins = ["tests.fixtures_postgres", "tests.fixtures_cloud", "tests.fixtures_scheduler"]
+
 PROJECT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 

@@ -1,0 +1,1 @@
+"""Fixtures for the cloud tests (registered in conftest.py)."""

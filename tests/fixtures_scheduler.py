@@ -1,0 +1,1 @@
+"""Fixtures for the scheduler tests (registered in conftest.py)."""
