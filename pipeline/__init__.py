@@ -5,14 +5,16 @@
 
 __version__ = "0.1.0"
 
-from pipeline import logs
+from pipeline import done_elsewhere, logs
 from pipeline.duckdb_sink import LoadDuckDB, LoadDuckDBZones
-from pipeline.flows import IngestMonth
+from pipeline.flows import Backfill, IngestMonth
 from pipeline.lake_tasks import DownloadMonth, ParquetizeMonth, Zones
 
 logs.install()
+done_elsewhere.install()
 
 __all__ = [
+    "Backfill",
     "DownloadMonth",
     "IngestMonth",
     "LoadDuckDB",

@@ -222,3 +222,17 @@ class LoadDuckDB(MonthTask):
         self.report(f"loading {manifest.rows:,} rows into DuckDB", 0)
         rows = load_month(self.dataset, self.month, parquet.parquet, manifest)
         self.report(f"loaded {rows:,} rows into {trips_table(self.dataset)}", 100)
+
+
+def rows_by_month(service: Service) -> dict[date, int]:
+    """Rows of each source month in ``{service}_tripdata`` (one query; empty without a table)."""
+    with connect(read_only=True) as con:
+        if con is None:
+            return {}
+        try:
+            rows = con.execute(
+                f"SELECT {SOURCE_MONTH}, count(*) FROM {quote(trips_table(service))} GROUP BY 1"
+            ).fetchall()
+        except duckdb.CatalogException:
+            return {}
+    return dict(rows)

@@ -1,4 +1,5 @@
-"""The wrapper tasks people run: a month of every service, into every configured sink."""
+"""The wrapper tasks people run: a month of every service into every configured sink, and
+a range of months."""
 
 from __future__ import annotations
 
@@ -8,7 +9,14 @@ import luigi
 
 from pipeline import config
 from pipeline.datasets import SERVICES
-from pipeline.params import MonthParameter, NameListParameter, parse_names
+from pipeline.params import (
+    BadParameter,
+    MonthParameter,
+    NameListParameter,
+    month_key,
+    months_between,
+    parse_names,
+)
 from pipeline.sinks import month_tasks, parse_sinks
 
 
@@ -38,3 +46,26 @@ class IngestMonth(luigi.WrapperTask):
             for service in self.selected_services
             for task in month_tasks(self.sinks, service, self.month)
         ]
+
+
+class Backfill(luigi.WrapperTask):
+    """Done when every month from ``start`` to ``end`` (both included) is ingested. No month
+    is dropped, however long the range; a month that fails does not stop the others."""
+
+    start: date = MonthParameter(description="first month, YYYY-MM")
+    end: date = MonthParameter(description="last month, YYYY-MM (included)")
+    services: tuple[str, ...] = NameListParameter(
+        default=(), choices=SERVICES, what="services",
+        description="services, comma-separated (default: [pipeline] services)",
+    )
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        if self.end < self.start:
+            raise BadParameter(
+                f"backfill ends ({month_key(self.end)}) before it starts ({month_key(self.start)})"
+            )
+
+    def requires(self) -> list[IngestMonth]:
+        return [IngestMonth(month=month, services=self.services)
+                for month in months_between(self.start, self.end)]

@@ -15,7 +15,7 @@ import struct
 import threading
 import time
 from collections import defaultdict, deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote
@@ -33,7 +33,8 @@ class Fault:
     the body, then reset the connection), ``stall`` (send ``at`` bytes, then go silent for
     ``seconds``), ``html`` (200 with an HTML page), ``truncate`` (serve only the first
     ``at`` bytes, with a matching Content-Length), ``lie`` (announce ``extra`` more bytes
-    than are sent, then close), ``ignore_range`` (answer 200 with the whole file).
+    than are sent, then close), ``ignore_range`` (answer 200 with the whole file),
+    ``throttle`` (send at most ``rate`` bytes a second).
     """
 
     kind: str
@@ -42,6 +43,7 @@ class Fault:
     at: int = 0
     seconds: float = 0.0
     extra: int = 0
+    rate: int = 0
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,7 @@ class Served:
     range: str | None
     status: int
     body_bytes: int
+    at: float = field(default_factory=time.monotonic)
 
 
 class ReleaseMirror:
@@ -181,7 +184,8 @@ class _Handler(BaseHTTPRequestHandler):
         stop_at = end
         if fault and fault.kind in ("reset", "stall"):
             stop_at = min(end, start + fault.at)
-        sent = self._send(file, start, stop_at)
+        sent = self._send(file, start, stop_at, fault.rate if fault and fault.kind == "throttle"
+                          else 0)
         self.mirror.record(Served(self.path, self.headers.get("Range"), 206 if ranged else 200,
                                   sent))
         if fault and fault.kind == "stall":
@@ -191,12 +195,15 @@ class _Handler(BaseHTTPRequestHandler):
         if fault and fault.kind in ("reset", "lie", "stall"):
             self._reset()
 
-    def _send(self, file: Path, start: int, end: int) -> int:
+    def _send(self, file: Path, start: int, end: int, rate: int = 0) -> int:
         sent = 0
+        step = max(1, rate // 10) if rate else SEND_BYTES
         with open(file, "rb") as f:
             f.seek(start)
             while sent < end - start:
-                data = f.read(min(SEND_BYTES, end - start - sent))
+                if rate:
+                    time.sleep(step / rate)
+                data = f.read(min(step, end - start - sent))
                 if not data:
                     break
                 try:

@@ -7,6 +7,8 @@ from datetime import date
 
 import luigi
 
+from pipeline import duckdb_sink
+from pipeline.datasets import Service
 from pipeline.duckdb_sink import LoadDuckDB
 from pipeline.errors import PipelineError
 
@@ -14,6 +16,10 @@ MonthSink = Callable[[str, date], luigi.Task]
 
 SINKS: dict[str, MonthSink] = {
     "duckdb": lambda service, month: LoadDuckDB(service=service, month=month),
+}
+# How many rows each sink holds per source month of a service, for `taxi-pipeline status`.
+ROWS_BY_MONTH: dict[str, Callable[[Service], dict[date, int]]] = {
+    "duckdb": duckdb_sink.rows_by_month,
 }
 # Named in the design, built by later work: naming one is a clear error, not a silent skip.
 PLANNED = ("postgres", "gcs", "bigquery")

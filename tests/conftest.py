@@ -120,6 +120,9 @@ def env(tmp_path: Path, mirror: ReleaseMirror) -> Iterator[Env]:
         lake={"root": str(tmp_path / "lake")},
         duckdb={"path": str(tmp_path / "warehouse.duckdb")},
         pipeline={"services": "yellow,green", "sinks": "duckdb"},
+        # In-run retries come quickly in tests; the count stays as in luigi.cfg.
+        scheduler={"retry_delay": "0.2"},
+        worker={"wait_interval": "0.1", "wait_jitter": "0.05"},
     )
     yield e
     reset_luigi(original)

@@ -1,1 +1,91 @@
-"""Fixtures for the scheduler tests (registered in conftest.py)."""
+"""A real central scheduler for a test: `taxi-pipeline scheduler` on a free port, with its
+state, history and logs in the test's directory."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import sqlite3
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import BIN, Env
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Luigid:
+    port: int
+    process: subprocess.Popen[bytes]
+    directory: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def history_db(self) -> Path:
+        return self.directory / "history.sqlite"
+
+    def api(self, method: str, **data: object) -> dict:
+        query = urllib.parse.urlencode({"data": json.dumps(data)})
+        with urllib.request.urlopen(f"{self.url}/api/{method}?{query}", timeout=10) as answer:
+            return json.loads(answer.read())["response"]
+
+    def get(self, path: str) -> tuple[int, str]:
+        with urllib.request.urlopen(f"{self.url}{path}", timeout=10) as answer:
+            return answer.status, answer.read().decode()
+
+    def events(self, event: str = "RUNNING") -> dict[str, int]:
+        """How many times each task (by luigi task id) had ``event``, from the history DB."""
+        with sqlite3.connect(self.history_db) as db:
+            rows = db.execute(
+                "SELECT t.task_id, count(*) FROM task_events e JOIN tasks t ON e.task_id = t.id "
+                "WHERE e.event_name = ? GROUP BY t.task_id", (event,)).fetchall()
+        return dict(rows)
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=20)
+
+
+@pytest.fixture
+def luigid(env: Env) -> Iterator[Luigid]:
+    port = free_port()
+    directory = env.tmp / "scheduler"
+    env.configure(
+        core={"scheduler_host": "127.0.0.1", "scheduler_port": str(port)},
+        scheduler={"state_path": str(directory / "state.pickle"), "record_task_history": "true",
+                   "retry_delay": "0.5", "retry_count": "3", "prune_on_get_work": "true"},
+        task_history={"db_connection": f"sqlite:///{directory / 'history.sqlite'}"},
+        luigid={"logdir": str(directory / "logs")},
+    )
+    process = subprocess.Popen([str(BIN / "taxi-pipeline"), "scheduler", "--port", str(port)],
+                               cwd=env.tmp, env=env.env(), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE)
+    server = Luigid(port, process, directory)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            server.api("task_list", status="", upstream_status="")
+            break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"luigid did not start: {process.stderr.read()!r}") from None
+            time.sleep(0.1)
+    yield server
+    if process.poll() is None:
+        server.stop()

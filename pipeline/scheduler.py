@@ -1,0 +1,97 @@
+"""The central scheduler: luigid with the project's settings, task history that works with
+SQLAlchemy 2, and retries whose delay grows with each failure.
+
+Two things luigi 3.8 does not do on its own, and why they are here:
+
+- **History on SQLAlchemy 2.** luigid's schema upgrade for the history database uses an
+  API SQLAlchemy 2 removed (luigi issue #3227: it crashes at start on SQLite). The upgrade
+  below is the same migration written for SQLAlchemy 2; it is installed before the server
+  creates its history.
+- **Growing retry delay.** luigi retries a failed task after a fixed ``[scheduler]
+  retry_delay``. ``BackoffScheduler`` doubles it after each failure of the same task (up to
+  ``[retry_backoff] max_delay``), so a source that is down gets a short pause, then longer
+  ones, within the ``retry_count`` attempts luigi allows.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import luigi
+import luigi.db_task_history
+import luigi.server
+import sqlalchemy
+from luigi.scheduler import Scheduler
+from luigi.task_status import FAILED
+
+log = logging.getLogger("luigi.server")
+
+
+class retry_backoff(luigi.Config):
+    max_delay: float = luigi.FloatParameter(
+        default=300.0, description="longest pause before a failed task is retried (seconds)"
+    )
+
+
+class luigid(luigi.Config):
+    logdir: str = luigi.Parameter(
+        default="data/scheduler/logs", description="directory of luigid's log file"
+    )
+
+
+def _upgrade_history_schema(engine: sqlalchemy.Engine) -> None:
+    """luigi's history schema upgrade, written for SQLAlchemy 2 (text(), row mappings)."""
+    inspector = sqlalchemy.inspect(engine)
+    with engine.begin() as conn:
+        if "task_id" not in [c["name"] for c in inspector.get_columns("tasks")]:
+            log.warning("Upgrading DbTaskHistory schema: Adding tasks.task_id")
+            conn.execute(sqlalchemy.text("ALTER TABLE tasks ADD COLUMN task_id VARCHAR(200)"))
+            conn.execute(sqlalchemy.text("CREATE INDEX ix_task_id ON tasks (task_id)"))
+        if engine.dialect.name == "postgresql":
+            value = [c for c in inspector.get_columns("task_parameters") if c["name"] == "value"]
+            if value and str(value[0]["type"]) != "TEXT":
+                conn.execute(sqlalchemy.text(
+                    "ALTER TABLE task_parameters ALTER COLUMN value TYPE TEXT"))
+
+
+class BackoffScheduler(Scheduler):
+    """luigi's scheduler, with the retry delay doubling at each failure of a task."""
+
+    def add_task(self, task_id: str | None = None, status: str = "PENDING",
+                 **kwargs: Any) -> None:
+        super().add_task(task_id=task_id, status=status, **kwargs)
+        if status != FAILED:
+            return
+        task = self._state.get_task(task_id)
+        if task is not None and task.status == FAILED:
+            failures = max(1, task.num_failures())
+            delay = min(self._config.retry_delay * 2 ** (failures - 1),
+                        retry_backoff().max_delay)
+            task.retry = time.time() + delay
+
+
+def serve(port: int, address: str) -> None:
+    """Run luigid in the foreground until SIGTERM or SIGINT (which save its state)."""
+    luigi.db_task_history._upgrade_schema = _upgrade_history_schema
+    settings = luigi.configuration.get_config()
+    for path in (settings.get("scheduler", "state_path", ""),
+                 _sqlite_file(settings.get("task_history", "db_connection", ""))):
+        if path:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+    logdir = Path(luigid().logdir)
+    logdir.mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(
+        level=logging.INFO, filename=logdir / "luigi-server.log",
+        format="%(asctime)s %(name)s[%(process)s] %(levelname)s: %(message)s",
+    )
+    print(f"luigid on http://{address}:{port} (visualiser, /history); log in {logdir}",
+          flush=True)
+    luigi.server.run(api_port=port, address=address, scheduler=BackoffScheduler())
+
+
+def _sqlite_file(url: str) -> str:
+    prefix = "sqlite:///"
+    return url[len(prefix):] if url.startswith(prefix) else ""
