@@ -5,6 +5,7 @@
 
 __version__ = "0.1.0"
 
+from pipeline import memory  # noqa: F401, I001 (first: before anything loads pyarrow)
 from pipeline import done_elsewhere, logs
 from pipeline.duckdb_sink import LoadDuckDB, LoadDuckDBZones
 from pipeline.flows import Backfill, IngestMonth

@@ -15,7 +15,7 @@ from pipeline.errors import PipelineError
 
 GZIP_MAGIC = b"\x1f\x8b"
 # An inflated chunk is handed out piece by piece, so a gzip bomb cannot blow up memory.
-MAX_STEP = 16 << 20
+MAX_STEP = 1 << 20
 
 
 class GzipError(PipelineError):

@@ -144,9 +144,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         for key, value in (headers or {}).items():
             self.send_header(key, value)
+        # Recorded before the answer leaves, so a client that has it finds it recorded.
+        self.mirror.record(Served(self.path, self.headers.get("Range"), status, len(body)))
         self.end_headers()
         self.wfile.write(body)
-        self.mirror.record(Served(self.path, self.headers.get("Range"), status, len(body)))
 
     def _asset(self, relative: str) -> None:
         file = (self.mirror.root / relative).resolve()

@@ -39,9 +39,11 @@ from pipeline.gzipstream import GzipError, Inflater
 from pipeline.params import month_key, next_month
 
 ROW_GROUP_ROWS = 1 << 20
+# Rows gathered for the next group while the writer is still busy with the previous one.
+OVERLAP_ROWS = 1 << 18
 PIECE_BYTES = 4 << 20
-READ_BYTES = 1 << 19
-PIECES_IN_FLIGHT = 4
+READ_BYTES = 1 << 18
+PIECES_IN_FLIGHT = 2
 COMPRESSION = "snappy"
 
 Progress = Callable[[int, int], None]
@@ -93,11 +95,16 @@ def parquetize(
                 outside += _count_outside(table.column(service.pickup_column), *window)
                 gathered.append(table)
                 gathered_rows += table.num_rows
+                if writing and gathered_rows >= OVERLAP_ROWS:
+                    # Parse ahead of the writer only so far: memory stays near one group.
+                    writing.result()
+                    writing = None
                 while gathered_rows >= row_group_rows:
-                    whole = pa.concat_tables(gathered)
-                    rest = whole.slice(row_group_rows)
-                    writing = _hand_over(writer_thread, writer, writing,
-                                         whole.slice(0, row_group_rows))
+                    group, rest = _split(gathered, row_group_rows)
+                    writing = _hand_over(writer_thread, writer, writing, group)
+                    # The writer now holds the only reference to the group, so its memory
+                    # is freed as soon as it is written.
+                    del group
                     gathered, gathered_rows = [rest], rest.num_rows
                     row_groups += 1
                 if progress:
@@ -123,6 +130,12 @@ def parquetize(
         parquet_bytes=hashed.size,
         parquet_sha256=hashed.sha256.hexdigest(),
     )
+
+
+def _split(tables: list[pa.Table], rows: int) -> tuple[pa.Table, pa.Table]:
+    """The first ``rows`` rows of the gathered tables, and the rest (zero-copy slices)."""
+    whole = pa.concat_tables(tables)
+    return whole.slice(0, rows), whole.slice(rows)
 
 
 def _hand_over(
