@@ -122,6 +122,12 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:
         pass
 
+    head_only = False
+
+    def do_HEAD(self) -> None:
+        self.head_only = True
+        self.do_GET()
+
     def do_GET(self) -> None:
         path = unquote(self.path.split("?", 1)[0])
         if path.startswith(self.mirror.prefix + "/"):
@@ -147,7 +153,8 @@ class _Handler(BaseHTTPRequestHandler):
         # Recorded before the answer leaves, so a client that has it finds it recorded.
         self.mirror.record(Served(self.path, self.headers.get("Range"), status, len(body)))
         self.end_headers()
-        self.wfile.write(body)
+        if not self.head_only:
+            self.wfile.write(body)
 
     def _asset(self, relative: str) -> None:
         file = (self.mirror.root / relative).resolve()
@@ -182,6 +189,8 @@ class _Handler(BaseHTTPRequestHandler):
         if ranged:
             self.send_header("Content-Range", f"bytes {start}-{end - 1}/{size}")
         self.end_headers()
+        if self.head_only:
+            return
         stop_at = end
         if fault and fault.kind in ("reset", "stall"):
             stop_at = min(end, start + fault.at)
