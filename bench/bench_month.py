@@ -434,6 +434,11 @@ def e2e_part(bench: Bench, raw: Path, rows: int, columns: list[list[str]], repea
 # --------------------------------------------------------------------------- report
 
 
+def size_label(rows: int) -> str:
+    """``10M`` for 10,000,000 rows, ``0.3M`` for 300,000: the name of a conversion part."""
+    return f"{rows / 1e6:g}M"
+
+
 def best(runs: list[Run], section: str, contender: str) -> Args | None:
     """Best (lowest) times and the highest peak RSS over the repeats."""
     mine = [r for r in runs if (r.section, r.contender) == (section, contender)]
@@ -455,7 +460,8 @@ def _time(entry: Args) -> float:
 
 def report(runs: list[Run]) -> tuple[list[Args], list[Args]]:
     """The summary rows and the targets, both printed and returned for the JSON."""
-    summary = [e for s in ("10M", "20M") for c in CONVERTERS if (e := best(runs, s, c))]
+    sections = list(dict.fromkeys(r.section for r in runs if r.section != "e2e"))
+    summary = [e for s in sections for c in CONVERTERS if (e := best(runs, s, c))]
     summary += [e for c in E2E if (e := best(runs, "e2e", c))]
     by = {(e["section"], e["contender"]): e for e in summary}
     targets: list[Args] = []
@@ -464,7 +470,7 @@ def report(runs: list[Run]) -> tuple[list[Args], list[Args]]:
         targets.append({"what": what, "value": round(value, 3), "target": limit,
                         "ok": value <= limit, "unit": unit})
 
-    for section in ("10M", "20M"):
+    for section in sections:
         project, duck, ref = (by.get((section, c)) for c in CONVERTERS)
         if not project:
             continue
@@ -551,12 +557,13 @@ def main(argv: list[str]) -> int:
     _, _, schema = bench.child("schema", {}, "schema")
     columns = schema["columns"]
     raw = sample_file(bench, args.rows, args.seed)
-    convert_part(bench, "10M", raw, args.rows, list(CONVERTERS), columns, args.repeat,
-                 args.threads)
+    convert_part(bench, size_label(args.rows), raw, args.rows, list(CONVERTERS), columns,
+                 args.repeat, args.threads)
     if not args.skip_20m:
         big = sample_file(bench, big_rows, args.seed)
         contenders = [c for c in CONVERTERS if not (args.skip_reference_20m and c == "reference")]
-        convert_part(bench, "20M", big, big_rows, contenders, columns, args.repeat, args.threads)
+        convert_part(bench, size_label(big_rows), big, big_rows, contenders, columns,
+                     args.repeat, args.threads)
     if not args.skip_e2e:
         e2e_part(bench, raw, args.rows, columns, args.repeat, args.threads)
 
@@ -567,8 +574,7 @@ def main(argv: list[str]) -> int:
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                     "python": platform.python_version()},
         "versions": {n: _version(n) for n in ("pyarrow", "duckdb", "luigi", "isal")},
-        "rows": {"10M": args.rows, "20M": None if args.skip_20m else big_rows},
-        "note": "part labels 10M/20M name the parts; 'rows' gives the actual sizes",
+        "rows": {"main": args.rows, "big": None if args.skip_20m else big_rows},
         "bench_main_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "summary": summary,
         "targets": targets,

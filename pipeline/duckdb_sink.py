@@ -63,7 +63,10 @@ def _open(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
     return duckdb.connect(
         str(path),
         read_only=read_only,
-        config={"memory_limit": settings.memory_limit, "threads": settings.threads},
+        # Row order within a table means nothing here; not keeping it makes loads faster
+        # and lighter.
+        config={"memory_limit": settings.memory_limit, "threads": settings.threads,
+                "preserve_insertion_order": False},
     )
 
 
