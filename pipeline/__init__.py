@@ -7,9 +7,12 @@ __version__ = "0.1.0"
 
 from pipeline import memory  # noqa: F401, I001 (first: before anything loads pyarrow)
 from pipeline import done_elsewhere, logs
+from pipeline.bigquery_sink import LoadBigQuery, LoadBigQueryZones
 from pipeline.duckdb_sink import LoadDuckDB, LoadDuckDBZones
 from pipeline.flows import Backfill, IngestMonth
 from pipeline.lake_tasks import DownloadMonth, ParquetizeMonth, Zones
+from pipeline.postgres_sink import LoadPostgres, LoadPostgresZones
+from pipeline.upload import UploadMonth
 
 logs.install()
 done_elsewhere.install()
@@ -18,8 +21,13 @@ __all__ = [
     "Backfill",
     "DownloadMonth",
     "IngestMonth",
+    "LoadBigQuery",
+    "LoadBigQueryZones",
     "LoadDuckDB",
     "LoadDuckDBZones",
+    "LoadPostgres",
+    "LoadPostgresZones",
     "ParquetizeMonth",
+    "UploadMonth",
     "Zones",
 ]

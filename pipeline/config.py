@@ -23,7 +23,7 @@ class pipeline(luigi.Config):
     )
     sinks: str = luigi.Parameter(
         default="duckdb",
-        description="where each month is published, comma-separated: duckdb",
+        description="where each month is published, comma-separated: duckdb, postgres",
     )
 
 
@@ -66,3 +66,45 @@ class duckdb(luigi.Config):
         default="512MB", description="DuckDB memory_limit while loading (bounds the worker's RSS)"
     )
     threads: int = luigi.IntParameter(default=2, description="DuckDB threads while loading")
+    lock_timeout: float = luigi.FloatParameter(
+        default=120.0,
+        description="seconds to wait for another process that holds the file's write lock",
+    )
+
+
+class postgres(luigi.Config):
+    url: str = luigi.Parameter(
+        default="",
+        # Hidden from the visualiser: a url may carry a password.
+        visibility=luigi.parameter.ParameterVisibility.PRIVATE,
+        description="postgresql://user@host:port/db (password: PGPASSWORD or ~/.pgpass)",
+    )
+    connect_timeout: int = luigi.IntParameter(
+        default=10, description="seconds to wait for a connection to the server"
+    )
+
+
+class gcs(luigi.Config):
+    bucket: str = luigi.Parameter(
+        default="", description="bucket the Parquet months are published to (sink gcs)"
+    )
+    prefix: str = luigi.Parameter(
+        default="nyc-tlc", description="folder in the bucket: {prefix}/parquet/{service}/..."
+    )
+    chunk_mib: float = luigi.FloatParameter(
+        default=100.0, description="resumable upload chunk in MiB, a multiple of 0.25"
+    )
+    timeout: float = luigi.FloatParameter(
+        default=60.0, description="seconds to connect, and for each request"
+    )
+
+
+class bigquery(luigi.Config):
+    project: str = luigi.Parameter(default="", description="Google Cloud project of the dataset")
+    dataset: str = luigi.Parameter(default="", description="BigQuery dataset of the tables")
+    location: str = luigi.Parameter(
+        default="", description="the dataset's location (US, EU, europe-west1...); empty = any"
+    )
+    endpoint: str = luigi.Parameter(
+        default="", description="API endpoint; empty = Google's; an emulator's URL in tests"
+    )

@@ -45,22 +45,21 @@ _TYPES = {
 }
 DIALECT = Dialect("DuckDB", ddl_types=_TYPES, reported_types=_TYPES)
 RESOURCE = "duckdb"
-LOCK_WAIT_SECONDS = 120
-
-
 def _is_lock_conflict(error: BaseException) -> bool:
     return isinstance(error, duckdb.IOException) and "lock" in str(error).lower()
 
 
-@tenacity.retry(
-    retry=tenacity.retry_if_exception(_is_lock_conflict),
-    wait=tenacity.wait_random_exponential(multiplier=0.1, max=2),
-    stop=tenacity.stop_after_delay(LOCK_WAIT_SECONDS),
-    reraise=True,
-)
 def _open(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+    """Connect, waiting up to ``[duckdb] lock_timeout`` for another process's lock."""
     settings = config.duckdb()
-    return duckdb.connect(
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_exception(_is_lock_conflict),
+        wait=tenacity.wait_random_exponential(multiplier=0.1, max=2),
+        stop=tenacity.stop_after_delay(settings.lock_timeout),
+        reraise=True,
+    )
+    return retrying(
+        duckdb.connect,
         str(path),
         read_only=read_only,
         # Row order within a table means nothing here; not keeping it makes loads faster

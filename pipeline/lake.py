@@ -8,16 +8,26 @@ and resolve under ``[lake] root``.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import uuid
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline.datasets import ZONES, Service
+from pipeline.errors import PipelineError
 from pipeline.params import month_key
 
+if TYPE_CHECKING:
+    from pipeline.targets import LakeTarget
+
 MANIFEST_NAME = "_manifest.json"
+
+
+class LakeFull(PipelineError):
+    """The lake's file system has no room for an output; nothing was published."""
 
 
 def raw_key(service: Service, month: date) -> str:
@@ -65,6 +75,10 @@ def atomic_path(final: Path) -> Iterator[Path]:
             os.fsync(f.fileno())
         os.replace(tmp, final)
         _fsync_dir(final.parent)
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise LakeFull(f"no space left in the lake for {final} ({e.strerror})") from None
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -80,3 +94,22 @@ def _fsync_dir(directory: Path) -> None:
 def write_text_atomically(final: Path, text: str) -> None:
     with atomic_path(final) as tmp:
         tmp.write_text(text)
+
+
+def lake_target(url: str | Path, *, listed: str | None = None) -> LakeTarget:
+    """The target of a lake URL: a local path, or ``gs://bucket/key`` in Google Cloud Storage.
+
+    Both have one interface (``pipeline.targets``: exists, info, open for reading, atomic
+    writes, remove, listing a prefix), so tasks never branch on the kind of storage.
+    ``listed`` names a prefix URL whose one listing may answer ``exists()`` and ``info()``
+    (bulk completeness checks); a local file is checked directly, which costs less.
+    """
+    text = str(url)
+    if text.startswith("gs://"):
+        # Imported here: google-cloud-storage is loaded only by runs that use it.
+        from pipeline.gcs import GCSTarget
+
+        return GCSTarget(text, listed=listed)
+    from pipeline.targets import LocalLakeTarget
+
+    return LocalLakeTarget(text)

@@ -17,6 +17,7 @@ from pipeline.download import (
     RetryPolicy,
     SourceError,
     download,
+    redact,
 )
 from pipeline.lake import (
     atomic_path,
@@ -127,7 +128,7 @@ class ParquetizeMonth(MonthTask):
         manifest = Manifest(
             service=self.service,
             month=month_key(self.month),
-            source_url=self.requires().url,
+            source_url=redact(self.requires().url),
             source_bytes=stats.source_bytes,
             source_sha256=stats.source_sha256,
             rows=stats.rows,

@@ -7,22 +7,38 @@ from datetime import date
 
 import luigi
 
-from pipeline import duckdb_sink
+from pipeline import bigquery_sink, duckdb_sink, postgres_sink, upload
+from pipeline.bigquery_sink import LoadBigQuery
 from pipeline.datasets import Service
 from pipeline.duckdb_sink import LoadDuckDB
 from pipeline.errors import PipelineError
+from pipeline.postgres_sink import LoadPostgres
+from pipeline.upload import UploadMonth
 
 MonthSink = Callable[[str, date], luigi.Task]
 
 SINKS: dict[str, MonthSink] = {
     "duckdb": lambda service, month: LoadDuckDB(service=service, month=month),
+    "postgres": lambda service, month: LoadPostgres(service=service, month=month),
+    "gcs": lambda service, month: UploadMonth(service=service, month=month),
+    # Loads from the bucket, so it requires UploadMonth: bigquery implies gcs.
+    "bigquery": lambda service, month: LoadBigQuery(service=service, month=month),
+}
+# Settings a sink needs, checked when it is chosen, before anything is scheduled.
+SETTINGS_CHECKS: dict[str, Callable[[], None]] = {
+    "postgres": postgres_sink.check_settings,
+    "gcs": upload.check_settings,
+    "bigquery": bigquery_sink.check_settings,
 }
 # How many rows each sink holds per source month of a service, for `taxi-pipeline status`.
 ROWS_BY_MONTH: dict[str, Callable[[Service], dict[date, int]]] = {
     "duckdb": duckdb_sink.rows_by_month,
+    "postgres": postgres_sink.rows_by_month,
+    "gcs": upload.rows_by_month,
+    "bigquery": bigquery_sink.rows_by_month,
 }
 # Named in the design, built by later work: naming one is a clear error, not a silent skip.
-PLANNED = ("postgres", "gcs", "bigquery")
+PLANNED: tuple[str, ...] = ()
 
 
 class UnknownSink(PipelineError, ValueError):
@@ -40,6 +56,9 @@ def parse_sinks(text: str) -> tuple[str, ...]:
             raise UnknownSink(f"unknown sink {name!r}: expected any of {', '.join(SINKS)}")
     if not names:
         raise UnknownSink(f"no sink configured: expected any of {', '.join(SINKS)}")
+    for name in names:
+        if name in SETTINGS_CHECKS:
+            SETTINGS_CHECKS[name]()
     return names
 
 

