@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: venv system-deps demo test test-slow lint bench clean
+.PHONY: venv system-deps demo test test-slow reliability lint bench clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ test: venv system-deps lint
 ## test-slow: the slow suites only (large files, many kill trials)
 test-slow: venv system-deps
 	$(BIN)/pytest -m slow
+
+## reliability: every fault case and kill trial (slow ones included), with a summary line
+reliability: venv system-deps
+	$(BIN)/pytest -m "fault_case or kill_trial"
 
 lint: venv
 	$(BIN)/ruff check pipeline tests bench

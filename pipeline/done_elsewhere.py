@@ -11,6 +11,7 @@ status and its exit code (``not_run``, ``already_running``).
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import luigi
@@ -23,6 +24,7 @@ _original_run_by_other_worker = summary._get_run_by_other_worker
 
 def _partition_tasks(worker: Any) -> dict[str, set]:
     sets = _original(worker)
+    _forget_cached_listings()
     done = {task for key in _PENDING for task in sets[key] if _complete(task)}
     for key in _PENDING:
         sets[key] -= done
@@ -33,6 +35,13 @@ def _partition_tasks(worker: Any) -> dict[str, set]:
 def _get_run_by_other_worker(worker: Any) -> set:
     # A task another process was still running when this one stopped may be done now.
     return {task for task in _original_run_by_other_worker(worker) if not _complete(task)}
+
+
+def _forget_cached_listings() -> None:
+    """What other processes wrote is not in this process's cached GCS listings."""
+    gcs = sys.modules.get("pipeline.gcs")
+    if gcs is not None:
+        gcs.GCS.forget()
 
 
 def _complete(task: luigi.Task) -> bool:

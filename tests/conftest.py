@@ -126,3 +126,22 @@ def env(tmp_path: Path, mirror: ReleaseMirror) -> Iterator[Env]:
     )
     yield e
     reset_luigi(original)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """For `make reliability`: how many fault cases and kill trials ran, and how many ended
+    with nothing lost (the test's assertions held)."""
+    kinds = {"fault_case": "fault cases", "kill_trial": "kill trials"}
+    ran = dict.fromkeys(kinds, 0)
+    held = dict.fromkeys(kinds, 0)
+    for outcome in ("passed", "failed", "error"):
+        for report in terminalreporter.stats.get(outcome, []):
+            if report.when != "call" and outcome != "error":
+                continue
+            for kind in kinds:
+                if kind in getattr(report, "keywords", {}):  # collection errors have none
+                    ran[kind] += 1
+                    held[kind] += outcome == "passed"
+    if any(ran.values()):
+        terminalreporter.write_line("reliability: " + ", ".join(
+            f"{ran[k]} {name} ran, {held[k]} ended with nothing lost" for k, name in kinds.items()))

@@ -8,6 +8,8 @@ import pytest
 from pipeline.mirror import Fault, ReleaseMirror
 from tests.conftest import Env
 
+pytestmark = pytest.mark.fault_case
+
 NAME = "yellow_tripdata_2021-01.csv.gz"
 
 

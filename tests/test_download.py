@@ -20,6 +20,8 @@ from pipeline.lake_tasks import header_check
 from pipeline.mirror import Fault, ReleaseMirror
 from tests.conftest import Release
 
+pytestmark = pytest.mark.fault_case
+
 NAME = "yellow_tripdata_2021-01.csv.gz"
 FAST = RetryPolicy(timeout=2, attempts=4, backoff=0.01, backoff_max=0.05)
 

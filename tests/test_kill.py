@@ -18,6 +18,8 @@ from pipeline.lake_tasks import DownloadMonth, ParquetizeMonth
 from pipeline.mirror import Fault, ReleaseMirror
 from tests.conftest import BIN, Env, Release
 
+pytestmark = pytest.mark.kill_trial
+
 
 def start_ingest(env: Env, month: str) -> subprocess.Popen[str]:
     return subprocess.Popen(

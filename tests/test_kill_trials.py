@@ -1,0 +1,184 @@
+"""Seeded kill trials: a run of IngestMonth is SIGKILLed at a random moment (download,
+parquetize, upload or any load), over a month whose older version is already published in
+half the trials. After each kill, everything that ``complete()`` accepts is intact, every
+warehouse holds the old month or the new one, never a mix, and the next run finishes the
+month exactly. A few trials run by default; ``make reliability`` runs them all."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline import samples
+from pipeline.duckdb_sink import LoadDuckDB
+from pipeline.flows import IngestMonth
+from pipeline.gcs import GCS
+from pipeline.lake_tasks import DownloadMonth, ParquetizeMonth
+from pipeline.mirror import ReleaseMirror
+from pipeline.postgres_sink import LoadPostgres
+from tests.conftest import BIN, Env, Release
+from tests.fixtures_postgres import Database
+
+JAN = date(2021, 1, 1)
+NAME = "yellow_tripdata_2021-01.csv.gz"
+OLD_ROWS = 20_000
+
+DEFAULT_TRIALS = range(3)
+SLOW_TRIALS = range(3, 27)
+
+
+@dataclass
+class Warehouses:
+    env: Env
+    pg: Database
+    cloud: object | None = None
+
+    def counts(self) -> dict[str, int]:
+        found = {"duckdb": 0}
+        if self.env.duckdb_path.exists():  # a run killed before its first load made none
+            with (duckdb.connect(str(self.env.duckdb_path), read_only=True) as con,
+                  contextlib.suppress(duckdb.CatalogException)):
+                    found["duckdb"] = con.execute(
+                        "SELECT count(*) FROM yellow_tripdata WHERE source_month = ?", [JAN]
+                    ).fetchone()[0]
+        try:
+            found["postgres"] = self.pg.query(
+                "SELECT count(*) FROM yellow_tripdata WHERE source_month = %s", [JAN])[0][0]
+        except Exception as e:  # no table yet
+            assert "does not exist" in str(e), e
+            found["postgres"] = 0
+        if self.cloud is not None:
+            found["bigquery"] = self._bigquery()
+        return found
+
+    def _bigquery(self) -> int:
+        cloud = self.cloud
+        try:
+            return cloud.query(  # type: ignore[attr-defined]
+                f"SELECT count(*) FROM `{cloud.table('yellow_tripdata')}` "  # type: ignore[attr-defined]
+                "WHERE source_month = DATE '2021-01-01'")[0][0]
+        except Exception as e:
+            assert "not found" in str(e).lower() or "does not exist" in str(e).lower(), e
+            return 0
+
+
+@pytest.fixture(scope="module")
+def old_release(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An earlier publication of yellow 2021-01, with fewer rows."""
+    root = tmp_path_factory.mktemp("old-release")
+    samples.write_release(root, {"yellow": [JAN]}, {"yellow": OLD_ROWS}, seed=7)
+    return root
+
+
+def publish_old_version(env: Env, old_release: Path) -> None:
+    """Load the old version everywhere, then drop the lake files so the new one is fetched."""
+    with ReleaseMirror(old_release) as old:
+        saved = dict(env.settings["source"])
+        env.configure(source={"base_url": old.base_url, "zones_url": old.zones_url})
+        assert env.build(IngestMonth(month=JAN, services=("yellow",))).scheduling_succeeded
+        env.configure(source=saved)
+    for task in (DownloadMonth(service="yellow", month=JAN),
+                 ParquetizeMonth(service="yellow", month=JAN)):
+        target = task.output()
+        Path(target.path).unlink()
+    assert not LoadDuckDB(service="yellow", month=JAN).complete()
+
+
+def check_after_kill(env: Env, release: Release, warehouses: Warehouses,
+                     had_old: bool) -> None:
+    new_rows = release.of("yellow", "2021-01").rows
+    raw = DownloadMonth(service="yellow", month=JAN)
+    if raw.complete():
+        assert Path(raw.output().path).read_bytes() == (release.root / "yellow" / NAME).read_bytes()
+    parquet = ParquetizeMonth(service="yellow", month=JAN)
+    if parquet.complete():
+        manifest = parquet.output().read()
+        assert manifest is not None and manifest.rows == new_rows
+        assert pq.read_table(parquet.output().parquet).num_rows == new_rows
+    allowed = {new_rows, OLD_ROWS} if had_old else {new_rows, 0}
+    for sink, rows in warehouses.counts().items():
+        assert rows in allowed, f"{sink} holds {rows} rows: a mix of two versions"
+    for task in (LoadDuckDB(service="yellow", month=JAN),
+                 LoadPostgres(service="yellow", month=JAN)):
+        if task.complete():
+            assert parquet.complete()
+
+
+def kill_group(run: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the run and its forked workers, and wait until every one of them is gone
+    (a dying worker still holds its file locks)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(run.pid, signal.SIGKILL)
+    run.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(run.pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    raise AssertionError("the killed workers did not go away")
+
+
+def run_trial(seed: int, env: Env, release: Release, warehouses: Warehouses,
+              old_release: Path) -> None:
+    rng = random.Random(seed)
+    had_old = rng.random() < 0.5
+    if had_old:
+        publish_old_version(env, old_release)
+    run = subprocess.Popen(
+        [str(BIN / "luigi"), "--module", "pipeline", "IngestMonth", "--month", "2021-01",
+         "--services", "yellow", "--local-scheduler", "--workers", "2"],
+        cwd=env.tmp, env=env.env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True)
+    time.sleep(rng.uniform(0.3, 4.0))
+    kill_group(run)
+    check_after_kill(env, release, warehouses, had_old)
+
+    finish = env.command("luigi", "--module", "pipeline", "IngestMonth", "--month", "2021-01",
+                         "--services", "yellow", "--local-scheduler", "--workers", "2")
+    assert finish.returncode == 0, finish.stderr[-3000:]
+    rows = release.of("yellow", "2021-01").rows
+    assert set(warehouses.counts().values()) == {rows}
+    GCS.forget()  # this process's cached listing predates the other process's uploads
+    assert IngestMonth(month=JAN, services=("yellow",)).complete()
+
+
+@pytest.fixture
+def local_sinks(env: Env, postgres_db: Database) -> Warehouses:
+    env.configure(postgres={"url": postgres_db.url}, pipeline={"sinks": "duckdb,postgres"})
+    return Warehouses(env, postgres_db)
+
+
+@pytest.fixture
+def all_sinks(env: Env, postgres_db: Database, cloud: object) -> Warehouses:
+    env.configure(postgres={"url": postgres_db.url},
+                  pipeline={"sinks": "duckdb,postgres,gcs,bigquery"})
+    return Warehouses(env, postgres_db, cloud)
+
+
+@pytest.mark.kill_trial
+@pytest.mark.parametrize("seed", DEFAULT_TRIALS)
+def test_kill_trial(seed: int, env: Env, release: Release, local_sinks: Warehouses,
+                    old_release: Path) -> None:
+    run_trial(seed, env, release, local_sinks, old_release)
+
+
+@pytest.mark.slow
+@pytest.mark.kill_trial
+@pytest.mark.parametrize("seed", SLOW_TRIALS)
+def test_kill_trial_all_sinks(seed: int, env: Env, release: Release, all_sinks: Warehouses,
+                              old_release: Path) -> None:
+    run_trial(seed, env, release, all_sinks, old_release)
+
