@@ -160,21 +160,63 @@ def load_zones(zones: pa.Table, checksum: str) -> None:
 
 def loaded(table: str, month: date | None) -> tuple[int, str, int] | None:
     """(rows in the load log, checksum in the load log, rows actually there) or None."""
-    with connect(read_only=True) as con:
-        if con is None:
-            return None
-        where = f"{SOURCE_MONTH} = ?" if month else "true"
+    return _LOADED.of(table).get(month)
+
+
+class _LoadedCache:
+    """What the warehouse holds, one table at a time, read in one query per table.
+
+    A backfill asks whether each of hundreds of months is loaded; opening the file for each
+    costs far more than the query. A table's answers are kept while the warehouse file and
+    its write-ahead log are unchanged (size and mtime): any commit, by any process, changes
+    one of them, so a cached answer is never stale.
+    """
+
+    def __init__(self) -> None:
+        self._tables: dict[str, tuple[object, dict[date | None, tuple[int, str, int]]]] = {}
+
+    def of(self, table: str) -> dict[date | None, tuple[int, str, int]]:
+        state = _file_state()
+        cached = self._tables.get(table)
+        if cached is None or cached[0] != state or state is None:
+            cached = (state, self._read(table))
+            self._tables[table] = cached
+        return cached[1]
+
+    def _read(self, table: str) -> dict[date | None, tuple[int, str, int]]:
+        with connect(read_only=True) as con:
+            if con is None:
+                return {}
+            try:
+                logged = con.execute(
+                    f"SELECT {SOURCE_MONTH}, rows, checksum FROM {LOAD_LOG} WHERE table_name = ?",
+                    [table],
+                ).fetchall()
+                if table == ZONES_TABLE:
+                    (total,) = con.execute(f"SELECT count(*) FROM {quote(table)}").fetchone()
+                    counts: dict[date | None, int] = {None: total}
+                else:
+                    counts = dict(con.execute(
+                        f"SELECT {SOURCE_MONTH}, count(*) FROM {quote(table)} GROUP BY 1"
+                    ).fetchall())
+            except duckdb.CatalogException:
+                return {}
+        return {month: (rows, checksum, counts.get(month, 0)) for month, rows, checksum in logged}
+
+
+def _file_state() -> object:
+    path = Path(config.duckdb().path).absolute()
+    state = []
+    for file in (path, path.with_name(path.name + ".wal")):
         try:
-            row = con.execute(
-                f"SELECT l.rows, l.checksum, "
-                f"(SELECT count(*) FROM {quote(table)} WHERE {where}) "
-                f"FROM {LOAD_LOG} l WHERE l.table_name = ? "
-                f"AND l.{SOURCE_MONTH} IS NOT DISTINCT FROM ?",
-                [*([month] if month else []), table, month],
-            ).fetchone()
-        except duckdb.CatalogException:
-            return None
-    return tuple(row) if row else None  # type: ignore[return-value]
+            info = file.stat()
+            state.append((str(file), info.st_size, info.st_mtime_ns))
+        except FileNotFoundError:
+            state.append((str(file), None, None))
+    return tuple(state)
+
+
+_LOADED = _LoadedCache()
 
 
 class LoadDuckDBZones(PipelineTask):

@@ -16,6 +16,7 @@ Two things luigi 3.8 does not do on its own, and why they are here:
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -73,9 +74,18 @@ class BackoffScheduler(Scheduler):
             task.retry = time.time() + delay
 
 
+def _fast_sqlite_history(connection: Any, _record: Any) -> None:
+    """History in SQLite: write-ahead log, synced at checkpoints, not at each of the
+    thousand commits a large backfill's scheduling makes (one per task)."""
+    if isinstance(connection, sqlite3.Connection):
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=NORMAL")
+
+
 def serve(port: int, address: str) -> None:
     """Run luigid in the foreground until SIGTERM or SIGINT (which save its state)."""
     luigi.db_task_history._upgrade_schema = _upgrade_history_schema
+    sqlalchemy.event.listen(sqlalchemy.Engine, "connect", _fast_sqlite_history)
     settings = luigi.configuration.get_config()
     for path in (settings.get("scheduler", "state_path", ""),
                  _sqlite_file(settings.get("task_history", "db_connection", ""))):
