@@ -122,7 +122,8 @@ def env(tmp_path: Path, mirror: ReleaseMirror) -> Iterator[Env]:
         pipeline={"services": "yellow,green", "sinks": "duckdb"},
         # In-run retries come quickly in tests; the count stays as in luigi.cfg.
         scheduler={"retry_delay": "0.2"},
-        worker={"wait_interval": "0.1", "wait_jitter": "0.05"},
+        # In-process runs keep tasks in this process, so tests can watch their events.
+        worker={"wait_interval": "0.1", "wait_jitter": "0.05", "force_multiprocessing": "false"},
     )
     yield e
     reset_luigi(original)
