@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import re
 from datetime import date
-from pathlib import Path
 
 import luigi
+import pyarrow as pa
 
 from pipeline import config
 from pipeline.datasets import Service
-from pipeline.lake_tasks import ParquetizeMonth, Zones
-from pipeline.task import MonthTask, PipelineTask
+from pipeline.lake_tasks import ParquetizeMonth
+from pipeline.task import MonthTask
 from pipeline.upload import SettingsError, UploadMonth
 from pipeline.upload import check_settings as check_gcs_settings
-from pipeline.warehouse import ZONES_TABLE, LoadedTarget, WarehouseError, read_zones, trips_table
+from pipeline.warehouse import LoadedTarget, WarehouseError, trips_table
+from pipeline.warehouse_tasks import ZonesLoad, month_target
 
 _PROJECT = re.compile(r"^[a-z][a-z0-9.:-]{1,62}[a-z0-9]$")
 _DATASET = re.compile(r"^[A-Za-z0-9_]{1,1024}$")
@@ -51,27 +52,18 @@ def _loaded(table: str, month: date | None) -> tuple[int, str, int] | None:
     return bigquery_load.loaded(table, month)
 
 
-class LoadBigQueryZones(PipelineTask):
+def _load_zones(zones: pa.Table, checksum: str) -> None:
+    from pipeline import bigquery_load
+
+    bigquery_load.load_zones(zones, checksum)
+
+
+class LoadBigQueryZones(ZonesLoad):
     """Table ``zones`` in the BigQuery dataset; complete when the load log and the table hold
     the lake's lookup (its rows and checksum)."""
 
-    def requires(self) -> Zones:
-        return Zones()
-
-    def output(self) -> LoadedTarget:
-        return LoadedTarget(lambda: _loaded(ZONES_TABLE, None), self._expected)
-
-    def _expected(self) -> tuple[int, str] | None:
-        path = Path(self.input().path)
-        if not path.exists():
-            return None
-        table, checksum = read_zones(path)
-        return table.num_rows, checksum
-
-    def run(self) -> None:
-        from pipeline import bigquery_load
-
-        bigquery_load.load_zones(*read_zones(Path(self.input().path)))
+    loaded = staticmethod(_loaded)
+    load = staticmethod(_load_zones)
 
 
 class LoadBigQuery(MonthTask):
@@ -86,11 +78,7 @@ class LoadBigQuery(MonthTask):
         }
 
     def output(self) -> LoadedTarget:
-        manifest = ParquetizeMonth(service=self.service, month=self.month).output()
-        return LoadedTarget(
-            lambda: _loaded(trips_table(self.dataset), self.month),
-            lambda: (m.rows, m.parquet_sha256) if (m := manifest.read()) else None,
-        )
+        return month_target(_loaded, self.dataset, self.month)
 
     def run(self) -> None:
         from pipeline import bigquery_load

@@ -13,28 +13,24 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import duckdb
-import luigi
 import pyarrow as pa
 import tenacity
 
 from pipeline import __version__, config
 from pipeline.datasets import ZONES, Service
-from pipeline.lake_tasks import ParquetizeMonth, Zones
 from pipeline.manifest import Manifest
 from pipeline.params import month_key
-from pipeline.task import MonthTask, PipelineTask
 from pipeline.warehouse import (
     LOAD_LOG,
     LOAD_LOG_SCHEMA,
     SOURCE_MONTH,
     ZONES_TABLE,
     Dialect,
-    LoadedTarget,
     WarehouseError,
     quote,
-    read_zones,
     trips_table,
 )
+from pipeline.warehouse_tasks import MonthLoad, ZonesLoad
 
 _TYPES = {
     pa.int64(): "BIGINT",
@@ -219,53 +215,23 @@ def _file_state() -> object:
 _LOADED = _LoadedCache()
 
 
-class LoadDuckDBZones(PipelineTask):
+class LoadDuckDBZones(ZonesLoad):
     """Table ``zones`` in the DuckDB warehouse; complete when it holds the lake's lookup."""
 
     resources = {RESOURCE: 1}  # noqa: RUF012 (luigi's class attribute)
-
-    def requires(self) -> Zones:
-        return Zones()
-
-    def output(self) -> LoadedTarget:
-        return LoadedTarget(lambda: loaded(ZONES_TABLE, None), self._expected)
-
-    def _expected(self) -> tuple[int, str] | None:
-        path = Path(self.input().path)
-        if not path.exists():
-            return None
-        table, checksum = read_zones(path)
-        return table.num_rows, checksum
-
-    def run(self) -> None:
-        load_zones(*read_zones(Path(self.input().path)))
+    loaded = staticmethod(loaded)
+    load = staticmethod(load_zones)
 
 
-class LoadDuckDB(MonthTask):
+class LoadDuckDB(MonthLoad):
     """The month's rows in table ``{service}_tripdata`` of the DuckDB warehouse; complete
     when the load log and the table both hold the manifest's row count for the month."""
 
     resources = {RESOURCE: 1}  # noqa: RUF012
-
-    def requires(self) -> dict[str, luigi.Task]:
-        return {
-            "parquet": ParquetizeMonth(service=self.service, month=self.month),
-            "zones": LoadDuckDBZones(),
-        }
-
-    def output(self) -> LoadedTarget:
-        parquet = self.requires()["parquet"].output()
-        return LoadedTarget(
-            lambda: loaded(trips_table(self.dataset), self.month),
-            lambda: (m.rows, m.parquet_sha256) if (m := parquet.read()) else None,
-        )
-
-    def run(self) -> None:
-        parquet = self.input()["parquet"]
-        manifest = parquet.read()
-        self.report(f"loading {manifest.rows:,} rows into DuckDB", 0)
-        rows = load_month(self.dataset, self.month, parquet.parquet, manifest)
-        self.report(f"loaded {rows:,} rows into {trips_table(self.dataset)}", 100)
+    warehouse = "DuckDB"
+    zones_task = LoadDuckDBZones
+    loaded = staticmethod(loaded)
+    load = staticmethod(load_month)
 
 
 def rows_by_month(service: Service) -> dict[date, int]:

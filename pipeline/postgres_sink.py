@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-import luigi
 import psycopg
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -31,22 +30,19 @@ from psycopg.conninfo import conninfo_to_dict
 
 from pipeline import __version__, config, pg_copy
 from pipeline.datasets import ZONES, Service
-from pipeline.lake_tasks import ParquetizeMonth, Zones
 from pipeline.manifest import Manifest
 from pipeline.params import month_key
-from pipeline.task import MonthTask, PipelineTask
 from pipeline.warehouse import (
     LOAD_LOG,
     LOAD_LOG_SCHEMA,
     SOURCE_MONTH,
     ZONES_TABLE,
     Dialect,
-    LoadedTarget,
     WarehouseError,
     quote,
-    read_zones,
     trips_table,
 )
+from pipeline.warehouse_tasks import MonthLoad, ZonesLoad
 
 DIALECT = Dialect(
     "PostgreSQL",
@@ -332,47 +328,19 @@ def rows_by_month(service: Service) -> dict[date, int]:
 # --------------------------------------------------------------------------- tasks
 
 
-class LoadPostgresZones(PipelineTask):
+class LoadPostgresZones(ZonesLoad):
     """Table ``zones`` in PostgreSQL; complete when the load log and the table hold the
     lake's lookup (its rows and checksum)."""
 
-    def requires(self) -> Zones:
-        return Zones()
-
-    def output(self) -> LoadedTarget:
-        return LoadedTarget(lambda: loaded(ZONES_TABLE, None), self._expected)
-
-    def _expected(self) -> tuple[int, str] | None:
-        path = Path(self.input().path)
-        if not path.exists():
-            return None
-        table, checksum = read_zones(path)
-        return table.num_rows, checksum
-
-    def run(self) -> None:
-        load_zones(*read_zones(Path(self.input().path)))
+    loaded = staticmethod(loaded)
+    load = staticmethod(load_zones)
 
 
-class LoadPostgres(MonthTask):
+class LoadPostgres(MonthLoad):
     """The month's rows in table ``{service}_tripdata`` of PostgreSQL; complete when the load
     log and the table both hold the manifest's row count for the month."""
 
-    def requires(self) -> dict[str, luigi.Task]:
-        return {
-            "parquet": ParquetizeMonth(service=self.service, month=self.month),
-            "zones": LoadPostgresZones(),
-        }
-
-    def output(self) -> LoadedTarget:
-        parquet = self.requires()["parquet"].output()
-        return LoadedTarget(
-            lambda: loaded(trips_table(self.dataset), self.month),
-            lambda: (m.rows, m.parquet_sha256) if (m := parquet.read()) else None,
-        )
-
-    def run(self) -> None:
-        parquet = self.input()["parquet"]
-        manifest = parquet.read()
-        self.report(f"loading {manifest.rows:,} rows into PostgreSQL", 0)
-        rows = load_month(self.dataset, self.month, parquet.parquet, manifest)
-        self.report(f"loaded {rows:,} rows into {trips_table(self.dataset)}", 100)
+    warehouse = "PostgreSQL"
+    zones_task = LoadPostgresZones
+    loaded = staticmethod(loaded)
+    load = staticmethod(load_month)
