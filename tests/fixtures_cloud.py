@@ -32,6 +32,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery, storage
 
 from tests.conftest import Env
+from tests.ports import free_port
 
 PROJECT_ID = "test"
 LOCATION = "US"
@@ -47,12 +48,6 @@ sys.argv[0] = "bqemulator"
 main()
 """
 _names = itertools.count()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for(url: str, process: subprocess.Popen[bytes], log: Path) -> None:

@@ -36,7 +36,8 @@ from pipeline import (
 from pipeline.datasets import SERVICES
 from pipeline.warehouse import WarehouseError, read_zones
 from tests.conftest import BIN, Env, Release
-from tests.fixtures_postgres import Database, free_port
+from tests.fixtures_postgres import Database
+from tests.ports import free_port
 
 DEC19, JAN20 = date(2019, 12, 1), date(2020, 1, 1)
 BIG = date(2020, 6, 1)  # a month large enough (300k rows) for a COPY to take a while
