@@ -153,7 +153,20 @@ def ensure_table(name: str, schema: pa.Schema, partition_by: str | None = None,
                 type_=bigquery.TimePartitioningType.MONTH, field=partition_by)
         table.clustering_fields = cluster_by
         table = client().create_table(table, exists_ok=True)
-    DIALECT.check_columns(table_id(name), schema, _reported(table))
+    missing = DIALECT.check_columns(table_id(name), schema, _reported(table))
+    if missing:
+        # New NULLABLE columns at the end: a schema change that keeps every row (DDL rather
+        # than a metadata patch, so that the storage of an emulator follows as well).
+        for column in missing:
+            client().query(f"ALTER TABLE {_sql(name)} ADD COLUMN IF NOT EXISTS "
+                           f"`{column.name}` {DIALECT.ddl_types[column.type]}").result()
+        table = client().get_table(table_id(name))
+        known = {f.name for f in table.schema}
+        if any(column.name not in known for column in missing):
+            # The emulator's DDL leaves the table's metadata behind: patch it to match.
+            table.schema = [*table.schema, *_fields(pa.schema(
+                [c for c in missing if c.name not in known]))]
+            table = client().update_table(table, ["schema"])
     return table
 
 

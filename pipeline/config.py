@@ -7,6 +7,7 @@ line. The defaults work on a laptop with no cloud account; luigi.cfg documents e
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 import luigi
@@ -14,6 +15,8 @@ import luigi
 from pipeline.datasets import SERVICES
 
 RELEASES_URL = "https://github.com/DataTalksClub/nyc-tlc-data/releases/download"
+TLC_PARQUET_URL = "https://d37ci6vzurychx.cloudfront.net/trip-data"
+SOURCE_KINDS = ("csv", "parquet", "auto")
 
 
 class pipeline(luigi.Config):
@@ -32,6 +35,19 @@ class source(luigi.Config):
         default=RELEASES_URL,
         description="release root: {base_url}/{service}/{service}_tripdata_{YYYY-MM}.csv.gz",
     )
+    kind: str = luigi.ChoiceParameter(
+        default="auto", choices=SOURCE_KINDS, var_type=str,
+        description="csv (the CSV.gz mirror), parquet (TLC's own files) or auto: CSV for "
+                    "months up to csv_last_month, TLC Parquet after",
+    )
+    parquet_base_url: str = luigi.Parameter(
+        default=TLC_PARQUET_URL,
+        description="TLC Parquet root: {parquet_base_url}/{service}_tripdata_{YYYY-MM}.parquet",
+    )
+    csv_last_month: str = luigi.Parameter(
+        default="2021-07",
+        description="with kind auto: the last month the CSV mirror publishes (YYYY-MM)",
+    )
     zones_url: str = luigi.Parameter(
         default=f"{RELEASES_URL}/misc/taxi_zone_lookup.csv",
         description="the taxi zone lookup CSV",
@@ -49,6 +65,14 @@ class source(luigi.Config):
     backoff_max: float = luigi.FloatParameter(
         default=60.0, description="longest wait between two attempts (Retry-After included)"
     )
+
+    def format_of(self, month: date) -> str:
+        """``csv`` or ``parquet``: the source a month is fetched from. With ``auto`` the rule
+        is fixed, not probed: CSV up to ``csv_last_month``, Parquet after, so every process
+        (and every re-run) agrees on a month's raw file."""
+        if self.kind != "auto":
+            return self.kind
+        return "csv" if f"{month:%Y-%m}" <= self.csv_last_month.strip() else "parquet"
 
 
 class lake(luigi.Config):

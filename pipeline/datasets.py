@@ -30,6 +30,22 @@ class HeaderMismatch(PipelineError, ValueError):
 
 
 @dataclass(frozen=True)
+class Alias:
+    """An older file's name for a canonical column, and how its text values map to codes."""
+
+    column: str
+    values: dict[str, int | str] | None = field(default=None, hash=False, compare=False)
+
+
+@dataclass(frozen=True)
+class SourcePlan:
+    """Canonical column -> the source file's column that feeds it; legacy columns dropped."""
+
+    feeds: dict[str, str] = field(hash=False, compare=False)
+    dropped: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Service:
     """One trip-record service (yellow, green, fhv): its schema and source file names."""
 
@@ -38,6 +54,13 @@ class Service:
     pickup_column: str
     # Columns a real month may lack in its header; they are published as all-null.
     optional: frozenset[str] = field(default_factory=frozenset)
+    # Other names of a column in older files (folded case), e.g. 2009 yellow's
+    # ``trip_pickup_datetime``, with the map of text values when the old file spelled a
+    # code as text (``vendor_name`` CMT -> VendorID 1).
+    aliases: dict[str, Alias] = field(default_factory=dict, hash=False, compare=False)
+    # Columns of older files with no place in the canonical schema (2009-2010 yellow's
+    # coordinates): dropped, and named in the month's manifest. Folded case.
+    dropped: frozenset[str] = field(default_factory=frozenset)
 
     @property
     def columns(self) -> list[str]:
@@ -50,6 +73,10 @@ class Service:
     def source_url(self, base_url: str, month_key: str) -> str:
         """The CSV.gz of one month under the release layout ``{base}/{service}/{file}``."""
         return f"{base_url.rstrip('/')}/{self.name}/{self.file_stem(month_key)}.csv.gz"
+
+    def parquet_url(self, base_url: str, month_key: str) -> str:
+        """TLC's own Parquet of one month: ``{base}/{service}_tripdata_{YYYY-MM}.parquet``."""
+        return f"{base_url.rstrip('/')}/{self.file_stem(month_key)}.parquet"
 
     def canonical_header(self, header: list[str]) -> list[str]:
         """Map a file's header to canonical column names, matching case-insensitively.
@@ -68,6 +95,41 @@ class Service:
             raise HeaderMismatch(f"{self.name} header does not match the registry: "
                                  + "; ".join(problems))
         return [name for name in canonical if name is not None]
+
+    def source_column(self, name: str) -> str | None:
+        """The canonical column a source file's column feeds, case-insensitively (aliases
+        included); None for a column the registry does not know."""
+        folded = name.strip().casefold()
+        by_folded = {c.casefold(): c for c in self.columns}
+        if folded in by_folded:
+            return by_folded[folded]
+        alias = self.aliases.get(folded)
+        return alias.column if alias else None
+
+    def source_plan(self, names: list[str]) -> SourcePlan:
+        """Which column of a Parquet file feeds each canonical column (case-insensitive
+        names and aliases), and which known legacy columns are dropped.
+
+        Raises HeaderMismatch naming unknown, missing or repeated columns.
+        """
+        feeds: dict[str, str] = {}
+        dropped, unknown, repeated = [], [], []
+        for name in names:
+            canonical = self.source_column(name)
+            if canonical is None:
+                (dropped if name.strip().casefold() in self.dropped else unknown).append(name)
+            elif canonical in feeds:
+                repeated.append(canonical)
+            else:
+                feeds[canonical] = name
+        missing = [c for c in self.columns if c not in feeds and c not in self.optional]
+        problems = [f"{what} columns {_some(found)}" for what, found in
+                    (("unknown", unknown), ("missing", missing), ("repeated", repeated))
+                    if found]
+        if problems:
+            raise HeaderMismatch(f"{self.name} Parquet columns do not match the registry: "
+                                 + "; ".join(problems))
+        return SourcePlan(feeds, tuple(dropped))
 
     @property
     def fingerprint(self) -> str:
@@ -89,10 +151,44 @@ def _schema(*columns: tuple[str, pa.DataType]) -> pa.Schema:
     return pa.schema([pa.field(name, kind) for name, kind in columns])
 
 
+# 2009-2010 yellow files: payment types written as text, in several spellings.
+_PAYMENT_TEXT: dict[str, int | str] = {
+    "credit": 1, "cre": 1, "crd": 1, "cash": 2, "cas": 2, "csh": 2, "no charge": 3,
+    "noc": 3, "no": 3, "dispute": 4, "dis": 4, "unknown": 5, "unk": 5, "na": 5,
+    "voided": 6, "voi": 6,
+}
+# 2009-2010 yellow vendors by name. DDS (Digital Dispatch Systems) left the market before
+# TLC numbered vendors; it gets 3, a code TLC's dictionary does not use.
+_VENDOR_TEXT: dict[str, int | str] = {"cmt": 1, "vts": 2, "dds": 3}
+_FLAG_TEXT: dict[str, int | str] = {"0": "N", "1": "Y", "n": "N", "y": "Y"}
+
 YELLOW = Service(
     name="yellow",
     pickup_column="tpep_pickup_datetime",
-    optional=frozenset({"congestion_surcharge"}),
+    # The CSV months (2019-2021) lack the last two; 2009-2010 files lack the zone ids and
+    # the surcharges introduced later.
+    optional=frozenset({"congestion_surcharge", "airport_fee", "cbd_congestion_fee",
+                        "PULocationID", "DOLocationID", "improvement_surcharge"}),
+    aliases={
+        "vendor_name": Alias("VendorID", _VENDOR_TEXT),
+        "vendor_id": Alias("VendorID", _VENDOR_TEXT),
+        "trip_pickup_datetime": Alias("tpep_pickup_datetime"),
+        "pickup_datetime": Alias("tpep_pickup_datetime"),
+        "trip_dropoff_datetime": Alias("tpep_dropoff_datetime"),
+        "dropoff_datetime": Alias("tpep_dropoff_datetime"),
+        "rate_code": Alias("RatecodeID"),
+        "payment_type": Alias("payment_type", _PAYMENT_TEXT),
+        "store_and_forward": Alias("store_and_fwd_flag", _FLAG_TEXT),
+        # 2010 writes the flag as 0/1 under its canonical name.
+        "store_and_fwd_flag": Alias("store_and_fwd_flag", _FLAG_TEXT),
+        "fare_amt": Alias("fare_amount"),
+        "surcharge": Alias("extra"),
+        "tip_amt": Alias("tip_amount"),
+        "tolls_amt": Alias("tolls_amount"),
+        "total_amt": Alias("total_amount"),
+    },
+    dropped=frozenset({"start_lon", "start_lat", "end_lon", "end_lat", "pickup_longitude",
+                       "pickup_latitude", "dropoff_longitude", "dropoff_latitude"}),
     schema=_schema(
         ("VendorID", ID),
         ("tpep_pickup_datetime", TIME),
@@ -112,13 +208,17 @@ YELLOW = Service(
         ("improvement_surcharge", MONEY),
         ("total_amount", MONEY),
         ("congestion_surcharge", MONEY),
+        # Added by the Parquet source (issue 8): always last, so that warehouses can add
+        # them to existing tables.
+        ("airport_fee", MONEY),
+        ("cbd_congestion_fee", MONEY),
     ),
 )
 
 GREEN = Service(
     name="green",
     pickup_column="lpep_pickup_datetime",
-    optional=frozenset({"ehail_fee", "congestion_surcharge"}),
+    optional=frozenset({"ehail_fee", "congestion_surcharge", "cbd_congestion_fee"}),
     schema=_schema(
         ("VendorID", ID),
         ("lpep_pickup_datetime", TIME),
@@ -140,6 +240,7 @@ GREEN = Service(
         ("payment_type", ID),
         ("trip_type", ID),
         ("congestion_surcharge", MONEY),
+        ("cbd_congestion_fee", MONEY),
     ),
 )
 
@@ -157,7 +258,41 @@ FHV = Service(
     ),
 )
 
-SERVICES: dict[str, Service] = {s.name: s for s in (YELLOW, GREEN, FHV)}
+FHVHV = Service(
+    name="fhvhv",
+    pickup_column="pickup_datetime",
+    optional=frozenset({"originating_base_num", "on_scene_datetime", "airport_fee",
+                        "cbd_congestion_fee", "congestion_surcharge"}),
+    schema=_schema(
+        ("hvfhs_license_num", TEXT),
+        ("dispatching_base_num", TEXT),
+        ("originating_base_num", TEXT),
+        ("request_datetime", TIME),
+        ("on_scene_datetime", TIME),
+        ("pickup_datetime", TIME),
+        ("dropoff_datetime", TIME),
+        ("PULocationID", ID),
+        ("DOLocationID", ID),
+        ("trip_miles", MONEY),
+        ("trip_time", ID),  # seconds
+        ("base_passenger_fare", MONEY),
+        ("tolls", MONEY),
+        ("bcf", MONEY),
+        ("sales_tax", MONEY),
+        ("congestion_surcharge", MONEY),
+        ("airport_fee", MONEY),
+        ("tips", MONEY),
+        ("driver_pay", MONEY),
+        ("shared_request_flag", TEXT),
+        ("shared_match_flag", TEXT),
+        ("access_a_ride_flag", TEXT),
+        ("wav_request_flag", TEXT),
+        ("wav_match_flag", TEXT),
+        ("cbd_congestion_fee", MONEY),
+    ),
+)
+
+SERVICES: dict[str, Service] = {s.name: s for s in (YELLOW, GREEN, FHV, FHVHV)}
 
 
 def service(name: str) -> Service:

@@ -34,6 +34,8 @@ def run(months: list[date], source_dir: Path, scale: float = 1.0, workers: int =
         settings = luigi.configuration.get_config()
         settings.set("source", "base_url", mirror.base_url)
         settings.set("source", "zones_url", mirror.zones_url)
+        # Offline: a month after the CSV mirror's last one is asked of the local server too.
+        settings.set("source", "parquet_base_url", mirror.parquet_base_url)
         print(f"serving it at {mirror.base_url}")
         result = luigi.build(
             [IngestMonth(month=m, services=SERVICES) for m in months],

@@ -154,6 +154,57 @@ class PlainCsvCheck:
         self._first_line.finish()
 
 
+PARQUET_MAGIC = b"PAR1"
+# Footers of real months are tens of KB; the check keeps at most twice this much of the tail.
+MAX_FOOTER = 8 << 20
+
+
+class ParquetCheck:
+    """Checks a Parquet file as it arrives: ``PAR1`` at both ends and a footer that parses
+    (the schema's column names go to ``check_columns``). Only the file's tail is kept."""
+
+    def __init__(self, check_columns: Callable[[list[str]], object] | None = None) -> None:
+        self._check_columns = check_columns
+        self._head = bytearray()
+        self._tail = bytearray()
+        self._size = 0
+
+    def feed(self, data: bytes) -> None:
+        if len(self._head) < 4:
+            self._head += data[: 4 - len(self._head)]
+            if len(self._head) == 4 and self._head != PARQUET_MAGIC:
+                raise SourceError(
+                    f"not a Parquet file (it starts with {_preview(bytes(self._head))})")
+        self._size += len(data)
+        self._tail += data
+        if len(self._tail) > 2 * MAX_FOOTER:
+            del self._tail[: len(self._tail) - MAX_FOOTER]
+
+    def finish(self) -> None:
+        if self._size < 12 or self._tail[-4:] != PARQUET_MAGIC:
+            raise SourceError(f"not a whole Parquet file ({self._size} bytes, no PAR1 footer)")
+        footer = int.from_bytes(self._tail[-8:-4], "little")
+        if footer + 12 > self._size:
+            raise SourceError(f"the Parquet footer length {footer} does not fit the file")
+        if footer + 8 > len(self._tail):
+            raise SourceError(f"the Parquet footer is longer than {MAX_FOOTER >> 20} MB")
+        # Imported here: only Parquet downloads need pyarrow in this module.
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            meta = pq.read_metadata(pa.BufferReader(bytes(self._tail[-(footer + 8):])))
+        except (OSError, pa.ArrowException) as e:
+            raise SourceError(f"the Parquet footer is unreadable: {_first(e)}") from None
+        if self._check_columns:
+            self._check_columns(meta.schema.to_arrow_schema().names)
+
+
+def _first(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return text[:160]
+
+
 def _preview(data: bytes) -> str:
     return repr(data[:20].decode("utf-8", "replace"))
 

@@ -90,7 +90,9 @@ def _ensure_table(con: duckdb.DuckDBPyConnection, table: str, schema: pa.Schema)
         "WHERE table_schema = current_schema() AND table_name = ? ORDER BY ordinal_position",
         [table],
     ).fetchall()
-    DIALECT.check_columns(table, schema, found)
+    for column in DIALECT.check_columns(table, schema, found):
+        # Earlier months keep their rows; the new column is null for them.
+        con.execute(DIALECT.add_column(table, column))
 
 
 def _record_load(con: duckdb.DuckDBPyConnection, table: str, month: date | None, rows: int,

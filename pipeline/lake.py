@@ -30,8 +30,12 @@ class LakeFull(PipelineError):
     """The lake's file system has no room for an output; nothing was published."""
 
 
-def raw_key(service: Service, month: date) -> str:
-    return f"raw/{service.name}/{service.file_stem(month_key(month))}.csv.gz"
+RAW_SUFFIX = {"csv": ".csv.gz", "parquet": ".parquet"}
+
+
+def raw_key(service: Service, month: date, source_format: str = "csv") -> str:
+    """The month's download as published: ``.csv.gz`` from the mirror, ``.parquet`` from TLC."""
+    return f"raw/{service.name}/{service.file_stem(month_key(month))}{RAW_SUFFIX[source_format]}"
 
 
 def parquet_dir_key(service: Service, month: date) -> str:

@@ -13,6 +13,7 @@ from pipeline import __version__, config
 from pipeline.datasets import ZONES, Service
 from pipeline.download import (
     GzipCsvCheck,
+    ParquetCheck,
     PlainCsvCheck,
     RetryPolicy,
     SourceError,
@@ -29,8 +30,9 @@ from pipeline.lake import (
     zones_key,
 )
 from pipeline.manifest import Manifest, read_manifest
+from pipeline.normalize import normalize
 from pipeline.params import month_key
-from pipeline.parquetize import parquetize
+from pipeline.parquetize import ParquetStats, parquetize
 from pipeline.task import MonthTask, PipelineTask, megabytes
 
 
@@ -58,24 +60,40 @@ def header_check(columns_of: Callable[[list[str]], list[str]]) -> Callable[[byte
 
 
 class DownloadMonth(MonthTask):
-    """The month's CSV.gz exactly as published, at
-    ``raw/{service}/{service}_tripdata_{YYYY-MM}.csv.gz``; complete once it is there (it
-    is only ever renamed into place after its length, gzip stream and header checked out).
+    """The month's source file exactly as published: the mirror's CSV.gz at
+    ``raw/{service}/{service}_tripdata_{YYYY-MM}.csv.gz`` or TLC's Parquet at
+    ``raw/{service}/{service}_tripdata_{YYYY-MM}.parquet``, as ``[source] kind`` decides for
+    the month. Complete once it is there (it is only ever renamed into place after its
+    length and its gzip stream and header, or its Parquet magic and footer, checked out).
     """
 
     @property
+    def source_format(self) -> str:
+        return config.source().format_of(self.month)
+
+    @property
     def url(self) -> str:
-        return self.dataset.source_url(config.source().base_url, month_key(self.month))
+        s, key = config.source(), month_key(self.month)
+        if self.source_format == "parquet":
+            return self.dataset.parquet_url(s.parquet_base_url, key)
+        return self.dataset.source_url(s.base_url, key)
 
     def output(self) -> luigi.LocalTarget:
-        return luigi.LocalTarget(lake_file(raw_key(self.dataset, self.month)))
+        return luigi.LocalTarget(lake_file(raw_key(self.dataset, self.month,
+                                                   self.source_format)))
 
     def run(self) -> None:
-        check = header_check(self.dataset.canonical_header)
+        columns, check = self.dataset.source_plan, header_check(self.dataset.canonical_header)
+
+        def new_check() -> GzipCsvCheck | ParquetCheck:
+            if self.source_format == "parquet":
+                return ParquetCheck(columns)
+            return GzipCsvCheck(check)
+
         download(
             self.url,
             Path(self.output().path),
-            new_check=lambda: GzipCsvCheck(check),
+            new_check=new_check,
             label=self.label,
             policy=retry_policy(),
             progress=lambda done, total: self.report_progress(
@@ -120,11 +138,7 @@ class ParquetizeMonth(MonthTask):
         # The old manifest goes first: from here on nothing claims the month is complete.
         target.path.unlink(missing_ok=True)
         with atomic_path(target.parquet) as tmp:
-            stats = parquetize(
-                self.dataset, self.month, raw, tmp,
-                progress=lambda done, total: self.report_progress(
-                    done, total, f"converted {megabytes(done)} of {megabytes(total)} (gzip)"),
-            )
+            stats = self._convert(raw, tmp)
         manifest = Manifest(
             service=self.service,
             month=month_key(self.month),
@@ -139,11 +153,26 @@ class ParquetizeMonth(MonthTask):
             row_groups=stats.row_groups,
             pipeline_version=__version__,
             created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            dropped_columns=tuple(getattr(stats, "dropped_columns", ())),
         )
         write_text_atomically(target.path, manifest.to_json())
         self.report(
             f"{stats.rows:,} rows ({stats.rows_outside_month:,} outside the month), "
             f"{megabytes(stats.parquet_bytes)} of Parquet")
+
+    def _convert(self, raw: Path, out: Path) -> ParquetStats:
+        """CSV.gz through ``parquetize``, TLC Parquet through ``normalize``: one result."""
+        if raw.suffix == ".parquet":
+            return normalize(
+                self.dataset, self.month, raw, out,
+                progress=lambda done, total: self.report_progress(
+                    done, total, f"normalised {done:,} of {total:,} rows"),
+            )
+        return parquetize(
+            self.dataset, self.month, raw, out,
+            progress=lambda done, total: self.report_progress(
+                done, total, f"converted {megabytes(done)} of {megabytes(total)} (gzip)"),
+        )
 
 
 def _zones_header(names: list[str]) -> list[str]:

@@ -34,13 +34,18 @@ class Manifest:
     pipeline_version: str
     created_at: str
     format: int = FORMAT
+    # Legacy source columns with no place in the canonical schema (2009-2010 yellow's
+    # coordinates), dropped by the Parquet normalisation.
+    dropped_columns: tuple[str, ...] = ()
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
 
     @classmethod
     def from_json(cls, text: str) -> Manifest:
-        return cls(**json.loads(text))
+        fields = json.loads(text)
+        fields["dropped_columns"] = tuple(fields.get("dropped_columns", ()))
+        return cls(**fields)
 
     def describes(self, parquet: Path, expected_fingerprint: str) -> bool:
         """True when ``parquet`` is the file this manifest was written for."""

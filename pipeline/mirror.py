@@ -4,7 +4,9 @@
 as GitHub does, which serves the file with ``Content-Length`` and honours ``Range``
 (``206``), or ``404`` when the month is not there. Tests can script faults per file
 (``mirror.inject(name, Fault(...))``): each request for the file takes the next one.
-Binds 127.0.0.1 only.
+Given a ``tlc_root``, it also serves TLC's own Parquet layout as CloudFront does:
+``GET /trip-data/{service}_tripdata_{YYYY-MM}.parquet`` answers the file directly (no
+redirect), with the same ``Range`` support and faults. Binds 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from urllib.parse import unquote
 
 RELEASES_PREFIX = "/DataTalksClub/nyc-tlc-data/releases/download"
 ASSETS = "/release-assets"
+TLC_PREFIX = "/trip-data"
 SEND_BYTES = 1 << 20
 
 
@@ -60,8 +63,10 @@ class Served:
 class ReleaseMirror:
     """Serves ``root`` (``{service}/{file}``, ``misc/taxi_zone_lookup.csv``) on 127.0.0.1."""
 
-    def __init__(self, root: Path, port: int = 0, prefix: str = RELEASES_PREFIX) -> None:
+    def __init__(self, root: Path, port: int = 0, prefix: str = RELEASES_PREFIX,
+                 tlc_root: Path | None = None) -> None:
         self.root, self.prefix = root.absolute(), prefix.rstrip("/")
+        self.tlc_root = tlc_root.absolute() if tlc_root else None
         self.faults: dict[str, deque[Fault]] = defaultdict(deque)
         self.served: list[Served] = []
         self._lock = threading.Lock()
@@ -74,6 +79,12 @@ class ReleaseMirror:
     def base_url(self) -> str:
         host, port = self.server.server_address[:2]
         return f"http://{host}:{port}{self.prefix}"
+
+    @property
+    def parquet_base_url(self) -> str:
+        """TLC's layout: ``{parquet_base_url}/{service}_tripdata_{YYYY-MM}.parquet``."""
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}{TLC_PREFIX}"
 
     @property
     def zones_url(self) -> str:
@@ -133,7 +144,9 @@ class _Handler(BaseHTTPRequestHandler):
         if path.startswith(self.mirror.prefix + "/"):
             self._redirect(ASSETS + path[len(self.mirror.prefix):])
         elif path.startswith(ASSETS + "/"):
-            self._asset(path[len(ASSETS) + 1:])
+            self._asset(path[len(ASSETS) + 1:], self.mirror.root)
+        elif path.startswith(TLC_PREFIX + "/") and self.mirror.tlc_root:
+            self._asset(path[len(TLC_PREFIX) + 1:], self.mirror.tlc_root)
         else:
             self._plain(404, b"Not Found")
 
@@ -156,9 +169,9 @@ class _Handler(BaseHTTPRequestHandler):
         if not self.head_only:
             self.wfile.write(body)
 
-    def _asset(self, relative: str) -> None:
-        file = (self.mirror.root / relative).resolve()
-        if not file.is_relative_to(self.mirror.root) or not file.is_file():
+    def _asset(self, relative: str, root: Path) -> None:
+        file = (root / relative).resolve()
+        if not file.is_relative_to(root) or not file.is_file():
             self._plain(404, b"Not Found")
             return
         fault = self.mirror.next_fault(file.name)

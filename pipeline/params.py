@@ -82,7 +82,7 @@ class NameListParameter(luigi.Parameter):
 
 
 class ServiceParameter(luigi.Parameter):
-    """One service of the registry: ``yellow``, ``green`` or ``fhv``."""
+    """One service of the registry: ``yellow``, ``green``, ``fhv`` or ``fhvhv``."""
 
     def normalize(self, x: str) -> str:
         if x not in SERVICES:

@@ -184,7 +184,9 @@ def _ensure_table(cur: psycopg.Cursor, table: str, schema: pa.Schema, index_mont
             "SELECT attname, format_type(atttypid, NULL) FROM pg_attribute "
             "WHERE attrelid = to_regclass(%s) AND attnum > 0 AND NOT attisdropped "
             "ORDER BY attnum", [quote(table)])
-        DIALECT.check_columns(table, schema, cur.fetchall())
+        for column in DIALECT.check_columns(table, schema, cur.fetchall()):
+            # Earlier months keep their rows; the new column is null for them (no rewrite).
+            cur.execute(DIALECT.add_column(table, column))
     index = quote(f"{table}_{SOURCE_MONTH}")
     # Looked up first: even CREATE INDEX IF NOT EXISTS waits for a share lock on the table,
     # that is, for every running load of another month to commit.

@@ -21,6 +21,7 @@ Generation is vectorised and chunked: 10 M rows take tens of seconds and little 
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -69,8 +70,12 @@ def ehail_fee_mode(month: date) -> str:
     return "empty" if month.year == 2020 else "absent"
 
 
+# Registry columns that only TLC's Parquet files carry (never the CSV mirror's months).
+PARQUET_ONLY = ("airport_fee", "cbd_congestion_fee")
+
+
 def header_for(service: str, month: date) -> list[str]:
-    names = SERVICES[service].columns
+    names = [n for n in SERVICES[service].columns if n not in PARQUET_ONLY]
     if service == "fhv" and month.year in (2019, 2021):
         return [FHV_ODD_CASE.get(n, n) for n in names]
     if service == "green" and ehail_fee_mode(month) == "absent":
@@ -80,17 +85,13 @@ def header_for(service: str, month: date) -> list[str]:
 
 def write_month(path: Path, service: str, month: date, rows: int, seed: int = 0) -> SampleFacts:
     """Write ``rows`` realistic trips of ``service`` for ``month`` as CSV.gz at ``path``."""
-    rng = np.random.default_rng([seed, month.year, month.month, list(SERVICES).index(service)])
     header = header_for(service, month)
     tail = empty_tail_rows(service, month, rows)
     outside = refunds = 0
     path.parent.mkdir(parents=True, exist_ok=True)
     with igzip.open(path, "wb", compresslevel=2) as out:
         out.write((",".join(header) + "\n").encode())
-        for start in range(0, rows, CHUNK_ROWS):
-            n = min(CHUNK_ROWS, rows - start)
-            tail_in_chunk = max(0, min(n, start + n - (rows - tail)))
-            columns, chunk_outside, chunk_refunds = _trips(service, month, n, tail_in_chunk, rng)
+        for columns, chunk_outside, chunk_refunds in trip_chunks(service, month, rows, seed):
             outside += chunk_outside
             refunds += chunk_refunds
             table = pa.table([columns[_canonical(name)] for name in header], names=header)
@@ -100,6 +101,19 @@ def write_month(path: Path, service: str, month: date, rows: int, seed: int = 0)
         rows_outside_month=outside, refund_rows=refunds, header=tuple(header),
         ehail_fee=ehail_fee_mode(month) if service == "green" else "",
     )
+
+
+def trip_chunks(service: str, month: date, rows: int, seed: int = 0
+                ) -> Iterator[tuple[dict[str, pa.Array], int, int]]:
+    """The month's trips by chunk, as canonical columns (with out-of-month and refund
+    counts): the same values for the same (service, month, rows, seed), whatever format
+    they are then written in."""
+    rng = np.random.default_rng([seed, month.year, month.month, list(SERVICES).index(service)])
+    tail = empty_tail_rows(service, month, rows)
+    for start in range(0, rows, CHUNK_ROWS):
+        n = min(CHUNK_ROWS, rows - start)
+        tail_in_chunk = max(0, min(n, start + n - (rows - tail)))
+        yield _trips(service, month, n, tail_in_chunk, rng)
 
 
 def _canonical(name: str) -> str:

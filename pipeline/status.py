@@ -96,8 +96,10 @@ def lake_months(services: tuple[str, ...]) -> list[date]:
     root = config.lake().path()
     found = []
     for service in services:
-        for path in root.glob(f"raw/{service}/{service}_tripdata_*.csv.gz"):
-            stamp = path.name.removeprefix(f"{service}_tripdata_").removesuffix(".csv.gz")
+        for path in root.glob(f"raw/{service}/{service}_tripdata_*"):
+            if not path.name.endswith((".csv.gz", ".parquet")):
+                continue
+            stamp = path.name.removeprefix(f"{service}_tripdata_")
             try:
                 found.append(date(int(stamp[:4]), int(stamp[5:7]), 1))
             except ValueError:

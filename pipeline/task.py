@@ -39,7 +39,7 @@ class PipelineTask(luigi.Task):
 class MonthTask(PipelineTask):
     """A task keyed by one service and one month."""
 
-    service: str = ServiceParameter(description="yellow, green or fhv")
+    service: str = ServiceParameter(description="yellow, green, fhv or fhvhv")
     month: date = MonthParameter(description="the month, YYYY-MM")
 
     @property

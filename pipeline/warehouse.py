@@ -61,19 +61,37 @@ class Dialect:
         body = ", ".join(f"{quote(n)} {t}" for n, t in self.columns(schema))
         return f"CREATE TABLE IF NOT EXISTS {quote(table)} ({body})"
 
-    def check_columns(self, table: str, schema: pa.Schema, found: list[tuple[str, str]]) -> None:
-        """Refuse an existing table whose columns differ from the registry's (nothing dropped)."""
+    def check_columns(self, table: str, schema: pa.Schema,
+                      found: list[tuple[str, str]]) -> list[pa.Field]:
+        """The registry columns an existing table lacks, to be added; refuse anything else.
+
+        A table may lag the registry by columns the registry gained since it was created
+        (issue 8: ``airport_fee``...): its columns, ``source_month`` aside, are then a
+        prefix of the registry's, in order, and the missing ones are returned for
+        ``ALTER TABLE ... ADD COLUMN`` (they come after ``source_month``). Any other
+        difference refuses the table, which is left as it is (nothing dropped or retyped).
+        """
         expected = [(f.name, self.reported_types[f.type].casefold()) for f in schema]
         actual = [(name, kind.casefold()) for name, kind in found]
-        if actual != expected:
-            differences = [
-                f"{e[0]} {e[1]} is {a[0]} {a[1]}" for e, a in zip(expected, actual, strict=False)
-                if e != a
-            ] or [f"{len(actual)} columns instead of {len(expected)}"]
-            raise WarehouseError(
-                f"{self.name} table {table} has an incompatible schema "
-                f"({'; '.join(differences[:3])}); it was left as it is: migrate or drop it"
-            )
+        if actual == expected:
+            return []
+        movable = expected[-1] if expected and expected[-1][0] == SOURCE_MONTH else None
+        if movable and movable in actual:
+            head, rest = expected[:-1], [c for c in actual if c != movable]
+            if head[:len(rest)] == rest:
+                return list(schema)[len(rest):-1]
+        differences = [
+            f"{e[0]} {e[1]} is {a[0]} {a[1]}" for e, a in zip(expected, actual, strict=False)
+            if e != a
+        ] or [f"{len(actual)} columns instead of {len(expected)}"]
+        raise WarehouseError(
+            f"{self.name} table {table} has an incompatible schema "
+            f"({'; '.join(differences[:3])}); it was left as it is: migrate or drop it"
+        )
+
+    def add_column(self, table: str, column: pa.Field) -> str:
+        return (f"ALTER TABLE {quote(table)} ADD COLUMN {quote(column.name)} "
+                f"{self.ddl_types[column.type]}")
 
 
 LOAD_LOG_SCHEMA = pa.schema([

@@ -1,0 +1,385 @@
+"""Issue 8: TLC's own Parquet months, normalised to the registry's schema, through real
+Luigi workers, a local server laid out like TLC's CloudFront, DuckDB and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+from google.cloud import bigquery
+from luigi.execution_summary import LuigiStatusCode
+
+from pipeline import (
+    Backfill,
+    DownloadMonth,
+    IngestMonth,
+    LoadBigQuery,
+    LoadDuckDB,
+    LoadPostgres,
+    ParquetizeMonth,
+    bigquery_load,
+    samples,
+    tlc_samples,
+)
+from pipeline.datasets import SERVICES, YELLOW
+from pipeline.mirror import Fault, ReleaseMirror
+from pipeline.normalize import cast_exactly, normalize
+from pipeline.parquetize import ConversionError
+from pipeline.samples import PARQUET_ONLY
+from tests.conftest import Env
+from tests.fixtures_cloud import Cloud
+from tests.fixtures_postgres import Database
+
+ROWS = 5_000
+CSV_MONTHS = {"yellow": ["2021-01", "2021-06", "2021-07"], "green": ["2020-01"],
+              "fhv": ["2019-01"]}
+TLC_MONTHS = {
+    "yellow": ["2009-01", "2021-01", "2021-06", "2021-07", "2021-08", "2021-09", "2023-05",
+               "2025-02"],
+    "green": ["2020-01", "2025-03"],
+    "fhv": ["2019-01"],
+    "fhvhv": ["2025-01"],
+}
+FRACTIONAL = "2021-10"  # yellow: one passenger_count of 1.5
+
+
+def month(key: str) -> date:
+    return date(int(key[:4]), int(key[5:]), 1)
+
+
+@dataclass
+class TlcRelease:
+    csv_root: Path
+    tlc_root: Path
+
+    def tlc_file(self, service: str, key: str) -> Path:
+        return self.tlc_root / f"{service}_tripdata_{key}.parquet"
+
+
+@pytest.fixture(scope="module")
+def tlc_release(tmp_path_factory: pytest.TempPathFactory) -> TlcRelease:
+    root = tmp_path_factory.mktemp("tlc")
+    release = TlcRelease(root / "csv", root / "tlc")
+    samples.write_release(release.csv_root,
+                          {s: [month(k) for k in keys] for s, keys in CSV_MONTHS.items()},
+                          dict.fromkeys(CSV_MONTHS, ROWS))
+    for service, keys in TLC_MONTHS.items():
+        for key in keys:
+            tlc_samples.write_tlc_month(release.tlc_file(service, key), service, month(key),
+                                        ROWS)
+    tlc_samples.write_tlc_month(release.tlc_file("yellow", FRACTIONAL), "yellow",
+                                month(FRACTIONAL), ROWS, fractional=True)
+    return release
+
+
+@pytest.fixture
+def mirror(tlc_release: TlcRelease) -> Iterator[ReleaseMirror]:
+    """Overrides conftest's: the CSV mirror and TLC's layout, on one local server."""
+    with ReleaseMirror(tlc_release.csv_root, tlc_root=tlc_release.tlc_root) as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def auto_source(env: Env) -> None:
+    """``[source] kind = auto``, luigi.cfg's default: CSV up to 2021-07, TLC Parquet after."""
+    env.configure(source={"kind": "auto"})
+
+
+def lake_table(env: Env, service: str, key: str) -> pa.Table:
+    y, m = key.split("-")
+    return pq.read_table(env.lake / "parquet" / service / f"year={y}" / f"month={m}"
+                         / f"{service}_tripdata_{key}.parquet")
+
+
+def duck(env: Env, sql: str, params: list | None = None) -> list[tuple]:
+    with duckdb.connect(str(env.duckdb_path), read_only=True) as con:
+        return con.execute(sql, params or []).fetchall()
+
+
+# --------------------------------------------------------------------------- drifts
+
+
+def test_every_drift_normalises_to_the_registry_schema(tlc_release: TlcRelease,
+                                                       tmp_path: Path) -> None:
+    for service, keys in TLC_MONTHS.items():
+        for key in keys:
+            source = pq.read_table(tlc_release.tlc_file(service, key))
+            out = tmp_path / f"{service}-{key}.parquet"
+            stats = normalize(SERVICES[service], month(key), tlc_release.tlc_file(service, key),
+                              out)
+            table = pq.read_table(out)
+            assert table.schema == SERVICES[service].schema, (service, key)
+            assert stats.rows == table.num_rows == ROWS
+            # (2009 yellow maps text codes: its own test below.)
+            by_folded = {n.casefold(): n for n in source.column_names} if key > "2011" else {}
+            for f in SERVICES[service].schema:
+                name = by_folded.get(f.name.casefold())
+                if name is None:
+                    continue
+                # Exact: the canonical value equals the source value, type aside.
+                assert table.column(f.name).cast(source.column(name).type).equals(
+                    source.column(name)), (service, key, f.name)
+            if service == "yellow" and key >= "2021-08":
+                assert table.column("airport_fee").null_count == 0  # airport_fee or Airport_fee
+            if service in ("yellow", "green", "fhvhv"):
+                cbd = table.column("cbd_congestion_fee")
+                assert (cbd.null_count == 0) == (key >= "2025"), (service, key)
+    assert "Airport_fee" in pq.read_schema(tlc_release.tlc_file("yellow", "2023-05")).names
+    assert pq.read_schema(tlc_release.tlc_file("yellow", "2023-05")).field(
+        "VendorID").type == pa.int32()
+    assert pq.read_schema(tlc_release.tlc_file("yellow", "2021-08")).field(
+        "passenger_count").type == pa.float64()
+    assert pq.read_schema(tlc_release.tlc_file("fhvhv", "2025-01")).field(
+        "pickup_datetime").type == pa.timestamp("ns")
+
+
+def test_2009_yellow_maps_its_own_column_set(tlc_release: TlcRelease, tmp_path: Path) -> None:
+    raw = tlc_release.tlc_file("yellow", "2009-01")
+    stats = normalize(YELLOW, date(2009, 1, 1), raw, tmp_path / "out.parquet")
+    assert stats.dropped_columns == ("Start_Lon", "Start_Lat", "End_Lon", "End_Lat")
+    table, source = pq.read_table(tmp_path / "out.parquet"), pq.read_table(raw)
+    vendors = dict(zip(source.column("vendor_name").to_pylist(),
+                       table.column("VendorID").to_pylist(), strict=True))
+    assert vendors == {"CMT": 1, "VTS": 2}
+    payments = set(zip(source.column("Payment_Type").to_pylist(),
+                       table.column("payment_type").to_pylist(), strict=True))
+    assert payments <= {("Credit", 1), ("CASH", 2), ("No Charge", 3), ("Dispute", 4)}
+    assert table.column("tpep_pickup_datetime")[0].as_py() == datetime.fromisoformat(
+        source.column("Trip_Pickup_DateTime")[0].as_py())
+    assert table.column("fare_amount").equals(source.column("Fare_Amt"))
+    assert table.column("extra").equals(source.column("surcharge"))
+    assert set(table.column("store_and_fwd_flag").to_pylist()) <= {"N", "Y"}
+    for absent in ("PULocationID", "improvement_surcharge", "airport_fee"):
+        assert table.column(absent).null_count == ROWS
+
+
+def test_2010_codes_under_canonical_names_map_by_kind() -> None:
+    flag, pay = (YELLOW.aliases[n].values for n in ("store_and_fwd_flag", "payment_type"))
+    assert cast_exactly(pa.array([1.0, 0.0, None]), pa.string(), "store_and_fwd_flag",
+                        flag).to_pylist() == ["Y", "N", None]
+    assert cast_exactly(pa.array(["Y", "N"]), pa.string(), "store_and_fwd_flag",
+                        flag).to_pylist() == ["Y", "N"]
+    assert cast_exactly(pa.array(["CSH", "CRD", "NOC"]), pa.int64(), "payment_type",
+                        pay).to_pylist() == [2, 1, 3]
+    assert cast_exactly(pa.array([1, 4], pa.int32()), pa.int64(), "payment_type",
+                        pay).to_pylist() == [1, 4]
+
+
+def write(path: Path, table: pa.Table, name: str, column: pa.Array) -> Path:
+    """``table`` with ``column`` as ``name`` (replaced or appended), written to ``path``."""
+    if name in table.column_names:
+        table = table.set_column(table.column_names.index(name), name, column)
+    else:
+        table = table.append_column(name, column)
+    pq.write_table(table, path)
+    return path
+
+
+def test_inexact_values_are_refused_on_one_line(tlc_release: TlcRelease, tmp_path: Path) -> None:
+    raw = tlc_release.tlc_file("yellow", FRACTIONAL)
+    out = tmp_path / "out.parquet"
+    with pytest.raises(ConversionError) as refused:
+        normalize(YELLOW, month(FRACTIONAL), raw, out)
+    assert str(refused.value) == (
+        "yellow 2021-10: column passenger_count holds values that are not whole numbers in "
+        "1 row (e.g. 1.5); nothing was published")
+    # A fractional id, a nanosecond timestamp with a sub-microsecond part, a stray column.
+    four = pq.read_table(tlc_release.tlc_file("yellow", "2021-08")).slice(0, 4)
+    with pytest.raises(ConversionError, match=r"^yellow 2021-10: column VendorID holds values "
+                       r"that are not whole numbers in 2 rows \(e.g. 2.5\); nothing"):
+        normalize(YELLOW, month(FRACTIONAL), write(tmp_path / "ids.parquet", four, "VendorID",
+                                                   pa.array([1.0, 2.0, 2.5, 3.5])), out)
+    ns = pa.array([1_000, 2_001, 3_000, 4_002], pa.timestamp("ns"))
+    with pytest.raises(ConversionError, match="column tpep_pickup_datetime holds timestamps "
+                       "with a sub-microsecond part in 2 rows"):
+        normalize(YELLOW, month(FRACTIONAL), write(tmp_path / "ns.parquet", four,
+                                                   "tpep_pickup_datetime", ns), out)
+    with pytest.raises(ConversionError, match="unknown columns surprise"):
+        normalize(YELLOW, month(FRACTIONAL), write(tmp_path / "more.parquet", four, "surprise",
+                                                   ns), out)
+
+
+def test_a_fractional_id_fails_the_month_and_publishes_nothing(env: Env) -> None:
+    env.configure(pipeline={"services": "yellow"}, scheduler={"retry_count": "1"})
+    result = env.build(IngestMonth(month=month(FRACTIONAL)))
+    assert result.status == LuigiStatusCode.FAILED
+    assert [f for f in env.lake_files() if "zones" not in f] == [
+        "raw/yellow/yellow_tripdata_2021-10.parquet"]
+    assert not env.duckdb_path.exists() or duck(
+        env, "SELECT count(*) FROM information_schema.tables "
+        "WHERE table_name = 'yellow_tripdata'") == [(0,)]
+    assert not ParquetizeMonth(service="yellow", month=month(FRACTIONAL)).complete()
+
+
+def test_auto_takes_csv_up_to_the_mirrors_last_month_then_tlc_parquet(env: Env) -> None:
+    def raw(key: str) -> str:
+        return Path(DownloadMonth(service="yellow", month=month(key)).output().path).name
+
+    assert (raw("2021-07"), raw("2021-08")) == ("yellow_tripdata_2021-07.csv.gz",
+                                                "yellow_tripdata_2021-08.parquet")
+    env.configure(source={"kind": "parquet"})
+    assert raw("2019-01") == "yellow_tripdata_2019-01.parquet"
+    assert DownloadMonth(service="yellow", month=month("2019-01")).url.endswith(
+        "/trip-data/yellow_tripdata_2019-01.parquet")
+    env.configure(source={"kind": "csv"})
+    assert raw("2025-01") == "yellow_tripdata_2025-01.csv.gz"
+
+
+def test_a_truncated_or_foreign_parquet_download_is_refused(env: Env,
+                                                           mirror: ReleaseMirror) -> None:
+    env.configure(source={"retries": "1", "kind": "parquet"}, scheduler={"retry_count": "1"})
+    mirror.inject("yellow_tripdata_2021-08.parquet", Fault("truncate", at=5_000))
+    task = DownloadMonth(service="yellow", month=date(2021, 8, 1))
+    assert env.build(task).status == LuigiStatusCode.FAILED
+    mirror.inject("yellow_tripdata_2021-08.parquet", Fault("html"))
+    assert env.build(task).status == LuigiStatusCode.FAILED
+    assert env.lake_files() == []
+    assert env.build(task).status == LuigiStatusCode.SUCCESS
+    assert env.lake_files() == ["raw/yellow/yellow_tripdata_2021-08.parquet"]
+
+
+# --------------------------------------------------------------------------- CSV == Parquet
+
+
+@pytest.mark.parametrize(("service", "key"), [("yellow", "2021-01"), ("green", "2020-01"),
+                                              ("fhv", "2019-01")])
+def test_a_month_from_csv_and_from_parquet_is_the_same_table(
+        env: Env, tmp_path: Path, service: str, key: str) -> None:
+    tables, manifests = {}, {}
+    for kind in ("csv", "parquet"):
+        env.configure(source={"kind": kind}, lake={"root": str(tmp_path / kind)})
+        task = ParquetizeMonth(service=service, month=month(key))
+        assert env.build(task).status == LuigiStatusCode.SUCCESS
+        tables[kind] = lake_table(env, service, key)
+        manifests[kind] = json.loads(task.output().path.read_text())
+    assert tables["csv"].schema == tables["parquet"].schema == SERVICES[service].schema
+    assert tables["csv"].equals(tables["parquet"])
+    for field in ("rows", "rows_outside_month", "schema_fingerprint", "parquet_sha256"):
+        assert manifests["csv"][field] == manifests["parquet"][field], field
+    assert manifests["parquet"]["source_url"].endswith(f"/trip-data/{service}_tripdata_{key}"
+                                                       ".parquet")
+    assert manifests["csv"]["source_url"].endswith(".csv.gz")
+
+
+# --------------------------------------------------------------------------- backfill
+
+
+def expected_rows(tlc_release: TlcRelease, key: str) -> list[tuple]:
+    """The month's canonical rows, from the sample generator and TLC's airport_fee."""
+    columns = next(c for c, _, _ in samples.trip_chunks("yellow", month(key), ROWS))
+    fee = pq.read_table(tlc_release.tlc_file("yellow", key)).column("airport_fee")
+    arrays = [fee if n == "airport_fee" else pa.nulls(ROWS, pa.float64())
+              if n in PARQUET_ONLY else columns[n] for n in YELLOW.columns]
+    table = pa.Table.from_arrays(arrays, schema=YELLOW.schema)
+    return sorted((tuple(row.values()) for row in table.to_pylist()), key=repr)
+
+
+def test_a_backfill_across_the_csv_parquet_boundary_lands_one_table(
+        env: Env, tlc_release: TlcRelease) -> None:
+    env.configure(pipeline={"services": "yellow"}, source={"kind": "auto"})
+    result = env.build(Backfill(start=date(2021, 6, 1), end=date(2021, 9, 1)))
+    assert result.status == LuigiStatusCode.SUCCESS
+    assert [f for f in env.lake_files() if f.startswith("raw/yellow")] == [
+        "raw/yellow/yellow_tripdata_2021-06.csv.gz", "raw/yellow/yellow_tripdata_2021-07.csv.gz",
+        "raw/yellow/yellow_tripdata_2021-08.parquet", "raw/yellow/yellow_tripdata_2021-09.parquet"]
+    names = ", ".join(f'"{n}"' for n in YELLOW.columns)
+    for key in ("2021-06", "2021-07", "2021-08", "2021-09"):
+        found = duck(env, f"SELECT {names} FROM yellow_tripdata WHERE source_month = ?",
+                     [month(key)])
+        assert sorted(found, key=repr) == expected_rows(tlc_release, key), key
+    assert duck(env, "SELECT count(*) FILTER (airport_fee IS NOT NULL) FROM yellow_tripdata "
+                "WHERE source_month >= '2021-08-01'") == [(2 * ROWS,)]
+
+
+def test_fhvhv_lands_in_duckdb(env: Env, tlc_release: TlcRelease) -> None:
+    result = env.build(IngestMonth(month=date(2025, 1, 1), services=("fhvhv",)))
+    assert result.status == LuigiStatusCode.SUCCESS
+    source = pq.read_table(tlc_release.tlc_file("fhvhv", "2025-01"))
+    assert duck(env, "SELECT count(*), sum(trip_time), count(DISTINCT hvfhs_license_num) "
+                "FROM fhvhv_tripdata") == [
+        (ROWS, pc.sum(source.column("trip_time")).as_py(), 2)]
+    assert lake_table(env, "fhvhv", "2025-01").schema == SERVICES["fhvhv"].schema
+
+
+# --------------------------------------------------------------------------- warehouses
+
+
+OLD = date(2021, 7, 1)
+NEW = date(2021, 8, 1)
+
+
+def test_duckdb_adds_new_registry_columns_without_reloading(env: Env) -> None:
+    env.configure(pipeline={"services": "yellow"})
+    assert env.build(LoadDuckDB(service="yellow", month=OLD)).status == LuigiStatusCode.SUCCESS
+    # The table as the previous pipeline made it: the registry's columns then, source_month.
+    with duckdb.connect(str(env.duckdb_path)) as con:
+        for column in PARQUET_ONLY:
+            con.execute(f"ALTER TABLE yellow_tripdata DROP COLUMN {column}")
+    before = duck(env, "SELECT * FROM pipeline_loads WHERE source_month = ?", [OLD])
+    assert env.build(LoadDuckDB(service="yellow", month=NEW)).status == LuigiStatusCode.SUCCESS
+    columns = [c for (c,) in duck(env, "SELECT column_name FROM information_schema.columns "
+                                  "WHERE table_name = 'yellow_tripdata' ORDER BY ordinal_position")]
+    assert columns == [*YELLOW.columns[:-2], "source_month", *PARQUET_ONLY]
+    assert duck(env, "SELECT * FROM pipeline_loads WHERE source_month = ?", [OLD]) == before
+    assert duck(env, "SELECT source_month, count(*), count(airport_fee) FROM yellow_tripdata "
+                "GROUP BY 1 ORDER BY 1") == [(OLD, ROWS, 0), (NEW, ROWS, ROWS)]
+    assert LoadDuckDB(service="yellow", month=OLD).complete()
+    # The next load takes the table as it now is (source_month before the added columns).
+    assert env.build(LoadDuckDB(service="yellow", month=date(2021, 9, 1))).status == \
+        LuigiStatusCode.SUCCESS
+    # A table that is not a prefix of the registry is still refused.
+    with duckdb.connect(str(env.duckdb_path)) as con:
+        con.execute("ALTER TABLE yellow_tripdata DROP COLUMN VendorID")
+    env.configure(scheduler={"retry_count": "1"})
+    assert env.build(LoadDuckDB(service="yellow", month=date(2021, 10, 1))).status == \
+        LuigiStatusCode.FAILED
+
+
+def test_postgres_adds_new_registry_columns_without_reloading(env: Env,
+                                                              postgres_db: Database) -> None:
+    env.configure(postgres={"url": postgres_db.url},
+                  pipeline={"services": "yellow", "sinks": "postgres"})
+    assert env.build(LoadPostgres(service="yellow", month=OLD)).status == LuigiStatusCode.SUCCESS
+    for column in PARQUET_ONLY:
+        postgres_db.query(f"ALTER TABLE yellow_tripdata DROP COLUMN {column}")
+    postgres_db.query("VACUUM FULL yellow_tripdata")  # no dropped attributes left behind
+    before = postgres_db.query("SELECT * FROM pipeline_loads WHERE source_month = %s", [OLD])
+    assert env.build(LoadPostgres(service="yellow", month=NEW)).status == LuigiStatusCode.SUCCESS
+    columns = [c for (c,) in postgres_db.query(
+        "SELECT attname FROM pg_attribute WHERE attrelid = 'yellow_tripdata'::regclass "
+        "AND attnum > 0 AND NOT attisdropped ORDER BY attnum")]
+    assert columns == [*YELLOW.columns[:-2], "source_month", *PARQUET_ONLY]
+    assert postgres_db.query("SELECT * FROM pipeline_loads WHERE source_month = %s",
+                             [OLD]) == before
+    assert postgres_db.query(
+        "SELECT source_month, count(*), count(airport_fee) FROM yellow_tripdata "
+        "GROUP BY 1 ORDER BY 1") == [(OLD, ROWS, 0), (NEW, ROWS, ROWS)]
+    assert LoadPostgres(service="yellow", month=OLD).complete()
+    assert env.build(LoadPostgres(service="yellow", month=date(2021, 9, 1))).status == \
+        LuigiStatusCode.SUCCESS
+
+
+def test_bigquery_adds_new_registry_columns_without_reloading(env: Env, cloud: Cloud) -> None:
+    env.configure(pipeline={"services": "yellow", "sinks": "gcs,bigquery"})
+    old = pa.schema([f for f in YELLOW.schema if f.name not in PARQUET_ONLY]).append(
+        pa.field("source_month", pa.date32()))
+    table = cloud.table("yellow_tripdata")
+    cloud.bq.client().create_table(bigquery.Table(table, schema=[
+        bigquery.SchemaField(name, kind) for name, kind in bigquery_load.DIALECT.columns(old)]))
+    cloud.query(f"INSERT INTO `{table}` (VendorID, source_month) VALUES (7, DATE '2021-07-01')")
+    assert env.build(LoadBigQuery(service="yellow", month=NEW)).status == \
+        LuigiStatusCode.SUCCESS
+    names = [f.name for f in cloud.bq.client().get_table(table).schema]
+    assert names == [*YELLOW.columns[:-2], "source_month", *PARQUET_ONLY]
+    assert sorted(cloud.query(f"SELECT source_month, count(*), count(airport_fee) FROM `{table}` "
+                              "GROUP BY source_month")) == [(OLD, 1, 0), (NEW, ROWS, ROWS)]
+    assert env.build(LoadBigQuery(service="yellow", month=date(2021, 9, 1))).status == \
+        LuigiStatusCode.SUCCESS
