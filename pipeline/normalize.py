@@ -20,7 +20,7 @@ schema of the registry, as the CSV months are, by these rules:
 
 Memory stays bounded: batches are read ~130 thousand rows at a time, gathered
 into row groups of about a million rows, and written by a helper thread while the next
-group is read (the same writer as ``pipeline.parquetize``).
+group is read (``pipeline.month_writer``, as for the CSV months).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -38,19 +38,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline.datasets import HeaderMismatch, Service, SourcePlan
-from pipeline.params import month_key, next_month
-from pipeline.parquetize import (
-    COMPRESSION,
-    OVERLAP_ROWS,
-    ROW_GROUP_ROWS,
-    ConversionError,
-    ParquetStats,
-    _at,
-    _count_outside,
-    _hand_over,
-    _HashingFile,
-    _split,
-)
+from pipeline.month_writer import ROW_GROUP_ROWS, MonthWriter
+from pipeline.params import month_key
+from pipeline.parquetize import ConversionError, ParquetStats
 
 # Rows decoded at a time: larger batches cost memory, smaller ones allocator churn.
 BATCH_ROWS = 1 << 17
@@ -98,56 +88,32 @@ def normalize(
     except HeaderMismatch as e:
         raise ConversionError(f"{label}: {e}") from None
     total_rows = source.metadata.num_rows
-    window = (_at(month), _at(next_month(month)))
-    gathered: list[pa.Table] = []
-    gathered_rows = rows = outside = row_groups = 0
-    with ThreadPoolExecutor(2, "normalize") as helpers, open(out, "wb") as sink:
-        hashing = helpers.submit(_sha256, raw)
-        hashed = _HashingFile(sink)
-        writer = pq.ParquetWriter(hashed, service.schema, compression=COMPRESSION)
-        writing: Future[None] | None = None
+    with ThreadPoolExecutor(1, "hash-source") as helper:
+        hashing = helper.submit(_sha256, raw)
         try:
-            batches = source.iter_batches(batch_size=batch_rows,
-                                          columns=list(plan.feeds.values()), use_threads=True)
-            for batch in batches:
-                try:
-                    table = conform(service, plan, batch)
-                except _Inexact as e:
-                    raise _refusal(label, source, e) from None
-                rows += table.num_rows
-                outside += _count_outside(table.column(service.pickup_column), *window)
-                gathered.append(table)
-                gathered_rows += table.num_rows
-                if writing and gathered_rows >= OVERLAP_ROWS:
-                    writing.result()
-                    writing = None
-                while gathered_rows >= row_group_rows:
-                    group, rest = _split(gathered, row_group_rows)
-                    writing = _hand_over(helpers, writer, writing, group)
-                    del group
-                    gathered, gathered_rows = [rest], rest.num_rows
-                    row_groups += 1
-                if progress:
-                    progress(rows, total_rows)
-            if gathered_rows or not row_groups:
-                writing = _hand_over(helpers, writer, writing,
-                                     pa.concat_tables(gathered) if gathered
-                                     else service.schema.empty_table())
-                row_groups += 1
-            if writing:
-                writing.result()
+            with MonthWriter(service, month, out, row_group_rows) as writer:
+                batches = source.iter_batches(batch_size=batch_rows,
+                                              columns=list(plan.feeds.values()),
+                                              use_threads=True)
+                for batch in batches:
+                    try:
+                        writer.add(conform(service, plan, batch))
+                    except _Inexact as e:
+                        raise _refusal(label, source, e) from None
+                    if progress:
+                        progress(writer.rows, total_rows)
+                written = writer.finish()
         finally:
-            writer.close()
             source.close()
         source_bytes, source_sha256 = hashing.result()
     return NormalizedStats(
-        rows=rows,
-        rows_outside_month=outside,
-        row_groups=row_groups,
+        rows=written.rows,
+        rows_outside_month=written.rows_outside_month,
+        row_groups=written.row_groups,
         source_bytes=source_bytes,
         source_sha256=source_sha256,
-        parquet_bytes=hashed.size,
-        parquet_sha256=hashed.sha256.hexdigest(),
+        parquet_bytes=written.parquet_bytes,
+        parquet_sha256=written.parquet_sha256,
         dropped_columns=plan.dropped,
     )
 

@@ -7,12 +7,11 @@ Three stages overlap on separate threads, each releasing the GIL for its heavy w
 2. parse: each piece goes through pyarrow's multi-threaded ``read_csv`` with explicit
    column types, so type inference can never flip a column mid-file (the "empty tail"
    quirk) and empty fields become nulls, never ``''``;
-3. write: pieces are gathered into row groups of about a million rows and written by
-   ``ParquetWriter`` through a file object that hashes the bytes as they go.
+3. write (``pipeline.month_writer``): row groups of about a million rows, written while
+   the next one is gathered, through a file object that hashes the bytes as they go.
 
-At most two row groups are in memory at once (one being gathered, one being written),
-whatever the size of the month. The file is written under a temporary name and renamed
-by the caller's atomic publication.
+Memory stays near one row group whatever the size of the month. The file is written under
+a temporary name and renamed by the caller's atomic publication.
 """
 
 from __future__ import annotations
@@ -22,29 +21,23 @@ import hashlib
 import queue
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 from typing import BinaryIO
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
 from pipeline.datasets import Service
 from pipeline.errors import PipelineError
 from pipeline.gzipstream import GzipError, Inflater
-from pipeline.params import month_key, next_month
+from pipeline.month_writer import ROW_GROUP_ROWS, MonthWriter
+from pipeline.params import month_key
 
-ROW_GROUP_ROWS = 1 << 20
-# Rows gathered for the next group while the writer is still busy with the previous one.
-OVERLAP_ROWS = 1 << 18
 PIECE_BYTES = 4 << 20
 READ_BYTES = 1 << 18
 PIECES_IN_FLIGHT = 2
-COMPRESSION = "snappy"
 
 Progress = Callable[[int, int], None]
 
@@ -76,88 +69,31 @@ def parquetize(
     """Convert one month's CSV.gz at ``raw`` into Parquet at ``out`` (overwritten)."""
     label = f"{service.name} {month_key(month)}"
     pieces = _TextPieces(raw)
-    gathered: list[pa.Table] = []
-    gathered_rows = rows = outside = row_groups = 0
-    window = (_at(month), _at(next_month(month)))
-    with open(out, "wb") as sink, ThreadPoolExecutor(1, "parquet-writer") as writer_thread:
-        hashed = _HashingFile(sink)
-        writer = pq.ParquetWriter(hashed, service.schema, compression=COMPRESSION)
-        writing: Future[None] | None = None
-        try:
+    try:
+        with MonthWriter(service, month, out, row_group_rows) as writer:
             parser = _PieceParser(service, label)
             for piece, read_bytes in pieces:
                 if parser.columns is None:
                     piece = parser.take_header(piece)
                     if not piece:
                         continue
-                table = parser.parse(piece, rows)
-                rows += table.num_rows
-                outside += _count_outside(table.column(service.pickup_column), *window)
-                gathered.append(table)
-                gathered_rows += table.num_rows
-                if writing and gathered_rows >= OVERLAP_ROWS:
-                    # Parse ahead of the writer only so far: memory stays near one group.
-                    writing.result()
-                    writing = None
-                while gathered_rows >= row_group_rows:
-                    group, rest = _split(gathered, row_group_rows)
-                    writing = _hand_over(writer_thread, writer, writing, group)
-                    # The writer now holds the only reference to the group, so its memory
-                    # is freed as soon as it is written.
-                    del group
-                    gathered, gathered_rows = [rest], rest.num_rows
-                    row_groups += 1
+                writer.add(parser.parse(piece, writer.rows))
                 if progress:
                     progress(read_bytes, pieces.total_bytes)
             if parser.columns is None:
                 raise ConversionError(f"{label}: the file is empty: no header line")
-            if gathered_rows or not row_groups:
-                writing = _hand_over(writer_thread, writer, writing,
-                                     pa.concat_tables(gathered) if gathered
-                                     else service.schema.empty_table())
-                row_groups += 1
-            if writing:
-                writing.result()
-        finally:
-            pieces.close()
-            writer.close()
+            written = writer.finish()
+    finally:
+        pieces.close()
     return ParquetStats(
-        rows=rows,
-        rows_outside_month=outside,
-        row_groups=row_groups,
+        rows=written.rows,
+        rows_outside_month=written.rows_outside_month,
+        row_groups=written.row_groups,
         source_bytes=pieces.total_bytes,
         source_sha256=pieces.sha256.hexdigest(),
-        parquet_bytes=hashed.size,
-        parquet_sha256=hashed.sha256.hexdigest(),
+        parquet_bytes=written.parquet_bytes,
+        parquet_sha256=written.parquet_sha256,
     )
-
-
-def _split(tables: list[pa.Table], rows: int) -> tuple[pa.Table, pa.Table]:
-    """The first ``rows`` rows of the gathered tables, and the rest (zero-copy slices)."""
-    whole = pa.concat_tables(tables)
-    return whole.slice(0, rows), whole.slice(rows)
-
-
-def _hand_over(
-    thread: ThreadPoolExecutor,
-    writer: pq.ParquetWriter,
-    previous: Future[None] | None,
-    table: pa.Table,
-) -> Future[None]:
-    """Queue one row group for writing once the previous one is written (bounded memory)."""
-    if previous:
-        previous.result()
-    return thread.submit(writer.write_table, table, row_group_size=max(1, table.num_rows))
-
-
-def _at(month: date) -> pa.Scalar:
-    return pa.scalar(datetime(month.year, month.month, 1), pa.timestamp("us"))
-
-
-def _count_outside(pickup: pa.ChunkedArray, start: pa.Scalar, end: pa.Scalar) -> int:
-    """Rows whose pickup lies before the month or after it; null pickups are not counted."""
-    inside = pc.sum(pc.and_(pc.greater_equal(pickup, start), pc.less(pickup, end))).as_py()
-    return len(pickup) - pickup.null_count - (inside or 0)
 
 
 class _PieceParser:
@@ -317,30 +253,3 @@ class _TextPieces:
 
 class _Stopped(Exception):
     pass
-
-
-class _HashingFile:
-    """A write-only file object that hashes and counts what passes through it."""
-
-    def __init__(self, sink: BinaryIO) -> None:
-        self._sink = sink
-        self.sha256 = hashlib.sha256()
-        self.size = 0
-        self.closed = False
-
-    def write(self, data: bytes) -> int:
-        self.sha256.update(data)
-        self.size += len(data)
-        return self._sink.write(data)
-
-    def tell(self) -> int:
-        return self.size
-
-    def flush(self) -> None:
-        self._sink.flush()
-
-    def close(self) -> None:
-        self.closed = True
-
-    def writable(self) -> bool:
-        return True
