@@ -237,8 +237,9 @@ def download(
                 retrying(transfer.attempt)
                 transfer.check.finish()
             except TransientSourceError as e:
+                tries = f"{report.attempts} attempt{'' if report.attempts == 1 else 's'}"
                 raise SourceError(
-                    f"{label}: gave up on {report.url} after {report.attempts} attempts: {e}"
+                    f"{label}: gave up on {report.url} after {tries}: {e}"
                 ) from None
             except NotPublished:
                 raise

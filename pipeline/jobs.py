@@ -56,9 +56,9 @@ def run(tasks: list[luigi.Task], *, local_scheduler: bool, workers: int) -> int:
     schedulers = _Schedulers()
     where = "local (in this process)" if local_scheduler else _central_url()
     print(f"scheduler: {where}", file=sys.stderr, flush=True)
+    # luigi logs its execution summary itself; the failures and their reasons follow it.
     result = luigi.build(tasks, worker_scheduler_factory=schedulers, detailed_summary=True,
                          local_scheduler=local_scheduler, workers=workers)
-    print(result.summary_text, file=sys.stderr)
     if all(task.complete() for task in tasks):
         return 0
     failures = failures_of(tasks, schedulers.scheduler)
