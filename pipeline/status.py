@@ -18,7 +18,7 @@ from pipeline import config
 from pipeline.datasets import SERVICES
 from pipeline.lake_tasks import DownloadMonth, ParquetizeMonth
 from pipeline.params import month_key, months_between
-from pipeline.sinks import ROWS_BY_MONTH
+from pipeline.sinks import SINKS
 
 
 @dataclass
@@ -37,7 +37,7 @@ class MonthStatus:
 
 def report(months: list[date], services: tuple[str, ...], sinks: tuple[str, ...],
            check_source: bool = True) -> list[MonthStatus]:
-    counts = {(sink, service): ROWS_BY_MONTH[sink](SERVICES[service])
+    counts = {(sink, service): SINKS[sink].rows_by_month(SERVICES[service])
               for sink in sinks for service in services}
     statuses = []
     for month in months:
@@ -53,7 +53,7 @@ def _month_status(month: date, service: str, sinks: tuple[str, ...],
                   counts: dict[tuple[str, str], dict[date, int]]) -> MonthStatus:
     raw = DownloadMonth(service=service, month=month).output()
     parquet = ParquetizeMonth(service=service, month=month).output()
-    manifest = parquet.read() if parquet.exists() else None
+    manifest = parquet.valid()
     status = MonthStatus(
         month=month_key(month), service=service,
         raw_bytes=_size(raw.path), parquet_rows=manifest.rows if manifest else None,
