@@ -108,11 +108,17 @@ class ManifestTarget(luigi.Target):
         self.path, self.parquet, self.service = manifest, parquet, service
 
     def exists(self) -> bool:
-        manifest = self.read()
-        return manifest is not None and manifest.describes(self.parquet, self.service.fingerprint)
+        return self.valid() is not None
 
     def read(self) -> Manifest | None:
         return read_manifest(self.path)
+
+    def valid(self) -> Manifest | None:
+        """The manifest, when it describes the Parquet file beside it; else None."""
+        manifest = self.read()
+        if manifest is None or not manifest.describes(self.parquet, self.service.fingerprint):
+            return None
+        return manifest
 
 
 class ParquetizeMonth(MonthTask):
