@@ -25,7 +25,6 @@ group is read (``pipeline.month_writer``, as for the CSV months).
 
 from __future__ import annotations
 
-import functools
 import hashlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -38,7 +37,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline.datasets import HeaderMismatch, Service, SourcePlan
-from pipeline.month_writer import ROW_GROUP_ROWS, MonthWriter
+from pipeline.month_writer import ROW_GROUP_ROWS, MonthWriter, all_null
 from pipeline.params import month_key
 from pipeline.parquetize import ConversionError, ParquetStats
 
@@ -125,19 +124,13 @@ def conform(service: Service, plan: SourcePlan, batch: pa.RecordBatch) -> pa.Tab
     for f in service.schema:
         name = plan.feeds.get(f.name)
         if name is None:
-            arrays.append(_nulls(n, f.type))
+            arrays.append(all_null(n, f.type))
             continue
         alias = service.aliases.get(name.strip().casefold())
         values = alias.values if alias and alias.column == f.name else None
         renamed = name.strip().casefold() != f.name.casefold()
         arrays.append(cast_exactly(batch.column(name), f.type, name, values, renamed))
     return pa.Table.from_arrays(arrays, schema=service.schema)
-
-
-@functools.lru_cache(maxsize=64)
-def _nulls(n: int, kind: pa.DataType) -> pa.Array:
-    """An all-null column, shared by every batch of that size (a column the file lacks)."""
-    return pa.nulls(n, kind)
 
 
 def cast_exactly(column: pa.Array, target: pa.DataType, name: str,
@@ -152,7 +145,7 @@ def cast_exactly(column: pa.Array, target: pa.DataType, name: str,
     if pa.types.is_dictionary(kind):
         column, kind = column.dictionary_decode(), kind.value_type
     if pa.types.is_null(kind):
-        return pa.nulls(len(column), target)
+        return all_null(len(column), target)
     text_codes = pa.types.is_string(kind) or pa.types.is_large_string(kind)
     if values is not None and (renamed or text_codes != pa.types.is_string(target)):
         # Codes written as text (``CASH``), or flags written as numbers (1.0 -> ``Y``).

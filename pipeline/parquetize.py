@@ -32,7 +32,7 @@ import pyarrow.csv as pacsv
 from pipeline.datasets import Service
 from pipeline.errors import PipelineError
 from pipeline.gzipstream import GzipError, Inflater
-from pipeline.month_writer import ROW_GROUP_ROWS, MonthWriter
+from pipeline.month_writer import ROW_GROUP_ROWS, MonthWriter, all_null
 from pipeline.params import month_key
 
 PIECE_BYTES = 4 << 20
@@ -163,7 +163,7 @@ class _PieceParser:
         n = table.num_rows
         present = set(table.column_names)
         arrays = [
-            table.column(f.name) if f.name in present else pa.nulls(n, f.type)
+            table.column(f.name) if f.name in present else all_null(n, f.type)
             for f in self.service.schema
         ]
         return pa.Table.from_arrays(arrays, schema=self.service.schema)
@@ -221,20 +221,17 @@ class _TextPieces:
             self._put_quietly(e)
 
     def _produce(self, f: BinaryIO) -> None:
-        inflater, pending, read = Inflater(), bytearray(), 0
+        inflater, pending, read = Inflater(), _Pending(), 0
         while data := f.read(READ_BYTES):
             read += len(data)
             self.sha256.update(data)
             for text in inflater.feed(data):
-                pending += text
-                if len(pending) >= PIECE_BYTES:
-                    cut = pending.rfind(b"\n") + 1
-                    if cut:
-                        self._put((bytes(pending[:cut]), read))
-                        del pending[:cut]
+                pending.add(text)
+                if pending.size >= PIECE_BYTES and (piece := pending.take_lines()):
+                    self._put((piece, read))
         inflater.finish()
-        if pending:
-            self._put((bytes(pending), read))
+        if pending.size:
+            self._put((pending.take_all(), read))
 
     def _put(self, item: object) -> None:
         while True:
@@ -249,6 +246,40 @@ class _TextPieces:
     def _put_quietly(self, item: object) -> None:
         with contextlib.suppress(_Stopped):
             self._put(item)
+
+
+class _Pending:
+    """Inflated text waiting to become a piece, kept as the inflater's own chunks so that
+    each byte is copied once, when a piece is joined."""
+
+    def __init__(self) -> None:
+        self._chunks: list[bytes | memoryview] = []
+        self.size = 0
+
+    def add(self, text: bytes) -> None:
+        self._chunks.append(text)
+        self.size += len(text)
+
+    def take_lines(self) -> bytes:
+        """Every whole line pending (b"" when no line has ended yet)."""
+        for i in range(len(self._chunks) - 1, -1, -1):
+            chunk = self._chunks[i]
+            if isinstance(chunk, memoryview):
+                break  # the tail left by the last piece: it holds no line end
+            cut = chunk.rfind(b"\n") + 1
+            if cut:
+                tail = memoryview(chunk)[cut:]
+                piece = b"".join([*self._chunks[:i], memoryview(chunk)[:cut]])
+                self._chunks = [tail, *self._chunks[i + 1 :]] if len(tail) else \
+                    self._chunks[i + 1 :]
+                self.size -= len(piece)
+                return piece
+        return b""
+
+    def take_all(self) -> bytes:
+        piece = b"".join(self._chunks)
+        self._chunks, self.size = [], 0
+        return piece
 
 
 class _Stopped(Exception):
