@@ -38,11 +38,15 @@ class source(luigi.Config):
     kind: str = luigi.ChoiceParameter(
         default="auto", choices=SOURCE_KINDS, var_type=str,
         description="csv (the CSV.gz mirror), parquet (TLC's own files) or auto: CSV for "
-                    "months up to csv_last_month, TLC Parquet after",
+                    "the months csv_first_month .. csv_last_month, TLC Parquet otherwise",
     )
     parquet_base_url: str = luigi.Parameter(
         default=TLC_PARQUET_URL,
         description="TLC Parquet root: {parquet_base_url}/{service}_tripdata_{YYYY-MM}.parquet",
+    )
+    csv_first_month: str = luigi.Parameter(
+        default="2019-01",
+        description="with kind auto: the first month the CSV mirror publishes (YYYY-MM)",
     )
     csv_last_month: str = luigi.Parameter(
         default="2021-07",
@@ -68,11 +72,13 @@ class source(luigi.Config):
 
     def format_of(self, month: date) -> str:
         """``csv`` or ``parquet``: the source a month is fetched from. With ``auto`` the rule
-        is fixed, not probed: CSV up to ``csv_last_month``, Parquet after, so every process
-        (and every re-run) agrees on a month's raw file."""
+        is fixed, not probed: CSV for the months the mirror publishes (``csv_first_month`` ..
+        ``csv_last_month``), Parquet before and after, so every process (and every re-run)
+        agrees on a month's raw file."""
         if self.kind != "auto":
             return self.kind
-        return "csv" if f"{month:%Y-%m}" <= self.csv_last_month.strip() else "parquet"
+        mirrored = self.csv_first_month.strip() <= f"{month:%Y-%m}" <= self.csv_last_month.strip()
+        return "csv" if mirrored else "parquet"
 
 
 class lake(luigi.Config):

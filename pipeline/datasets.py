@@ -54,6 +54,9 @@ class Service:
     pickup_column: str
     # Columns a real month may lack in its header; they are published as all-null.
     optional: frozenset[str] = field(default_factory=frozenset)
+    # Columns only TLC's Parquet files carry: the CSV mirror's months lack them (fhvhv's
+    # CSV months have 7 columns), so a CSV header may too; they are null in those months.
+    parquet_only: frozenset[str] = field(default_factory=frozenset)
     # Other names of a column in older files (folded case), e.g. 2009 yellow's
     # ``trip_pickup_datetime``, with the map of text values when the old file spelled a
     # code as text (``vendor_name`` CMT -> VendorID 1).
@@ -79,14 +82,16 @@ class Service:
         return f"{base_url.rstrip('/')}/{self.file_stem(month_key)}.parquet"
 
     def canonical_header(self, header: list[str]) -> list[str]:
-        """Map a file's header to canonical column names, matching case-insensitively.
+        """Map a CSV file's header to canonical column names, matching case-insensitively;
+        optional and Parquet-only columns may be absent.
 
         Raises HeaderMismatch naming the unknown or missing columns.
         """
         by_folded = {name.casefold(): name for name in self.columns}
         canonical = [by_folded.get(name.strip().casefold()) for name in header]
         unknown = [raw for raw, name in zip(header, canonical, strict=True) if name is None]
-        missing = [c for c in self.columns if c not in canonical and c not in self.optional]
+        missing = [c for c in self.columns if c not in canonical and c not in self.optional
+                   and c not in self.parquet_only]
         duplicated = sorted({c for c in canonical if c is not None and canonical.count(c) > 1})
         problems = [f"{what} columns {_some(names)}" for what, names in
                     (("unknown", unknown), ("missing", missing), ("repeated", duplicated))
@@ -169,6 +174,7 @@ YELLOW = Service(
     # the surcharges introduced later.
     optional=frozenset({"congestion_surcharge", "airport_fee", "cbd_congestion_fee",
                         "PULocationID", "DOLocationID", "improvement_surcharge"}),
+    parquet_only=frozenset({"airport_fee", "cbd_congestion_fee"}),
     aliases={
         "vendor_name": Alias("VendorID", _VENDOR_TEXT),
         "vendor_id": Alias("VendorID", _VENDOR_TEXT),
@@ -219,6 +225,7 @@ GREEN = Service(
     name="green",
     pickup_column="lpep_pickup_datetime",
     optional=frozenset({"ehail_fee", "congestion_surcharge", "cbd_congestion_fee"}),
+    parquet_only=frozenset({"cbd_congestion_fee"}),
     schema=_schema(
         ("VendorID", ID),
         ("lpep_pickup_datetime", TIME),
@@ -258,38 +265,50 @@ FHV = Service(
     ),
 )
 
+# High-volume for-hire trips (Uber, Lyft...) come in two forms. TLC's Parquet files carry
+# every column below but SR_Flag (24 of them; ``cbd_congestion_fee`` only from 2025); the
+# CSV mirror's months (2019-02 .. 2021-07) carry the old 7-column form, FHVHV_CSV_COLUMNS.
+# The schema is their union: SR_Flag (shared ride: empty or 1, as fhv's) is null in
+# Parquet months, the other 19 columns are null in CSV months.
+FHVHV_CSV_COLUMNS = ("hvfhs_license_num", "dispatching_base_num", "pickup_datetime",
+                     "dropoff_datetime", "PULocationID", "DOLocationID", "SR_Flag")
+_HV_SCHEMA = _schema(
+    ("hvfhs_license_num", TEXT),
+    ("dispatching_base_num", TEXT),
+    ("originating_base_num", TEXT),
+    ("request_datetime", TIME),
+    ("on_scene_datetime", TIME),
+    ("pickup_datetime", TIME),
+    ("dropoff_datetime", TIME),
+    ("PULocationID", ID),
+    ("DOLocationID", ID),
+    ("trip_miles", MONEY),
+    ("trip_time", ID),  # seconds
+    ("base_passenger_fare", MONEY),
+    ("tolls", MONEY),
+    ("bcf", MONEY),
+    ("sales_tax", MONEY),
+    ("congestion_surcharge", MONEY),
+    ("airport_fee", MONEY),
+    ("tips", MONEY),
+    ("driver_pay", MONEY),
+    ("shared_request_flag", TEXT),
+    ("shared_match_flag", TEXT),
+    ("access_a_ride_flag", TEXT),
+    ("wav_request_flag", TEXT),
+    ("wav_match_flag", TEXT),
+    ("cbd_congestion_fee", MONEY),
+    # The CSV months' column: last, so that warehouses add it to existing tables.
+    ("SR_Flag", TEXT),
+)
+
 FHVHV = Service(
     name="fhvhv",
     pickup_column="pickup_datetime",
     optional=frozenset({"originating_base_num", "on_scene_datetime", "airport_fee",
-                        "cbd_congestion_fee", "congestion_surcharge"}),
-    schema=_schema(
-        ("hvfhs_license_num", TEXT),
-        ("dispatching_base_num", TEXT),
-        ("originating_base_num", TEXT),
-        ("request_datetime", TIME),
-        ("on_scene_datetime", TIME),
-        ("pickup_datetime", TIME),
-        ("dropoff_datetime", TIME),
-        ("PULocationID", ID),
-        ("DOLocationID", ID),
-        ("trip_miles", MONEY),
-        ("trip_time", ID),  # seconds
-        ("base_passenger_fare", MONEY),
-        ("tolls", MONEY),
-        ("bcf", MONEY),
-        ("sales_tax", MONEY),
-        ("congestion_surcharge", MONEY),
-        ("airport_fee", MONEY),
-        ("tips", MONEY),
-        ("driver_pay", MONEY),
-        ("shared_request_flag", TEXT),
-        ("shared_match_flag", TEXT),
-        ("access_a_ride_flag", TEXT),
-        ("wav_request_flag", TEXT),
-        ("wav_match_flag", TEXT),
-        ("cbd_congestion_fee", MONEY),
-    ),
+                        "cbd_congestion_fee", "congestion_surcharge", "SR_Flag"}),
+    parquet_only=frozenset(_HV_SCHEMA.names) - set(FHVHV_CSV_COLUMNS),
+    schema=_HV_SCHEMA,
 )
 
 SERVICES: dict[str, Service] = {s.name: s for s in (YELLOW, GREEN, FHV, FHVHV)}

@@ -61,7 +61,8 @@ class Served:
 
 
 class ReleaseMirror:
-    """Serves ``root`` (``{service}/{file}``, ``misc/taxi_zone_lookup.csv``) on 127.0.0.1."""
+    """Serves ``root`` (``{service}/{file}`` for every service, fhvhv's CSV months under
+    ``fhvhv/`` as the course's release has them; ``misc/taxi_zone_lookup.csv``) on 127.0.0.1."""
 
     def __init__(self, root: Path, port: int = 0, prefix: str = RELEASES_PREFIX,
                  tlc_root: Path | None = None) -> None:

@@ -12,7 +12,11 @@ the quirks that break naive pipelines:
   ``PUlocationID``, ``DOlocationID``; 2020 the canonical spelling), and many FHV rows
   have no location;
 - **green ``ehail_fee``**: with some values (2019), entirely empty (2020), or not in the
-  header at all (2021 on).
+  header at all (2021 on);
+- **fhvhv** (2019-02 on): the mirror's old 7-column form (``hvfhs_license_num`` HV0002
+  Juno until 2019-11, HV0003 Uber, HV0004 Via, HV0005 Lyft, each with its own ``B0xxxx``
+  bases; ``SR_Flag`` 1 for a shared ride, else empty: about one trip in ten until pooled
+  rides were suspended in March 2020, rare after).
 
 Each call returns the facts the file was made with, so tests can assert exact figures.
 Generation is vectorised and chunked: 10 M rows take tens of seconds and little memory.
@@ -31,7 +35,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 from isal import igzip
 
-from pipeline.datasets import SERVICES, ZONES
+from pipeline.datasets import SERVICES, YELLOW, ZONES
 from pipeline.params import month_key, next_month
 
 CHUNK_ROWS = 500_000
@@ -70,12 +74,14 @@ def ehail_fee_mode(month: date) -> str:
     return "empty" if month.year == 2020 else "absent"
 
 
-# Registry columns that only TLC's Parquet files carry (never the CSV mirror's months).
-PARQUET_ONLY = ("airport_fee", "cbd_congestion_fee")
+# Yellow's registry columns that only TLC's Parquet files carry, in registry order.
+PARQUET_ONLY = tuple(n for n in YELLOW.columns if n in YELLOW.parquet_only)
 
 
 def header_for(service: str, month: date) -> list[str]:
-    names = [n for n in SERVICES[service].columns if n not in PARQUET_ONLY]
+    """The CSV header of ``service`` in ``month`` as the mirror publishes it."""
+    registry = SERVICES[service]
+    names = [n for n in registry.columns if n not in registry.parquet_only]
     if service == "fhv" and month.year in (2019, 2021):
         return [FHV_ODD_CASE.get(n, n) for n in names]
     if service == "green" and ehail_fee_mode(month) == "absent":
@@ -151,8 +157,53 @@ def _ids(rng: np.random.Generator, values: list[int], p: list[float], n: int) ->
     return rng.choice(np.array(values, dtype=np.int64), n, p=p)
 
 
+# High Volume FHV licences and some of their bases: Juno, Uber, Via, Lyft.
+HV_BASES = {
+    "HV0002": ("B02907", "B02914", "B03035"),
+    "HV0003": ("B02764", "B02765", "B02835", "B02836", "B02864", "B02869", "B02871",
+               "B02875", "B02877", "B02882", "B02887", "B02889"),
+    "HV0004": ("B02800", "B03136"),
+    "HV0005": ("B02510", "B02844"),
+}
+HV_SHARES = (0.03, 0.71, 0.04, 0.22)
+JUNO_LAST_MONTH = date(2019, 11, 1)
+POOLING_SUSPENDED = date(2020, 3, 1)
+
+
+def shared_ride_share(month: date) -> float:
+    """The share of fhvhv trips flagged as shared rides (SR_Flag 1) in ``month``."""
+    return 0.1 if month < POOLING_SUSPENDED else 0.005
+
+
+def _hv_trips(month: date, n: int, rng: np.random.Generator
+              ) -> tuple[dict[str, pa.Array], int, int]:
+    """High-volume FHV trips in the CSV mirror's 7 columns, with out-of-month pickups."""
+    pickups, outside = _pickups(month, n, rng)
+    minutes = np.clip(rng.lognormal(2.7, 0.6, n), 2, 240)
+    shares = np.array(HV_SHARES)
+    if month > JUNO_LAST_MONTH:
+        shares[0] = 0.0
+    licences = np.array(list(HV_BASES))[rng.choice(len(HV_BASES), n, p=shares / shares.sum())]
+    bases = np.empty(n, dtype=object)
+    for licence, its_bases in HV_BASES.items():
+        mine = licences == licence
+        bases[mine] = rng.choice(np.array(its_bases), int(mine.sum()))
+    shared = rng.random(n) < shared_ride_share(month)
+    return {
+        "hvfhs_license_num": pa.array(licences),
+        "dispatching_base_num": pa.array(bases, pa.string()),
+        "pickup_datetime": pa.array(pickups),
+        "dropoff_datetime": pa.array(pickups + (minutes * 60).astype("timedelta64[s]")),
+        "PULocationID": pa.array(rng.choice(LOCATION_IDS, n, p=LOCATION_WEIGHTS)),
+        "DOLocationID": pa.array(rng.choice(LOCATION_IDS, n, p=LOCATION_WEIGHTS)),
+        "SR_Flag": pa.array(np.where(shared, "1", None), pa.string()),
+    }, outside, 0
+
+
 def _trips(service: str, month: date, n: int, tail: int, rng: np.random.Generator
            ) -> tuple[dict[str, pa.Array], int, int]:
+    if service == "fhvhv":
+        return _hv_trips(month, n, rng)
     pickups, outside = _pickups(month, n, rng)
     minutes = np.clip(rng.lognormal(2.4, 0.7, n), 1, 240)
     dropoffs = pickups + (minutes * 60).astype("timedelta64[s]")

@@ -9,11 +9,15 @@ canonical table. What drifts is the form, by year, as in TLC's files:
 - yellow ``airport_fee``: absent before 2021, ``airport_fee`` 2021-2022 (all null up to
   2021-07, the months the CSV mirror also has), ``Airport_fee`` from 2023;
   ``cbd_congestion_fee`` from 2025 (yellow, green, fhvhv);
-- yellow 2009-2010: the old column set (``vendor_name`` as text, ``Trip_Pickup_DateTime``
+- yellow 2009: the old column set (``vendor_name`` as text, ``Trip_Pickup_DateTime``
   as text, coordinates instead of zone ids, ``Payment_Type`` as text, ``Fare_Amt``...);
+- yellow 2010: another old column set (``vendor_id`` as text, ``pickup_datetime`` as
+  text, coordinates, ``rate_code``, ``store_and_fwd_flag`` as 0/1, ``payment_type`` as
+  text in two spellings: ``CRD``/``Cre``, ``CAS``/``Cas``, ``surcharge``...);
 - fhv: ``dropOff_datetime``, ``PUlocationID`` and ``DOlocationID`` as doubles, ``SR_Flag``
   as a double;
-- fhvhv: its own columns, nanosecond timestamps.
+- fhvhv: its own columns (no ``SR_Flag``, which only the CSV months carry), nanosecond
+  timestamps.
 
 ``fractional`` puts one passenger_count of 1.5 into the file (a drift that must be refused).
 """
@@ -93,8 +97,10 @@ def _drifted(service: str, month: date, c: dict[str, pa.Array],
         })
     if service == "fhvhv":
         return pa.table(c)
-    if service == "yellow" and month.year <= 2010:
+    if service == "yellow" and month.year <= 2009:
         return _yellow_2009(c, rng)
+    if service == "yellow" and month.year == 2010:
+        return _yellow_2010(c, rng)
     modern = month.year >= 2023
     ids = pa.int32() if modern else pa.int64()
     time = (lambda a: a) if modern else _ns
@@ -126,32 +132,27 @@ def _ns(a: pa.Array) -> pa.Array:
 
 VENDOR_NAMES = {1: "CMT", 2: "VTS"}
 PAYMENT_TEXT = {1: "Credit", 2: "CASH", 3: "No Charge", 4: "Dispute"}
+# 2010 spells card and cash payments two ways within one file.
+PAYMENT_TEXT_2010 = {1: ("CRD", "Cre"), 2: ("CAS", "Cas"), 3: ("No Charge",),
+                     4: ("Dispute",)}
 
 
 def _yellow_2009(c: dict[str, pa.Array], rng: np.random.Generator) -> pa.Table:
     """The 2009 column set: text vendor and payment, text timestamps, coordinates."""
     n = len(c["VendorID"])
-
-    def text(a: pa.Array, names: dict[int, str]) -> pa.Array:
-        return pa.array([None if v is None else names.get(v, str(v)) for v in a.to_pylist()])
-
-    def coordinate(centre: float) -> pa.Array:
-        return pa.array(centre + rng.normal(0, 0.05, n))
-
-    flag = pc.if_else(pc.equal(c["store_and_fwd_flag"], "Y"), 1.0, 0.0)
     return pa.table({
-        "vendor_name": text(c["VendorID"], VENDOR_NAMES),
-        "Trip_Pickup_DateTime": pc.strftime(c["tpep_pickup_datetime"], "%Y-%m-%d %H:%M:%S"),
-        "Trip_Dropoff_DateTime": pc.strftime(c["tpep_dropoff_datetime"], "%Y-%m-%d %H:%M:%S"),
+        "vendor_name": _text(c["VendorID"], VENDOR_NAMES),
+        "Trip_Pickup_DateTime": _seconds_text(c["tpep_pickup_datetime"]),
+        "Trip_Dropoff_DateTime": _seconds_text(c["tpep_dropoff_datetime"]),
         "Passenger_Count": c["passenger_count"],
         "Trip_Distance": c["trip_distance"],
-        "Start_Lon": coordinate(-73.98),
-        "Start_Lat": coordinate(40.75),
+        "Start_Lon": _coordinate(-73.98, n, rng),
+        "Start_Lat": _coordinate(40.75, n, rng),
         "Rate_Code": c["RatecodeID"].cast(pa.float64()),
-        "store_and_forward": flag,
-        "End_Lon": coordinate(-73.97),
-        "End_Lat": coordinate(40.76),
-        "Payment_Type": text(c["payment_type"], PAYMENT_TEXT),
+        "store_and_forward": _flag_number(c["store_and_fwd_flag"]),
+        "End_Lon": _coordinate(-73.97, n, rng),
+        "End_Lat": _coordinate(40.76, n, rng),
+        "Payment_Type": _text(c["payment_type"], PAYMENT_TEXT),
         "Fare_Amt": c["fare_amount"],
         "surcharge": c["extra"],
         "mta_tax": c["mta_tax"],
@@ -159,6 +160,60 @@ def _yellow_2009(c: dict[str, pa.Array], rng: np.random.Generator) -> pa.Table:
         "Tolls_Amt": c["tolls_amount"],
         "Total_Amt": c["total_amount"],
     })
+
+
+def _yellow_2010(c: dict[str, pa.Array], rng: np.random.Generator) -> pa.Table:
+    """The 2010 column set: lower-case names, ``vendor_id`` and ``payment_type`` as text
+    (card and cash in two spellings), text timestamps, ``rate_code`` as an integer, the
+    store-and-forward flag as 0/1 under its canonical name, coordinates."""
+    n = len(c["VendorID"])
+    return pa.table({
+        "vendor_id": _text(c["VendorID"], VENDOR_NAMES),
+        "pickup_datetime": _seconds_text(c["tpep_pickup_datetime"]),
+        "dropoff_datetime": _seconds_text(c["tpep_dropoff_datetime"]),
+        "passenger_count": c["passenger_count"],
+        "trip_distance": c["trip_distance"],
+        "pickup_longitude": _coordinate(-73.98, n, rng),
+        "pickup_latitude": _coordinate(40.75, n, rng),
+        "rate_code": c["RatecodeID"],
+        "store_and_fwd_flag": _flag_number(c["store_and_fwd_flag"]),
+        "dropoff_longitude": _coordinate(-73.97, n, rng),
+        "dropoff_latitude": _coordinate(40.76, n, rng),
+        "payment_type": _spelled(c["payment_type"], PAYMENT_TEXT_2010, rng),
+        "fare_amount": c["fare_amount"],
+        "surcharge": c["extra"],
+        "mta_tax": c["mta_tax"],
+        "tip_amount": c["tip_amount"],
+        "tolls_amount": c["tolls_amount"],
+        "total_amount": c["total_amount"],
+    })
+
+
+def _text(codes: pa.Array, names: dict[int, str]) -> pa.Array:
+    """Integer codes as the old files' text names (an unnamed code as its digits)."""
+    return pa.array([None if v is None else names.get(v, str(v)) for v in codes.to_pylist()],
+                    pa.string())
+
+
+def _spelled(codes: pa.Array, spellings: dict[int, tuple[str, ...]],
+             rng: np.random.Generator) -> pa.Array:
+    """Integer codes as text, each row taking one of its code's spellings at random."""
+    picks = rng.integers(0, 2, len(codes))
+    return pa.array([None if v is None else spellings[v][pick % len(spellings[v])]
+                     for v, pick in zip(codes.to_pylist(), picks, strict=True)], pa.string())
+
+
+def _seconds_text(times: pa.Array) -> pa.Array:
+    return pc.strftime(times, "%Y-%m-%d %H:%M:%S")
+
+
+def _flag_number(flag: pa.Array) -> pa.Array:
+    """The store-and-forward flag Y/N as 1.0/0.0 (null stays null)."""
+    return pc.if_else(pc.equal(flag, "Y"), 1.0, 0.0)
+
+
+def _coordinate(centre: float, n: int, rng: np.random.Generator) -> pa.Array:
+    return pa.array(centre + rng.normal(0, 0.05, n))
 
 
 def _with_fraction(table: pa.Table) -> pa.Table:

@@ -3,7 +3,16 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from pipeline.datasets import FHV, GREEN, SERVICES, YELLOW, HeaderMismatch, service
+from pipeline.datasets import (
+    FHV,
+    FHVHV,
+    FHVHV_CSV_COLUMNS,
+    GREEN,
+    SERVICES,
+    YELLOW,
+    HeaderMismatch,
+    service,
+)
 from pipeline.samples import header_for
 
 
@@ -47,3 +56,27 @@ def test_unknown_service_is_named() -> None:
 def test_schema_fingerprints_are_stable_and_distinct() -> None:
     assert YELLOW.fingerprint == YELLOW.fingerprint
     assert len({s.fingerprint for s in SERVICES.values()}) == len(SERVICES)
+
+
+def test_fhvhv_takes_the_csv_mirrors_seven_columns_and_tlcs_parquet_columns() -> None:
+    from datetime import date
+
+    header = header_for("fhvhv", date(2019, 2, 1))
+    assert ",".join(header) == ("hvfhs_license_num,dispatching_base_num,pickup_datetime,"
+                                "dropoff_datetime,PULocationID,DOLocationID,SR_Flag")
+    assert FHVHV.canonical_header(header) == list(FHVHV_CSV_COLUMNS)
+    assert FHVHV.canonical_header([c.lower() for c in header]) == list(FHVHV_CSV_COLUMNS)
+    # SR_Flag comes last (warehouses add it to tables made before it), typed as fhv's.
+    assert FHVHV.columns[-1] == "SR_Flag" and "SR_Flag" in FHVHV.optional
+    assert FHVHV.schema.field("SR_Flag").type == FHV.schema.field("SR_Flag").type
+    assert len(FHVHV.parquet_only) == len(FHVHV.columns) - 7
+    # TLC's 24 columns (no SR_Flag) still plan; a Parquet file lacking trip_miles does not.
+    tlc = [c for c in FHVHV.columns if c not in ("SR_Flag", "cbd_congestion_fee")]
+    assert len(tlc) == 24 and set(FHVHV.source_plan(tlc).feeds) == set(tlc)
+    with pytest.raises(HeaderMismatch, match="missing columns trip_miles"):
+        FHVHV.source_plan([c for c in tlc if c != "trip_miles"])
+    # The seven-column form is not a licence to lose a column both forms carry.
+    with pytest.raises(HeaderMismatch, match="missing columns PULocationID"):
+        FHVHV.canonical_header([c for c in header if c != "PULocationID"])
+    with pytest.raises(HeaderMismatch, match="unknown columns Affiliated_base_number"):
+        FHVHV.canonical_header([*header, "Affiliated_base_number"])

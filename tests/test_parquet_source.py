@@ -29,9 +29,10 @@ from pipeline import (
     samples,
     tlc_samples,
 )
-from pipeline.datasets import SERVICES, YELLOW
+from pipeline.datasets import FHVHV, SERVICES, YELLOW
 from pipeline.mirror import Fault, ReleaseMirror
 from pipeline.normalize import cast_exactly, normalize
+from pipeline.params import next_month
 from pipeline.parquetize import ConversionError
 from pipeline.samples import PARQUET_ONLY
 from tests.conftest import Env
@@ -40,13 +41,13 @@ from tests.fixtures_postgres import Database
 
 ROWS = 5_000
 CSV_MONTHS = {"yellow": ["2021-01", "2021-06", "2021-07"], "green": ["2020-01"],
-              "fhv": ["2019-01"]}
+              "fhv": ["2019-01"], "fhvhv": ["2019-02", "2021-06", "2021-07"]}
 TLC_MONTHS = {
-    "yellow": ["2009-01", "2021-01", "2021-06", "2021-07", "2021-08", "2021-09", "2023-05",
-               "2025-02"],
+    "yellow": ["2009-01", "2010-01", "2021-01", "2021-06", "2021-07", "2021-08", "2021-09",
+               "2023-05", "2025-02"],
     "green": ["2020-01", "2025-03"],
     "fhv": ["2019-01"],
-    "fhvhv": ["2025-01"],
+    "fhvhv": ["2021-08", "2021-09", "2025-01"],
 }
 FRACTIONAL = "2021-10"  # yellow: one passenger_count of 1.5
 
@@ -132,6 +133,8 @@ def test_every_drift_normalises_to_the_registry_schema(tlc_release: TlcRelease,
             if service in ("yellow", "green", "fhvhv"):
                 cbd = table.column("cbd_congestion_fee")
                 assert (cbd.null_count == 0) == (key >= "2025"), (service, key)
+            if service == "fhvhv":
+                assert table.column("SR_Flag").null_count == ROWS  # only CSV months have it
     assert "Airport_fee" in pq.read_schema(tlc_release.tlc_file("yellow", "2023-05")).names
     assert pq.read_schema(tlc_release.tlc_file("yellow", "2023-05")).field(
         "VendorID").type == pa.int32()
@@ -171,6 +174,94 @@ def test_2010_codes_under_canonical_names_map_by_kind() -> None:
                         pay).to_pylist() == [2, 1, 3]
     assert cast_exactly(pa.array([1, 4], pa.int32()), pa.int64(), "payment_type",
                         pay).to_pylist() == [1, 4]
+
+
+YELLOW_2010 = ("vendor_id", "pickup_datetime", "dropoff_datetime", "passenger_count",
+               "trip_distance", "pickup_longitude", "pickup_latitude", "rate_code",
+               "store_and_fwd_flag", "dropoff_longitude", "dropoff_latitude", "payment_type",
+               "fare_amount", "surcharge", "mta_tax", "tip_amount", "tolls_amount",
+               "total_amount")
+# Canonical columns no 2009-2010 file has: null in those months.
+LATER_COLUMNS = ("PULocationID", "DOLocationID", "improvement_surcharge",
+                 "congestion_surcharge", *PARQUET_ONLY)
+
+
+def canonical_old_yellow(key: str) -> pa.Table:
+    """A 2009-2010 yellow month as the registry publishes it: the generator's values, the
+    columns of later years null."""
+    columns = next(c for c, _, _ in samples.trip_chunks("yellow", month(key), ROWS))
+    return pa.Table.from_arrays(
+        [pa.nulls(ROWS, f.type) if f.name in LATER_COLUMNS else columns[f.name].cast(f.type)
+         for f in YELLOW.schema], schema=YELLOW.schema)
+
+
+def outside_month(table: pa.Table, pickup: str, key: str) -> int:
+    """Rows of ``table`` whose pickup lies outside the month ``key``."""
+    start, end = (pa.scalar(datetime(d.year, d.month, 1), pa.timestamp("us"))
+                  for d in (month(key), next_month(month(key))))
+    times = table.column(pickup)
+    inside = pc.and_(pc.greater_equal(times, start), pc.less(times, end))
+    return table.num_rows - pc.sum(inside).as_py()
+
+
+def test_a_whole_2010_yellow_month_normalises_through_the_pipeline(
+        env: Env, tlc_release: TlcRelease) -> None:
+    env.configure(source={"kind": "parquet"})
+    task = ParquetizeMonth(service="yellow", month=month("2010-01"))
+    assert env.build(task).status == LuigiStatusCode.SUCCESS
+    assert [f for f in env.lake_files() if f.startswith("raw/")] == [
+        "raw/yellow/yellow_tripdata_2010-01.parquet"]
+    source = pq.read_table(tlc_release.tlc_file("yellow", "2010-01"))
+    assert tuple(source.column_names) == YELLOW_2010
+    table, manifest = lake_table(env, "yellow", "2010-01"), task.output().valid()
+    assert manifest is not None and manifest.source_url.endswith(
+        "/trip-data/yellow_tripdata_2010-01.parquet")
+    assert manifest.dropped_columns == ("pickup_longitude", "pickup_latitude",
+                                        "dropoff_longitude", "dropoff_latitude")
+    assert table.schema == YELLOW.schema and manifest.rows == table.num_rows == ROWS
+    # Every value is the generator's, whatever the 2010 spelling of its code.
+    assert table.equals(canonical_old_yellow("2010-01"))
+
+    def pairs(old: str, canonical: str) -> set[tuple]:
+        return set(zip(source.column(old).to_pylist(), table.column(canonical).to_pylist(),
+                       strict=True))
+
+    assert pairs("vendor_id", "VendorID") == {("CMT", 1), ("VTS", 2)}
+    assert pairs("payment_type", "payment_type") == {
+        ("CRD", 1), ("Cre", 1), ("CAS", 2), ("Cas", 2), ("No Charge", 3), ("Dispute", 4)}
+    assert pairs("store_and_fwd_flag", "store_and_fwd_flag") == {(0.0, "N"), (1.0, "Y")}
+    assert pairs("rate_code", "RatecodeID") == {(c, c) for c in (1, 2, 3, 4, 5, 99)}
+    for absent in LATER_COLUMNS:
+        assert table.column(absent).null_count == ROWS, absent
+    assert manifest.rows_outside_month == outside_month(table, "tpep_pickup_datetime",
+                                                        "2010-01") > 0
+
+
+def test_2010_yellow_with_timestamps_dds_and_a_missing_flag(tlc_release: TlcRelease,
+                                                             tmp_path: Path) -> None:
+    """Some 2010 files hold timestamps rather than text, DDS trips, flags left empty."""
+    source = pq.read_table(tlc_release.tlc_file("yellow", "2010-01"))
+    flags = source.column("store_and_fwd_flag").to_pylist()
+    flags[3] = None
+    changes = {
+        "pickup_datetime": source.column("pickup_datetime").cast(pa.timestamp("ns")),
+        "dropoff_datetime": source.column("dropoff_datetime").cast(pa.timestamp("ns")),
+        "vendor_id": pa.array(["DDS"] * 3 + source.column("vendor_id").to_pylist()[3:]),
+        "store_and_fwd_flag": pa.array(flags),
+    }
+    for name, column in changes.items():
+        source = source.set_column(source.column_names.index(name), name, column)
+    raw = tmp_path / "raw.parquet"
+    pq.write_table(source, raw)
+    stats = normalize(YELLOW, month("2010-01"), raw, tmp_path / "out.parquet")
+    expected = canonical_old_yellow("2010-01")
+    vendor_ids = [3] * 3 + expected.column("VendorID").to_pylist()[3:]
+    expected_flags = expected.column("store_and_fwd_flag").to_pylist()
+    expected_flags[3] = None
+    expected = expected.set_column(0, "VendorID", pa.array(vendor_ids)).set_column(
+        6, "store_and_fwd_flag", pa.array(expected_flags))
+    assert pq.read_table(tmp_path / "out.parquet").equals(expected)
+    assert stats.rows == ROWS and len(stats.dropped_columns) == 4
 
 
 def write(path: Path, table: pa.Table, name: str, column: pa.Array) -> Path:
@@ -219,12 +310,14 @@ def test_a_fractional_id_fails_the_month_and_publishes_nothing(env: Env) -> None
     assert not ParquetizeMonth(service="yellow", month=month(FRACTIONAL)).complete()
 
 
-def test_auto_takes_csv_up_to_the_mirrors_last_month_then_tlc_parquet(env: Env) -> None:
+def test_auto_takes_csv_for_the_mirrors_months_and_tlc_parquet_around_them(env: Env) -> None:
     def raw(key: str) -> str:
         return Path(DownloadMonth(service="yellow", month=month(key)).output().path).name
 
-    assert (raw("2021-07"), raw("2021-08")) == ("yellow_tripdata_2021-07.csv.gz",
-                                                "yellow_tripdata_2021-08.parquet")
+    env.configure(source={"kind": "auto"})
+    assert [raw(key) for key in ("2018-12", "2019-01", "2021-07", "2021-08")] == [
+        "yellow_tripdata_2018-12.parquet", "yellow_tripdata_2019-01.csv.gz",
+        "yellow_tripdata_2021-07.csv.gz", "yellow_tripdata_2021-08.parquet"]
     env.configure(source={"kind": "parquet"})
     assert raw("2019-01") == "yellow_tripdata_2019-01.parquet"
     assert DownloadMonth(service="yellow", month=month("2019-01")).url.endswith(
@@ -309,6 +402,91 @@ def test_fhvhv_lands_in_duckdb(env: Env, tlc_release: TlcRelease) -> None:
     assert lake_table(env, "fhvhv", "2025-01").schema == SERVICES["fhvhv"].schema
 
 
+def fhvhv_table(tlc_release: TlcRelease, key: str) -> pa.Table:
+    """A fhvhv month as the registry publishes it: up to 2021-07 the CSV mirror's 7 columns
+    (from the generator), after it TLC's Parquet file's columns; the rest null."""
+    if key <= "2021-07":
+        columns = next(c for c, _, _ in samples.trip_chunks("fhvhv", month(key), ROWS))
+    else:
+        source = pq.read_table(tlc_release.tlc_file("fhvhv", key))
+        columns = dict(zip(source.column_names, source.columns, strict=True))
+    return pa.Table.from_arrays(
+        [columns[f.name].cast(f.type) if f.name in columns else pa.nulls(ROWS, f.type)
+         for f in FHVHV.schema], schema=FHVHV.schema)
+
+
+def shared_rides(tlc_release: TlcRelease, key: str) -> int:
+    return ROWS - fhvhv_table(tlc_release, key).column("SR_Flag").null_count
+
+
+def test_a_fhvhv_csv_month_lands_in_the_schema_of_the_parquet_months(
+        env: Env, tlc_release: TlcRelease, mirror: ReleaseMirror) -> None:
+    key = "2019-02"  # the first month of High Volume FHV
+    result = env.build(IngestMonth(month=month(key), services=("fhvhv",)))
+    assert result.status == LuigiStatusCode.SUCCESS
+    assert [f for f in env.lake_files() if f.startswith("raw/fhvhv")] == [
+        "raw/fhvhv/fhvhv_tripdata_2019-02.csv.gz"]
+    # Fetched under the release path fhvhv/, through GitHub's redirect to the asset.
+    served = mirror.requests_for("fhvhv_tripdata_2019-02.csv.gz")
+    assert {(s.path, s.status) for s in served} == {
+        ("/release-assets/fhvhv/fhvhv_tripdata_2019-02.csv.gz", 200)}
+    table = lake_table(env, "fhvhv", key)
+    expected = fhvhv_table(tlc_release, key)
+    # Exact rows: int64 zone ids, timestamp[us], empty SR_Flag as null, Parquet-only null.
+    assert table.schema == FHVHV.schema
+    assert table.equals(expected)
+    assert set(table.column("hvfhs_license_num").to_pylist()) == {
+        "HV0002", "HV0003", "HV0004", "HV0005"}
+    shared = shared_rides(tlc_release, key)
+    assert 0 < shared < ROWS // 5
+    assert set(table.column("SR_Flag").to_pylist()) == {"1", None}
+    assert table.column("trip_time").type == pa.int64()
+    assert table.column("trip_time").null_count == ROWS
+    manifest = ParquetizeMonth(service="fhvhv", month=month(key)).output().valid()
+    assert manifest is not None and manifest.rows == ROWS
+    assert manifest.source_url == (f"{mirror.base_url}/fhvhv/fhvhv_tripdata_2019-02.csv.gz")
+    assert manifest.rows_outside_month == outside_month(expected, "pickup_datetime", key) > 0
+    # The same canonical schema as a month from TLC's Parquet.
+    parquet_month = ParquetizeMonth(service="fhvhv", month=month("2021-08"))
+    assert env.build(parquet_month).status == LuigiStatusCode.SUCCESS
+    assert lake_table(env, "fhvhv", "2021-08").schema == table.schema
+    assert parquet_month.output().valid().schema_fingerprint == manifest.schema_fingerprint
+    types = dict(duck(env, "SELECT column_name, data_type FROM information_schema.columns "
+                      "WHERE table_name = 'fhvhv_tripdata'"))
+    assert [types[c] for c in ("hvfhs_license_num", "pickup_datetime", "PULocationID",
+                               "trip_time", "SR_Flag")] == [
+        "VARCHAR", "TIMESTAMP", "BIGINT", "BIGINT", "VARCHAR"]
+    assert duck(env, "SELECT count(*), count(\"SR_Flag\"), count(*) FILTER (\"SR_Flag\" = ''), "
+                "count(\"PULocationID\"), count(trip_miles) FROM fhvhv_tripdata") == [
+        (ROWS, shared, 0, ROWS, 0)]
+
+
+def test_a_fhvhv_backfill_across_the_csv_parquet_boundary_lands_one_table(
+        env: Env, tlc_release: TlcRelease) -> None:
+    keys = ("2021-06", "2021-07", "2021-08", "2021-09")
+    env.configure(pipeline={"services": "fhvhv"})
+    result = env.build(Backfill(start=month(keys[0]), end=month(keys[-1])))
+    assert result.status == LuigiStatusCode.SUCCESS
+    assert [f for f in env.lake_files() if f.startswith("raw/fhvhv")] == [
+        "raw/fhvhv/fhvhv_tripdata_2021-06.csv.gz", "raw/fhvhv/fhvhv_tripdata_2021-07.csv.gz",
+        "raw/fhvhv/fhvhv_tripdata_2021-08.parquet", "raw/fhvhv/fhvhv_tripdata_2021-09.parquet"]
+    columns = [c for (c,) in duck(env, "SELECT column_name FROM information_schema.columns "
+                                  "WHERE table_name = 'fhvhv_tripdata' ORDER BY ordinal_position")]
+    assert columns == [*FHVHV.columns, "source_month"]
+    assert duck(env, "SELECT source_month, count(*), count(\"SR_Flag\"), count(trip_miles) "
+                "FROM fhvhv_tripdata GROUP BY 1 ORDER BY 1") == [
+        (month("2021-06"), ROWS, shared_rides(tlc_release, "2021-06"), 0),
+        (month("2021-07"), ROWS, shared_rides(tlc_release, "2021-07"), 0),
+        (month("2021-08"), ROWS, 0, ROWS),
+        (month("2021-09"), ROWS, 0, ROWS)]
+    names = ", ".join(f'"{n}"' for n in FHVHV.columns)
+    for key in keys:
+        found = duck(env, f"SELECT {names} FROM fhvhv_tripdata WHERE source_month = ?",
+                     [month(key)])
+        expected = [tuple(row.values()) for row in fhvhv_table(tlc_release, key).to_pylist()]
+        assert sorted(found, key=repr) == sorted(expected, key=repr), key
+
+
 # --------------------------------------------------------------------------- warehouses
 
 
@@ -383,3 +561,69 @@ def test_bigquery_adds_new_registry_columns_without_reloading(env: Env, cloud: C
                               "GROUP BY source_month")) == [(OLD, 1, 0), (NEW, ROWS, ROWS)]
     assert env.build(LoadBigQuery(service="yellow", month=date(2021, 9, 1))).status == \
         LuigiStatusCode.SUCCESS
+
+
+# A fhvhv table made before the registry had SR_Flag: TLC's columns, then source_month.
+HV_BEFORE_SR_FLAG = [c for c in FHVHV.columns if c != "SR_Flag"]
+
+
+def test_duckdb_adds_sr_flag_to_a_fhvhv_table_made_before_it(env: Env,
+                                                             tlc_release: TlcRelease) -> None:
+    env.configure(pipeline={"services": "fhvhv"})
+    assert env.build(LoadDuckDB(service="fhvhv", month=NEW)).status == LuigiStatusCode.SUCCESS
+    with duckdb.connect(str(env.duckdb_path)) as con:
+        con.execute('ALTER TABLE fhvhv_tripdata DROP COLUMN "SR_Flag"')
+    before = duck(env, "SELECT * FROM pipeline_loads WHERE source_month = ?", [NEW])
+    # A CSV month of the mirror: the first to carry SR_Flag.
+    assert env.build(LoadDuckDB(service="fhvhv", month=OLD)).status == LuigiStatusCode.SUCCESS
+    columns = [c for (c,) in duck(env, "SELECT column_name FROM information_schema.columns "
+                                  "WHERE table_name = 'fhvhv_tripdata' ORDER BY ordinal_position")]
+    assert columns == [*HV_BEFORE_SR_FLAG, "source_month", "SR_Flag"]
+    assert duck(env, "SELECT * FROM pipeline_loads WHERE source_month = ?", [NEW]) == before
+    assert duck(env, "SELECT source_month, count(*), count(\"SR_Flag\"), count(trip_miles) "
+                "FROM fhvhv_tripdata GROUP BY 1 ORDER BY 1") == [
+        (OLD, ROWS, shared_rides(tlc_release, "2021-07"), 0), (NEW, ROWS, 0, ROWS)]
+    assert LoadDuckDB(service="fhvhv", month=NEW).complete()
+
+
+def test_postgres_adds_sr_flag_to_a_fhvhv_table_made_before_it(
+        env: Env, tlc_release: TlcRelease, postgres_db: Database) -> None:
+    env.configure(postgres={"url": postgres_db.url},
+                  pipeline={"services": "fhvhv", "sinks": "postgres"})
+    assert env.build(LoadPostgres(service="fhvhv", month=NEW)).status == \
+        LuigiStatusCode.SUCCESS
+    postgres_db.query('ALTER TABLE fhvhv_tripdata DROP COLUMN "SR_Flag"')
+    postgres_db.query("VACUUM FULL fhvhv_tripdata")
+    before = postgres_db.query("SELECT * FROM pipeline_loads WHERE source_month = %s", [NEW])
+    assert env.build(LoadPostgres(service="fhvhv", month=OLD)).status == \
+        LuigiStatusCode.SUCCESS
+    columns = [c for (c,) in postgres_db.query(
+        "SELECT attname FROM pg_attribute WHERE attrelid = 'fhvhv_tripdata'::regclass "
+        "AND attnum > 0 AND NOT attisdropped ORDER BY attnum")]
+    assert columns == [*HV_BEFORE_SR_FLAG, "source_month", "SR_Flag"]
+    assert postgres_db.query("SELECT * FROM pipeline_loads WHERE source_month = %s",
+                             [NEW]) == before
+    assert postgres_db.query(
+        'SELECT source_month, count(*), count("SR_Flag"), count(trip_miles) '
+        "FROM fhvhv_tripdata GROUP BY 1 ORDER BY 1") == [
+        (OLD, ROWS, shared_rides(tlc_release, "2021-07"), 0), (NEW, ROWS, 0, ROWS)]
+    assert LoadPostgres(service="fhvhv", month=NEW).complete()
+
+
+def test_bigquery_adds_sr_flag_to_a_fhvhv_table_made_before_it(
+        env: Env, tlc_release: TlcRelease, cloud: Cloud) -> None:
+    env.configure(pipeline={"services": "fhvhv", "sinks": "gcs,bigquery"})
+    old = pa.schema([f for f in FHVHV.schema if f.name != "SR_Flag"]).append(
+        pa.field("source_month", pa.date32()))
+    table = cloud.table("fhvhv_tripdata")
+    cloud.bq.client().create_table(bigquery.Table(table, schema=[
+        bigquery.SchemaField(name, kind) for name, kind in bigquery_load.DIALECT.columns(old)]))
+    cloud.query(f"INSERT INTO `{table}` (hvfhs_license_num, trip_miles, source_month) "
+                "VALUES ('HV0003', 2.5, DATE '2021-08-01')")
+    assert env.build(LoadBigQuery(service="fhvhv", month=OLD)).status == \
+        LuigiStatusCode.SUCCESS
+    names = [f.name for f in cloud.bq.client().get_table(table).schema]
+    assert names == [*HV_BEFORE_SR_FLAG, "source_month", "SR_Flag"]
+    assert sorted(cloud.query(f"SELECT source_month, count(*), count(SR_Flag), count(trip_miles) "
+                              f"FROM `{table}` GROUP BY source_month")) == [
+        (OLD, ROWS, shared_rides(tlc_release, "2021-07"), 0), (NEW, 1, 0, 1)]
