@@ -5,7 +5,7 @@ Both write the same month into the same table (the pipeline's DDL: the registry'
 
 - ``\\copy``: ``psql -c "\\copy yellow_tripdata (...) FROM 'month.csv' (FORMAT csv, HEADER)"``,
   the fastest native path, from the month's CSV (the generated CSV.gz, decompressed once);
-- ``LoadPostgres``: ``pipeline.postgres_sink.load_month`` on the month's Parquet (made by
+- ``LoadPostgres``: ``pipeline.postgres_load.load_month`` on the month's Parquet (made by
   ``pipeline.parquetize.parquetize`` from the same CSV.gz): lock, delete the month, binary
   COPY streamed from record batches, count against the manifest, load log, commit.
 
@@ -77,22 +77,22 @@ def _configure(url: str) -> None:
 
 def child_setup(a: Args) -> Args:
     """Create the table, its index and the load log with the pipeline's own DDL."""
-    from pipeline import postgres_sink
+    from pipeline import postgres_load
     from pipeline.datasets import SERVICES
     from pipeline.warehouse import trips_table
 
     _configure(a["url"])
     service = SERVICES["yellow"]
-    with postgres_sink.connect() as con:
-        postgres_sink.ensure_tables(con, trips_table(service),
-                                    postgres_sink.DIALECT.trips_schema(service), True)
+    with postgres_load.connect() as con:
+        postgres_load.ensure_tables(con, trips_table(service),
+                                    postgres_load.DIALECT.trips_schema(service), True)
     return {"columns": service.columns}
 
 
 def child_load(a: Args) -> Args:
     from datetime import date
 
-    from pipeline import __version__, postgres_sink
+    from pipeline import __version__, postgres_load
     from pipeline.datasets import SERVICES
     from pipeline.manifest import Manifest
 
@@ -105,7 +105,7 @@ def child_load(a: Args) -> Args:
         parquet_bytes=stats["parquet_bytes"], parquet_sha256=stats["parquet_sha256"],
         row_groups=stats["row_groups"], pipeline_version=__version__, created_at="")
     started = time.perf_counter()
-    rows = postgres_sink.load_month(service, date(2021, 1, 1), Path(a["parquet"]), manifest)
+    rows = postgres_load.load_month(service, date(2021, 1, 1), Path(a["parquet"]), manifest)
     return {"rows": rows, "work_s": time.perf_counter() - started}
 
 

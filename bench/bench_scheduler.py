@@ -320,7 +320,7 @@ def child_inproc(argv: list[str]) -> int:
     import luigi
 
     import pipeline
-    from pipeline import duckdb_sink, lake_tasks
+    from pipeline import duckdb_load, lake_tasks
 
     imported = time.perf_counter() - started
     calls: dict[str, list[float]] = {}
@@ -338,15 +338,15 @@ def child_inproc(argv: list[str]) -> int:
         return wrapper
 
     profile_path = argv[1] if len(argv) > 1 else None
-    open_duckdb = duckdb_sink._open
+    open_duckdb = duckdb_load._open
     if not profile_path:  # counting wrappers would blur the profile
         family = lambda task: f"{task.task_family}.complete()"  # noqa: E731
         luigi.Task.complete = counted(family, luigi.Task.complete)  # type: ignore[method-assign]
         luigi.WrapperTask.complete = counted(  # type: ignore[method-assign]
             family, luigi.WrapperTask.complete)
-        duckdb_sink._open = counted("duckdb connect (read-only)", duckdb_sink._open)
-        duckdb_sink.loaded = counted("duckdb_sink.loaded (load log + count)",
-                                     duckdb_sink.loaded)
+        duckdb_load._open = counted("duckdb connect (read-only)", duckdb_load._open)
+        duckdb_load.loaded = counted("duckdb_load.loaded (load log + count)",
+                                     duckdb_load.loaded)
         lake_tasks.read_manifest = counted("read_manifest", lake_tasks.read_manifest)
     task = pipeline.Backfill(start=date.fromisoformat(NOOP_RANGE[0] + "-01"),
                              end=date.fromisoformat(NOOP_RANGE[1] + "-01"), services=SERVICES)
@@ -377,7 +377,7 @@ def check_alternatives(open_duckdb: Any) -> Json:
     import duckdb
 
     import pipeline
-    from pipeline import config, duckdb_sink
+    from pipeline import config, duckdb_load
     from pipeline.datasets import SERVICES as REGISTRY
     from pipeline.warehouse import LOAD_LOG, SOURCE_MONTH, quote, trips_table
 
@@ -404,7 +404,7 @@ def check_alternatives(open_duckdb: Any) -> Json:
     def connect(read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
         yield shared
 
-    duckdb_sink.connect = connect
+    duckdb_load.connect = connect
     tasks = [pipeline.LoadDuckDB(service=s, month=m) for s, m in pairs]
     t0 = time.perf_counter()
     complete = sum(task.complete() for task in tasks)

@@ -30,7 +30,7 @@ from pipeline import (
     LoadPostgresZones,
     ParquetizeMonth,
     pg_copy,
-    postgres_sink,
+    postgres_load,
     samples,
 )
 from pipeline.datasets import SERVICES
@@ -226,7 +226,7 @@ def test_loads_of_one_month_at_once_never_double_it(
     def load() -> None:
         start.wait()
         try:
-            postgres_sink.load_month(GREEN, JAN20, target.parquet, manifest)
+            postgres_load.load_month(GREEN, JAN20, target.parquet, manifest)
         except BaseException as e:  # reported below
             errors.append(e)
 
@@ -248,13 +248,13 @@ def test_a_load_does_not_wait_for_a_running_load_of_another_month(
             LuigiStatusCode.SUCCESS
         target = ParquetizeMonth(service="green", month=month).output()
         manifests[month] = (target.parquet, target.read())
-    postgres_sink.load_month(GREEN, DEC19, *manifests[DEC19])
+    postgres_load.load_month(GREEN, DEC19, *manifests[DEC19])
     # Another process in the middle of re-loading December: its transaction stays open.
     with psycopg.connect(pg.url) as other:
         other.execute("DELETE FROM green_tripdata WHERE source_month = %s", [DEC19])
         done = threading.Event()
         january = threading.Thread(target=lambda: (
-            postgres_sink.load_month(GREEN, JAN20, *manifests[JAN20]), done.set()))
+            postgres_load.load_month(GREEN, JAN20, *manifests[JAN20]), done.set()))
         january.start()
         january.join(timeout=30)
         assert done.is_set(), "January's load waited for December's"
@@ -310,7 +310,7 @@ def test_a_table_with_another_schema_is_refused_and_left_alone(env: Env, pg: Dat
     assert result.status == LuigiStatusCode.FAILED
     parquet = ParquetizeMonth(service="green", month=DEC19).output()
     with pytest.raises(WarehouseError) as refused:
-        postgres_sink.load_month(GREEN, DEC19, parquet.parquet, parquet.read())
+        postgres_load.load_month(GREEN, DEC19, parquet.parquet, parquet.read())
     message = str(refused.value)
     assert "\n" not in message
     assert message.startswith("PostgreSQL table green_tripdata has an incompatible schema "
@@ -327,7 +327,7 @@ def test_a_table_of_a_newer_ddl_is_refused(env: Env, pg: Database) -> None:
         ("nyc-taxi-pipeline DDL 1",)]
     pg.query("COMMENT ON TABLE zones IS 'nyc-taxi-pipeline DDL 2'")
     with pytest.raises(WarehouseError, match="zones was created by a newer pipeline"):
-        postgres_sink.load_zones(*read_zones(Path(LoadPostgresZones().input().path)))
+        postgres_load.load_zones(*read_zones(Path(LoadPostgresZones().input().path)))
     assert pg.query("SELECT count(*) FROM zones") == [(265,)]
 
 
@@ -357,7 +357,7 @@ def test_binary_copy_keeps_every_value(postgres_db: Database) -> None:
         batches: Iterator[pa.RecordBatch] = iter(
             [*table.slice(0, 1).to_batches(), *table.slice(1, 3).to_batches(),
              *table.slice(4).to_batches()])
-        postgres_sink._copy(cur, "t", batches, table.schema)
+        postgres_load._copy(cur, "t", batches, table.schema)
     got = postgres_db.query("SELECT * FROM t")
     assert sortable(got) == sortable([tuple(r.values()) for r in table.to_pylist()])
     assert postgres_db.query("SELECT count(*) FROM t WHERE flag = ''") == [(1,)]
@@ -368,7 +368,7 @@ def test_binary_copy_keeps_every_value(postgres_db: Database) -> None:
                       for name in ("a", "b", "c")})
     with psycopg.connect(postgres_db.url) as con, con.cursor() as cur:
         cur.execute("CREATE TABLE texts (a TEXT, b TEXT, c TEXT)")
-        postgres_sink._copy(cur, "texts", iter(texts.to_batches()), texts.schema)
+        postgres_load._copy(cur, "texts", iter(texts.to_batches()), texts.schema)
     got = postgres_db.query("SELECT * FROM texts")
     assert sortable(got) == sortable([tuple(r.values()) for r in texts.to_pylist()])
 
