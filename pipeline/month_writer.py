@@ -3,8 +3,10 @@ helper thread while the next group is gathered, with the file's sha256 computed 
 bytes go out. Both converters (CSV.gz in ``parquetize``, TLC Parquet in ``normalize``)
 feed it tables of the registry schema.
 
-Memory stays near one row group: the gatherer runs at most ``OVERLAP_ROWS`` ahead of the
-writer, and a group is freed as soon as it is written.
+Memory stays within two row groups: the gatherer runs at most ``ahead`` of a group ahead of
+the writer (the caller's choice: a whole group when producing rows costs as much as writing
+them, less when the writer sets the pace anyway), and a group is freed as soon as it is
+written.
 """
 
 from __future__ import annotations
@@ -25,8 +27,6 @@ from pipeline.datasets import Service
 from pipeline.params import next_month
 
 ROW_GROUP_ROWS = 1 << 20
-# Rows gathered for the next group while the writer is still busy with the previous one.
-OVERLAP_ROWS = 1 << 18
 COMPRESSION = "snappy"
 
 
@@ -48,8 +48,10 @@ class MonthWriter:
     """
 
     def __init__(self, service: Service, month: date, out: Path,
-                 row_group_rows: int = ROW_GROUP_ROWS) -> None:
+                 row_group_rows: int = ROW_GROUP_ROWS, ahead: float = 1.0) -> None:
         self.service, self.row_group_rows = service, row_group_rows
+        # Rows gathered for the next group while the writer is still busy with one.
+        self._ahead_rows = max(1, int(row_group_rows * ahead))
         self.rows = self.rows_outside_month = self.row_groups = 0
         self._window = (_at(month), _at(next_month(month)))
         self._gathered: list[pa.Table] = []
@@ -78,8 +80,8 @@ class MonthWriter:
             table.column(self.service.pickup_column), *self._window)
         self._gathered.append(table)
         self._gathered_rows += table.num_rows
-        if self._writing and self._gathered_rows >= OVERLAP_ROWS:
-            # Gather ahead of the writer only so far: memory stays near one group.
+        if self._writing and self._gathered_rows >= self._ahead_rows:
+            # Gather ahead of the writer only so far: memory stays bounded.
             self._writing.result()
             self._writing = None
         while self._gathered_rows >= self.row_group_rows:

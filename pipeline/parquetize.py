@@ -10,7 +10,7 @@ Three stages overlap on separate threads, each releasing the GIL for its heavy w
 3. write (``pipeline.month_writer``): row groups of about a million rows, written while
    the next one is gathered, through a file object that hashes the bytes as they go.
 
-Memory stays near one row group whatever the size of the month. The file is written under
+Memory stays within two row groups whatever the size of the month. The file is written under
 a temporary name and renamed by the caller's atomic publication.
 """
 
@@ -70,7 +70,9 @@ def parquetize(
     label = f"{service.name} {month_key(month)}"
     pieces = _TextPieces(raw)
     try:
-        with MonthWriter(service, month, out, row_group_rows) as writer:
+        # Parsing a group costs as much as writing one: the next group is gathered in
+        # full while the last is written, so both cores stay busy.
+        with MonthWriter(service, month, out, row_group_rows, ahead=1.0) as writer:
             parser = _PieceParser(service, label)
             for piece, read_bytes in pieces:
                 if parser.columns is None:
