@@ -88,14 +88,17 @@ def child_generate(a: Args) -> Args:
 
 
 def child_schema(a: Args) -> Args:
-    """The registry's yellow schema as DuckDB column types, in file order."""
+    """The CSV month's columns (the registry's yellow schema but the Parquet-only fee
+    columns) as DuckDB column types, in file order."""
     import pyarrow as pa
 
     from pipeline.datasets import SERVICES
 
     names = {pa.int64(): "BIGINT", pa.float64(): "DOUBLE", pa.string(): "VARCHAR",
              pa.timestamp("us"): "TIMESTAMP"}
-    return {"columns": [[f.name, names[f.type]] for f in SERVICES[SERVICE].schema]}
+    service = SERVICES[SERVICE]
+    return {"columns": [[f.name, names[f.type]] for f in service.schema
+                        if f.name not in service.parquet_only]}
 
 
 def _columns_sql(columns: list[list[str]]) -> str:
