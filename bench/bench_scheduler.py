@@ -175,8 +175,9 @@ def luigid(directory: Path, settings: dict[str, dict[str, str]]) -> Iterator[Lui
 
 def lake_settings(state: Path, base_url: str, zones_url: str) -> dict[str, dict[str, str]]:
     return {
-        "source": {"base_url": base_url, "zones_url": zones_url, "timeout": "10",
-                   "retries": "1"},
+        # Every month of the range is served as the mirror's CSV, 2021-08 on included.
+        "source": {"base_url": base_url, "zones_url": zones_url, "kind": "csv",
+                   "timeout": "10", "retries": "1"},
         "lake": {"root": str(state / "lake")},
         "duckdb": {"path": str(state / "warehouse.duckdb")},
         "pipeline": {"sinks": "duckdb"},
