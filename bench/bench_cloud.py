@@ -171,7 +171,9 @@ class Bench:
         parser = configparser.ConfigParser(interpolation=None)
         parser.optionxform = str  # type: ignore[assignment, method-assign]
         parser.read(PROJECT / "luigi.cfg")
+        # The raw months are generated CSV.gz, 2021-08 on included: kind = csv.
         parser.read_dict({"lake": {"root": str(lake)}, "gcs": {"bucket": bucket},
+                          "source": {"kind": "csv"},
                           "pipeline": {"sinks": "gcs"}, "worker": {"keep_alive": "false"}})
         path = lake.parent / f"{lake.name}.cfg"
         with open(path, "w") as f:
