@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import random
 from datetime import date
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
+from pipeline import parquetize as parquetize_module
 from pipeline.datasets import SERVICES
 from pipeline.parquetize import ConversionError, parquetize
 from tests.conftest import Release
@@ -125,3 +127,37 @@ def test_header_only_month_gives_an_empty_file_with_the_schema(tmp_path: Path) -
     assert stats.rows == 0
     assert pq.read_table(tmp_path / "e.parquet").schema == SERVICES["yellow"].schema
     assert pq.read_metadata(tmp_path / "e.parquet").num_row_groups == stats.row_groups
+
+
+def test_pieces_cut_anywhere_give_the_same_file(release: Release, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Small reads and pieces put line ends at every kind of place: inside a read, at a
+    chunk's edge, in a tail carried over to the next piece. The file must not change."""
+    whole, out, _ = convert(release, tmp_path, "yellow", date(2021, 1, 1))
+    assert whole.row_groups == 1  # one piece of text at the default sizes
+    monkeypatch.setattr(parquetize_module, "READ_BYTES", 997)
+    monkeypatch.setattr(parquetize_module, "PIECE_BYTES", 40_009)
+    cut = parquetize(SERVICES["yellow"], date(2021, 1, 1),
+                     release.root / "yellow" / "yellow_tripdata_2021-01.csv.gz",
+                     tmp_path / "cut.parquet")
+    assert cut == whole
+    assert pq.read_table(tmp_path / "cut.parquet").equals(pq.read_table(out))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_pending_text_becomes_whole_lines_and_loses_nothing(seed: int) -> None:
+    rng = random.Random(seed)
+    lines = [b"x" * rng.choice([0, 1, 5, 80, 3000]) + b"\n" for _ in range(400)]
+    text = b"".join(lines) + b"no line end at the end"
+    pending, pieces, at = parquetize_module._Pending(), [], 0
+    while at < len(text):
+        size = rng.choice([1, 7, 100, 2500, 9000])
+        pending.add(text[at : at + size])
+        at += size
+        if pending.size >= 5000 and (piece := pending.take_lines()):
+            pieces.append(piece)
+    pieces.append(pending.take_all())
+    assert b"".join(pieces) == text
+    assert all(piece.endswith(b"\n") for piece in pieces[:-1])
+    assert pieces[-1].endswith(b"at the end")
+    assert pending.size == 0
