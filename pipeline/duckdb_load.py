@@ -40,6 +40,7 @@ _TYPES = {
 }
 DIALECT = Dialect("DuckDB", ddl_types=_TYPES, reported_types=_TYPES)
 
+
 def _is_lock_conflict(error: BaseException) -> bool:
     return isinstance(error, duckdb.IOException) and "lock" in str(error).lower()
 

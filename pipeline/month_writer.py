@@ -28,6 +28,9 @@ from pipeline.params import next_month
 
 ROW_GROUP_ROWS = 1 << 20
 COMPRESSION = "snappy"
+# One all-null array per type, sliced for every column a file lacks (``all_null``).
+_ALL_NULL: dict[pa.DataType, pa.Array] = {}
+_ALL_NULL_ROWS = 1 << 18
 
 
 @dataclass(frozen=True)
@@ -121,10 +124,6 @@ def all_null(rows: int, kind: pa.DataType) -> pa.Array:
         shared = pa.nulls(max(rows, _ALL_NULL_ROWS), kind)
         _ALL_NULL[kind] = shared
     return shared.slice(0, rows)
-
-
-_ALL_NULL: dict[pa.DataType, pa.Array] = {}
-_ALL_NULL_ROWS = 1 << 18
 
 
 def dictionary_columns(schema: pa.Schema) -> list[str]:

@@ -193,13 +193,23 @@ def _whole(column: pa.Array, name: str) -> pa.Array:
     except pa.ArrowInvalid:
         pass  # a NaN, a fraction or a value too large: find out which
     column = pc.if_else(pc.is_nan(column), None, column)
-    not_whole = pc.not_equal(pc.trunc(column), column)
-    too_big = pc.greater(pc.abs(column), 2.0 ** 63 - 1024)
-    bad = pc.or_(not_whole, too_big)
+    bad = _not_whole(column)
     if pc.any(bad).as_py():
         example = pc.filter(column, bad)[0].as_py()
         raise _Inexact(name, NOT_WHOLE, repr(example))
     return column.cast(pa.int64(), safe=False)
+
+
+def _not_whole(column: pa.Array) -> pa.Array:
+    """Which doubles (NaN already null) have no exact int64 form: fractions, huge values."""
+    return pc.or_(pc.not_equal(pc.trunc(column), column),
+                  pc.greater(pc.abs(column), 2.0 ** 63 - 1024))
+
+
+def _sub_microsecond(column: pa.Array) -> pa.Array:
+    """Which nanosecond timestamps have a part finer than a microsecond."""
+    ticks = column.cast(pa.int64())
+    return pc.not_equal(pc.subtract(ticks, pc.multiply(pc.divide(ticks, 1000), 1000)), 0)
 
 
 def _timestamp(column: pa.Array, target: pa.TimestampType, name: str) -> pa.Array:
@@ -213,9 +223,8 @@ def _timestamp(column: pa.Array, target: pa.TimestampType, name: str) -> pa.Arra
         pass
     if column.type.unit != "ns":
         raise _Inexact(name, "timestamps out of range", "")
-    ticks = column.cast(pa.int64())
-    bad = pc.not_equal(pc.subtract(ticks, pc.multiply(pc.divide(ticks, 1000), 1000)), 0)
-    raise _Inexact(name, SUB_MICROSECOND, str(pc.filter(column, bad)[0].as_py()))
+    example = pc.filter(column, _sub_microsecond(column))[0].as_py()
+    raise _Inexact(name, SUB_MICROSECOND, str(example))
 
 
 def _mapped(column: pa.Array, target: pa.DataType, name: str,
@@ -251,12 +260,9 @@ def _count_rows(source: pq.ParquetFile, inexact: _Inexact) -> int | None:
         column = batch.column(0)
         if pa.types.is_floating(column.type) and inexact.what == NOT_WHOLE:
             column = pc.if_else(pc.is_nan(column), None, column)
-            count += pc.sum(pc.or_(pc.not_equal(pc.trunc(column), column),
-                                   pc.greater(pc.abs(column), 2.0 ** 63 - 1024))).as_py() or 0
+            count += pc.sum(_not_whole(column)).as_py() or 0
         elif inexact.what == SUB_MICROSECOND:
-            ticks = column.cast(pa.int64())
-            count += pc.sum(pc.not_equal(
-                pc.subtract(ticks, pc.multiply(pc.divide(ticks, 1000), 1000)), 0)).as_py() or 0
+            count += pc.sum(_sub_microsecond(column)).as_py() or 0
         else:
             return None
     return count
