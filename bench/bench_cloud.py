@@ -11,7 +11,7 @@ Target: GCS <= 2 x local.
 
 Each measured contender runs in a fresh interpreter (``bench_cloud.py _child NAME ...``) and
 times only its own work (imports and interpreter start excluded). Data is made with
-``pipeline.samples.write_month`` and the pipeline's own ParquetizeMonth, and cached under
+``pipeline.demo.samples.write_month`` and the pipeline's own ParquetizeMonth, and cached under
 ``bench/out/cloud/`` (gitignored). Run ``python bench/bench_cloud.py --help``.
 """
 
@@ -90,7 +90,7 @@ def child_upload_plain(a: Args) -> Args:
 
 
 def child_check(a: Args) -> Args:
-    from pipeline import gcs
+    from pipeline.lake import gcs
 
     tasks = _tasks(a["task"], a["months"], a["services"])
     started = time.perf_counter()
@@ -201,9 +201,9 @@ class Bench:
 
 def raw_months(lake: Path, months: list[date], services: tuple[str, ...], rows: int) -> None:
     """Generated CSV.gz months in the lake's raw/ folder, so DownloadMonth is complete."""
-    from pipeline.datasets import SERVICES as REGISTRY
-    from pipeline.lake import raw_key
-    from pipeline.samples import write_month
+    from pipeline.core.datasets import SERVICES as REGISTRY
+    from pipeline.demo.samples import write_month
+    from pipeline.lake.keys import raw_key
 
     stamp = lake / f".raw-{rows}.json"
     wanted = [f"{s}:{m:%Y-%m}" for s in services for m in months]
@@ -234,8 +234,8 @@ def upload_part(bench: Bench, rows: int, repeat: int) -> dict[str, list[float]]:
                           "services": ["yellow"]}, "parquetize-big", config)
     print(f"  data ready in {time.perf_counter() - started:.1f} s", flush=True)
     bench.gcs.create_bucket("bench-upload")
-    from pipeline.datasets import SERVICES as REGISTRY
-    from pipeline.lake import manifest_key, parquet_key
+    from pipeline.core.datasets import SERVICES as REGISTRY
+    from pipeline.lake.keys import manifest_key, parquet_key
 
     key = f"nyc-tlc/{parquet_key(REGISTRY['yellow'], MONTH)}"
     manifest = f"nyc-tlc/{manifest_key(REGISTRY['yellow'], MONTH)}"

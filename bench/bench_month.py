@@ -3,7 +3,7 @@
 Part 1 (10 M rows) and part 2 (20 M rows) time three converters of the same CSV.gz, each
 in its own fresh subprocess so that its peak RSS is its own:
 
-- ``parquetize``: the project's step, ``pipeline.parquetize.parquetize``;
+- ``parquetize``: the project's step, ``pipeline.convert.parquetize.parquetize``;
 - ``duckdb``: ``COPY (SELECT * FROM read_csv(..., columns={...})) TO ... (FORMAT parquet)``;
 - ``reference``: the course's ``pyarrow.csv.read_csv`` of the whole file + ``write_table``.
 
@@ -74,10 +74,10 @@ def _sql_str(value: object) -> str:
 
 
 def child_generate(a: Args) -> Args:
-    """Write the sample month with ``pipeline.samples.write_month`` (tmp name, then rename)."""
+    """Write the sample month with ``pipeline.demo.samples.write_month`` (tmp name, then rename)."""
     from datetime import date
 
-    from pipeline.samples import write_month
+    from pipeline.demo.samples import write_month
 
     path = Path(a["path"])
     tmp = path.with_name(f".{path.name}.tmp")
@@ -92,7 +92,7 @@ def child_schema(a: Args) -> Args:
     columns) as DuckDB column types, in file order."""
     import pyarrow as pa
 
-    from pipeline.datasets import SERVICES
+    from pipeline.core.datasets import SERVICES
 
     names = {pa.int64(): "BIGINT", pa.float64(): "DOUBLE", pa.string(): "VARCHAR",
              pa.timestamp("us"): "TIMESTAMP"}
@@ -114,8 +114,8 @@ def child_parquetize(a: Args) -> Args:
     """The project's conversion step."""
     from datetime import date
 
-    from pipeline.datasets import SERVICES
-    from pipeline.parquetize import parquetize
+    from pipeline.convert.parquetize import parquetize
+    from pipeline.core.datasets import SERVICES
 
     import_rss = _self_rss_mb()
     started = time.perf_counter()
@@ -205,7 +205,7 @@ def child_count(a: Args) -> Args:
 
 def child_mirror(a: Args) -> Args:
     """Serve the release dir until stdin closes; the URLs go to ``a['ready']``."""
-    from pipeline.mirror import ReleaseMirror
+    from pipeline.demo.mirror import ReleaseMirror
 
     mirror = ReleaseMirror(Path(a["root"])).start()
     ready = Path(a["ready"])
@@ -368,8 +368,8 @@ def release_dir(bench: Bench, raw: Path, rows: int) -> Path:
             shutil.copyfile(raw, target)
     zones = root / "misc" / "taxi_zone_lookup.csv"
     if not zones.exists():
-        code = ("import sys; from pathlib import Path; from pipeline.samples import write_zones;"
-                " write_zones(Path(sys.argv[1]))")
+        code = ("import sys; from pathlib import Path;"
+                " from pipeline.demo.samples import write_zones; write_zones(Path(sys.argv[1]))")
         subprocess.run([PYTHON, "-c", code, str(zones)], check=True, cwd=PROJECT)
     return root
 

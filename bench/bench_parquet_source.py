@@ -1,10 +1,10 @@
 """Benchmark issue 8: normalising a TLC Parquet month to the registry's schema.
 
-Two contenders convert the same 10 M-row TLC-style yellow month (``pipeline.tlc_samples``:
+Two contenders convert the same 10 M-row TLC-style yellow month (``pipeline.demo.tlc_samples``:
 2021-08 form, nanosecond timestamps, doubles for passenger_count and RatecodeID, no
 ``cbd_congestion_fee``) into canonical Parquet, each in its own fresh subprocess:
 
-- ``normalize``: the project's step, ``pipeline.normalize.normalize`` (streaming);
+- ``normalize``: the project's step, ``pipeline.convert.normalize.normalize`` (streaming);
 - ``plain``: ``pyarrow.parquet.read_table`` of the whole file, canonical names and the
   missing column added, ``Table.cast(schema)``, ``write_table`` (the whole month in memory).
 
@@ -44,7 +44,7 @@ Args = dict[str, Any]
 def child_generate(a: Args) -> Args:
     from datetime import date
 
-    from pipeline.tlc_samples import write_tlc_month
+    from pipeline.demo.tlc_samples import write_tlc_month
 
     facts = write_tlc_month(Path(a["raw"]), "yellow", date(2021, 8, 1), a["rows"])
     return {"rows": facts.rows, "types": facts.types}
@@ -53,8 +53,8 @@ def child_generate(a: Args) -> Args:
 def child_normalize(a: Args) -> Args:
     from datetime import date
 
-    from pipeline.datasets import YELLOW
-    from pipeline.normalize import normalize
+    from pipeline.convert.normalize import normalize
+    from pipeline.core.datasets import YELLOW
 
     stats = normalize(YELLOW, date(2021, 8, 1), Path(a["raw"]), Path(a["out"]))
     return {"rows": stats.rows, "row_groups": stats.row_groups}
@@ -64,7 +64,7 @@ def child_plain(a: Args) -> Args:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from pipeline.datasets import YELLOW
+    from pipeline.core.datasets import YELLOW
 
     table = pq.read_table(a["raw"])
     by_folded = {n.casefold(): n for n in table.column_names}

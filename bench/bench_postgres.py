@@ -5,8 +5,8 @@ Both write the same month into the same table (the pipeline's DDL: the registry'
 
 - ``\\copy``: ``psql -c "\\copy yellow_tripdata (...) FROM 'month.csv' (FORMAT csv, HEADER)"``,
   the fastest native path, from the month's CSV (the generated CSV.gz, decompressed once);
-- ``LoadPostgres``: ``pipeline.postgres_load.load_month`` on the month's Parquet (made by
-  ``pipeline.parquetize.parquetize`` from the same CSV.gz): lock, delete the month, binary
+- ``LoadPostgres``: ``pipeline.warehouses.postgres.load_month`` on the month's Parquet (made by
+  ``pipeline.convert.parquetize.parquetize`` from the same CSV.gz): lock, delete the month, binary
   COPY streamed from record batches, count against the manifest, load log, commit.
 
 Each runs in its own fresh process; its peak RSS is that process's ``ru_maxrss`` from
@@ -48,7 +48,7 @@ Args = dict[str, Any]
 def child_generate(a: Args) -> Args:
     from datetime import date
 
-    from pipeline.samples import write_month
+    from pipeline.demo.samples import write_month
 
     out, tmp = Path(a["out"]), Path(a["out"] + ".tmp")
     facts = write_month(tmp, "yellow", date(2021, 1, 1), a["rows"], seed=a["seed"])
@@ -60,8 +60,8 @@ def child_parquetize(a: Args) -> Args:
     from dataclasses import asdict
     from datetime import date
 
-    from pipeline.datasets import SERVICES
-    from pipeline.parquetize import parquetize
+    from pipeline.convert.parquetize import parquetize
+    from pipeline.core.datasets import SERVICES
 
     out, tmp = Path(a["out"]), Path(a["out"] + ".tmp")
     stats = parquetize(SERVICES["yellow"], date(2021, 1, 1), Path(a["raw"]), tmp)
@@ -77,9 +77,9 @@ def _configure(url: str) -> None:
 
 def child_setup(a: Args) -> Args:
     """Create the table, its index and the load log with the pipeline's own DDL."""
-    from pipeline import postgres_load
-    from pipeline.datasets import SERVICES
-    from pipeline.warehouse import trips_table
+    from pipeline.core.datasets import SERVICES
+    from pipeline.warehouses import postgres as postgres_load
+    from pipeline.warehouses.base import trips_table
 
     _configure(a["url"])
     service = SERVICES["yellow"]
@@ -92,9 +92,10 @@ def child_setup(a: Args) -> Args:
 def child_load(a: Args) -> Args:
     from datetime import date
 
-    from pipeline import __version__, postgres_load
-    from pipeline.datasets import SERVICES
-    from pipeline.manifest import Manifest
+    from pipeline.core.datasets import SERVICES
+    from pipeline.core.manifest import Manifest
+    from pipeline.core.version import __version__
+    from pipeline.warehouses import postgres as postgres_load
 
     _configure(a["url"])
     service, stats = SERVICES["yellow"], a["stats"]

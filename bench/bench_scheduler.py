@@ -193,8 +193,8 @@ def build_state(work: Path, rows: int, logs: Path) -> Json:
     if marker.exists() and json.loads(marker.read_text()).get("want") == want:
         print(f"complete state reused: {state}", flush=True)
         return json.loads(marker.read_text())
-    from pipeline import samples
-    from pipeline.mirror import ReleaseMirror
+    from pipeline.demo import samples
+    from pipeline.demo.mirror import ReleaseMirror
 
     shutil.rmtree(state, ignore_errors=True)
     release = work / f"release-{rows}"
@@ -321,7 +321,8 @@ def child_inproc(argv: list[str]) -> int:
     import luigi
 
     import pipeline
-    from pipeline import duckdb_load, lake_tasks
+    from pipeline.tasks import lake_month as lake_tasks
+    from pipeline.warehouses import duckdb as duckdb_load
 
     imported = time.perf_counter() - started
     calls: dict[str, list[float]] = {}
@@ -378,9 +379,10 @@ def check_alternatives(open_duckdb: Any) -> Json:
     import duckdb
 
     import pipeline
-    from pipeline import config, duckdb_load
-    from pipeline.datasets import SERVICES as REGISTRY
-    from pipeline.warehouse import LOAD_LOG, SOURCE_MONTH, quote, trips_table
+    from pipeline import config
+    from pipeline.core.datasets import SERVICES as REGISTRY
+    from pipeline.warehouses import duckdb as duckdb_load
+    from pipeline.warehouses.base import LOAD_LOG, SOURCE_MONTH, quote, trips_table
 
     path = Path(config.duckdb().path).absolute()
     pairs = [(s, m) for s in SERVICES for m in months(*NOOP_RANGE)]
@@ -434,8 +436,8 @@ def check_alternatives(open_duckdb: Any) -> Json:
 
 def stall_mirror_root(work: Path) -> Path:
     """Every month of the 10-year range and the zones, as placeholder files (never sent)."""
-    from pipeline.datasets import SERVICES as REGISTRY
-    from pipeline.datasets import ZONES
+    from pipeline.core.datasets import SERVICES as REGISTRY
+    from pipeline.core.datasets import ZONES
 
     root = work / "stall-release"
     ready = root / "ready.json"
@@ -467,7 +469,7 @@ def cpu_seconds(pid: int) -> float:
 
 def part_b(work: Path, logs: Path, repeat: int, timeout: float, histories: list[str],
            profile: bool) -> Json:
-    from pipeline.mirror import Fault, ReleaseMirror
+    from pipeline.demo.mirror import Fault, ReleaseMirror
 
     root = stall_mirror_root(work)
     names = [p.name for p in root.rglob("*") if p.is_file() and p.parent != root]

@@ -3,16 +3,16 @@
 ``luigi --module pipeline IngestMonth --month 2021-01`` finds the tasks exported here.
 """
 
-__version__ = "0.1.0"
-
-from pipeline import memory  # noqa: F401, I001 (first: before anything loads pyarrow)
-from pipeline import done_elsewhere, logs
-from pipeline.bigquery_sink import LoadBigQuery, LoadBigQueryZones
-from pipeline.duckdb_sink import LoadDuckDB, LoadDuckDBZones
-from pipeline.flows import Backfill, IngestMonth
-from pipeline.lake_tasks import DownloadMonth, ParquetizeMonth, Zones
-from pipeline.postgres_sink import LoadPostgres, LoadPostgresZones
-from pipeline.upload import UploadMonth
+from pipeline.core import memory  # noqa: F401, I001 (first: before anything loads pyarrow)
+from pipeline.core.version import __version__
+from pipeline.ops import done_elsewhere
+from pipeline.ops import logs
+from pipeline.tasks.bigquery_sink import LoadBigQuery, LoadBigQueryZones
+from pipeline.tasks.duckdb_sink import LoadDuckDB, LoadDuckDBZones
+from pipeline.tasks.flows import Backfill, IngestMonth
+from pipeline.tasks.lake_month import DownloadMonth, ParquetizeMonth, Zones
+from pipeline.tasks.postgres_sink import LoadPostgres, LoadPostgresZones
+from pipeline.tasks.publish import UploadMonth
 
 logs.install()
 done_elsewhere.install()
@@ -30,4 +30,5 @@ __all__ = [
     "ParquetizeMonth",
     "UploadMonth",
     "Zones",
+    "__version__",
 ]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import luigi
 
-from pipeline.datasets import SERVICES
+from pipeline.core.datasets import SERVICES
 
 RELEASES_URL = "https://github.com/DataTalksClub/nyc-tlc-data/releases/download"
 TLC_PARQUET_URL = "https://d37ci6vzurychx.cloudfront.net/trip-data"

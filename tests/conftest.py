@@ -18,8 +18,8 @@ import pytest
 from luigi.configuration.cfg_parser import LuigiConfigParser
 from luigi.task_register import Register
 
-from pipeline import samples
-from pipeline.mirror import ReleaseMirror
+from pipeline.demo import samples
+from pipeline.demo.mirror import ReleaseMirror
 
 # Fixtures of each area live in their own module.
 pytest_plugins = ["tests.fixtures_postgres", "tests.fixtures_cloud", "tests.fixtures_scheduler"]

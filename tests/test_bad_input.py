@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.mirror import Fault, ReleaseMirror
+from pipeline.demo.mirror import Fault, ReleaseMirror
 from tests.conftest import Env
 
 pytestmark = pytest.mark.fault_case

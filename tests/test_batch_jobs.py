@@ -12,10 +12,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipeline import samples
-from pipeline.flows import IngestMonth
-from pipeline.mirror import ReleaseMirror
-from pipeline.params import months_between
+from pipeline.core.months import months_between
+from pipeline.demo import samples
+from pipeline.demo.mirror import ReleaseMirror
+from pipeline.tasks.flows import IngestMonth
 from tests.conftest import BIN, Env, Release
 from tests.fixtures_scheduler import Luigid
 

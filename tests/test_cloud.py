@@ -17,14 +17,16 @@ import pytest
 from google.cloud import bigquery
 from luigi.execution_summary import LuigiStatusCode
 
-from pipeline import IngestMonth, LoadBigQuery, ParquetizeMonth, UploadMonth, bigquery_sink, upload
-from pipeline import gcs as gcs_module
-from pipeline.bigquery_load import check_parquet
-from pipeline.datasets import SERVICES
-from pipeline.lake import lake_target
-from pipeline.sinks import parse_sinks
-from pipeline.upload import SettingsError
-from pipeline.warehouse import WarehouseError
+from pipeline import IngestMonth, LoadBigQuery, ParquetizeMonth, UploadMonth
+from pipeline.core.datasets import SERVICES
+from pipeline.lake import gcs as gcs_module
+from pipeline.lake.keys import lake_target
+from pipeline.tasks import bigquery_sink
+from pipeline.tasks import publish as upload
+from pipeline.tasks.publish import SettingsError
+from pipeline.tasks.sinks import parse_sinks
+from pipeline.warehouses.base import WarehouseError
+from pipeline.warehouses.bigquery import check_parquet
 from tests.conftest import Env, Release
 from tests.fixtures_cloud import PROJECT_ID, Cloud, CorruptingProxy
 from tests.test_month_pipeline import Runs

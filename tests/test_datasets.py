@@ -3,7 +3,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from pipeline.datasets import (
+from pipeline.core.datasets import (
     FHV,
     FHVHV,
     FHVHV_CSV_COLUMNS,
@@ -13,7 +13,7 @@ from pipeline.datasets import (
     HeaderMismatch,
     service,
 )
-from pipeline.samples import header_for
+from pipeline.demo.samples import header_for
 
 
 def test_fhv_headers_of_every_year_map_to_one_canonical_spelling() -> None:

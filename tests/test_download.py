@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.datasets import SERVICES
-from pipeline.download import (
+from pipeline.core.datasets import SERVICES
+from pipeline.demo.mirror import Fault, ReleaseMirror
+from pipeline.source.download import (
     DownloadReport,
     GzipCsvCheck,
     NotPublished,
@@ -16,8 +17,7 @@ from pipeline.download import (
     SourceError,
     download,
 )
-from pipeline.lake_tasks import header_check
-from pipeline.mirror import Fault, ReleaseMirror
+from pipeline.tasks.lake_month import header_check
 from tests.conftest import Release
 
 pytestmark = pytest.mark.fault_case

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import samples
-from pipeline.lake_tasks import DownloadMonth, ParquetizeMonth
-from pipeline.mirror import Fault, ReleaseMirror
+from pipeline.demo import samples
+from pipeline.demo.mirror import Fault, ReleaseMirror
+from pipeline.tasks.lake_month import DownloadMonth, ParquetizeMonth
 from tests.conftest import BIN, Env, Release
 
 pytestmark = pytest.mark.kill_trial

@@ -20,13 +20,13 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline import samples
-from pipeline.duckdb_sink import LoadDuckDB
-from pipeline.flows import IngestMonth
-from pipeline.gcs import GCS
-from pipeline.lake_tasks import DownloadMonth, ParquetizeMonth
-from pipeline.mirror import ReleaseMirror
-from pipeline.postgres_sink import LoadPostgres
+from pipeline.demo import samples
+from pipeline.demo.mirror import ReleaseMirror
+from pipeline.lake.gcs import GCS
+from pipeline.tasks.duckdb_sink import LoadDuckDB
+from pipeline.tasks.flows import IngestMonth
+from pipeline.tasks.lake_month import DownloadMonth, ParquetizeMonth
+from pipeline.tasks.postgres_sink import LoadPostgres
 from tests.conftest import BIN, Env, Release
 from tests.fixtures_postgres import Database
 

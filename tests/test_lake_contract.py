@@ -1,5 +1,5 @@
 """One contract for every lake backend: the same cases against a local directory and against
-GCS (fake-gcs-server), through ``pipeline.lake.lake_target`` only."""
+GCS (fake-gcs-server), through ``pipeline.lake.keys.lake_target`` only."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.lake import lake_target
-from pipeline.targets import ChecksumMismatch, LakeConflict, LakeTarget, file_digests
+from pipeline.lake.keys import lake_target
+from pipeline.lake.targets import ChecksumMismatch, LakeConflict, LakeTarget, file_digests
 from tests.conftest import Env
 
 

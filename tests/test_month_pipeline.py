@@ -12,8 +12,8 @@ import pytest
 from luigi.execution_summary import LuigiStatusCode
 
 from pipeline import DownloadMonth, IngestMonth, LoadDuckDB, ParquetizeMonth
-from pipeline.datasets import SERVICES
-from pipeline.sinks import UnknownSink
+from pipeline.core.datasets import SERVICES
+from pipeline.tasks.sinks import UnknownSink
 from tests.conftest import Env, Release
 
 JAN = date(2021, 1, 1)

@@ -25,16 +25,15 @@ from pipeline import (
     LoadDuckDB,
     LoadPostgres,
     ParquetizeMonth,
-    bigquery_load,
-    samples,
-    tlc_samples,
 )
-from pipeline.datasets import FHVHV, SERVICES, YELLOW
-from pipeline.mirror import Fault, ReleaseMirror
-from pipeline.normalize import cast_exactly, normalize
-from pipeline.params import next_month
-from pipeline.parquetize import ConversionError
-from pipeline.samples import PARQUET_ONLY
+from pipeline.convert.normalize import cast_exactly, normalize
+from pipeline.convert.parquetize import ConversionError
+from pipeline.core.datasets import FHVHV, SERVICES, YELLOW
+from pipeline.core.months import next_month
+from pipeline.demo import samples, tlc_samples
+from pipeline.demo.mirror import Fault, ReleaseMirror
+from pipeline.demo.samples import PARQUET_ONLY
+from pipeline.warehouses import bigquery as bigquery_load
 from tests.conftest import Env
 from tests.fixtures_cloud import Cloud
 from tests.fixtures_postgres import Database

@@ -13,9 +13,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline import parquetize as parquetize_module
-from pipeline.datasets import SERVICES
-from pipeline.parquetize import ConversionError, parquetize
+from pipeline.convert import parquetize as parquetize_module
+from pipeline.convert.parquetize import ConversionError, parquetize
+from pipeline.core.datasets import SERVICES
 from tests.conftest import Release
 
 

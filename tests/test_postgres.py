@@ -29,12 +29,12 @@ from pipeline import (
     LoadPostgres,
     LoadPostgresZones,
     ParquetizeMonth,
-    pg_copy,
-    postgres_load,
-    samples,
 )
-from pipeline.datasets import SERVICES
-from pipeline.warehouse import WarehouseError, read_zones
+from pipeline.core.datasets import SERVICES
+from pipeline.demo import samples
+from pipeline.warehouses import pg_copy
+from pipeline.warehouses import postgres as postgres_load
+from pipeline.warehouses.base import WarehouseError, read_zones
 from tests.conftest import BIN, Env, Release
 from tests.fixtures_postgres import Database
 from tests.ports import free_port

@@ -16,12 +16,12 @@ import duckdb
 import pytest
 from luigi.execution_summary import LuigiStatusCode
 
-from pipeline import samples
-from pipeline.datasets import SERVICES
-from pipeline.duckdb_sink import LoadDuckDB
-from pipeline.flows import IngestMonth
-from pipeline.lake_tasks import DownloadMonth, ParquetizeMonth
-from pipeline.mirror import ReleaseMirror
+from pipeline.core.datasets import SERVICES
+from pipeline.demo import samples
+from pipeline.demo.mirror import ReleaseMirror
+from pipeline.tasks.duckdb_sink import LoadDuckDB
+from pipeline.tasks.flows import IngestMonth
+from pipeline.tasks.lake_month import DownloadMonth, ParquetizeMonth
 from tests.conftest import BIN, Env, Release
 from tests.fixtures_cloud import Cloud
 from tests.fixtures_postgres import SERVER_SETTINGS, Cluster, Database

@@ -9,8 +9,8 @@ from datetime import date
 
 import duckdb
 
-from pipeline.flows import Backfill
-from pipeline.mirror import Fault, ReleaseMirror
+from pipeline.demo.mirror import Fault, ReleaseMirror
+from pipeline.tasks.flows import Backfill
 from tests.conftest import BIN, Env, Release
 from tests.fixtures_scheduler import Luigid
 

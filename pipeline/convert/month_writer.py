@@ -1,0 +1,179 @@
+"""Writing a month's canonical Parquet: row groups of about a million rows, written by a
+helper thread while the next group is gathered, with the file's sha256 computed as the
+bytes go out. Both converters (CSV.gz in ``parquetize``, TLC Parquet in ``normalize``)
+feed it tables of the registry schema.
+
+Memory stays within two row groups: the gatherer runs at most ``ahead`` of a group ahead of
+the writer (the caller's choice: a whole group when producing rows costs as much as writing
+them, less when the writer sets the pace anyway), and a group is freed as soon as it is
+written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import BinaryIO
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from pipeline.core.datasets import Service
+from pipeline.core.months import next_month
+
+ROW_GROUP_ROWS = 1 << 20
+COMPRESSION = "snappy"
+# One all-null array per type, sliced for every column a file lacks (``all_null``).
+_ALL_NULL: dict[pa.DataType, pa.Array] = {}
+_ALL_NULL_ROWS = 1 << 18
+
+
+@dataclass(frozen=True)
+class Written:
+    """What a month's Parquet file holds."""
+
+    rows: int
+    rows_outside_month: int
+    row_groups: int
+    parquet_bytes: int
+    parquet_sha256: str
+
+
+class MonthWriter:
+    """``with MonthWriter(service, month, out) as w: w.add(table) ...; written = w.finish()``.
+
+    Counts rows, and rows whose pickup lies outside the month, as tables are added.
+    """
+
+    def __init__(self, service: Service, month: date, out: Path,
+                 row_group_rows: int = ROW_GROUP_ROWS, ahead: float = 1.0) -> None:
+        self.service, self.row_group_rows = service, row_group_rows
+        # Rows gathered for the next group while the writer is still busy with one.
+        self._ahead_rows = max(1, int(row_group_rows * ahead))
+        self.rows = self.rows_outside_month = self.row_groups = 0
+        self._window = (_at(month), _at(next_month(month)))
+        self._gathered: list[pa.Table] = []
+        self._gathered_rows = 0
+        self._writing: Future[None] | None = None
+        self._sink = open(out, "wb")  # noqa: SIM115 (closed by __exit__)
+        self._hashed = _HashingFile(self._sink)
+        self._thread = ThreadPoolExecutor(1, "parquet-writer")
+        self._writer = pq.ParquetWriter(self._hashed, service.schema, compression=COMPRESSION,
+                                        use_dictionary=dictionary_columns(service.schema))
+
+    def __enter__(self) -> MonthWriter:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        try:
+            self._thread.shutdown(wait=True)
+            self._writer.close()
+        finally:
+            self._sink.close()
+
+    def add(self, table: pa.Table) -> None:
+        self.rows += table.num_rows
+        self.rows_outside_month += _count_outside(
+            table.column(self.service.pickup_column), *self._window)
+        self._gathered.append(table)
+        self._gathered_rows += table.num_rows
+        if self._writing and self._gathered_rows >= self._ahead_rows:
+            # Gather ahead of the writer only so far: memory stays bounded.
+            self._writing.result()
+            self._writing = None
+        while self._gathered_rows >= self.row_group_rows:
+            group, rest = _split(self._gathered, self.row_group_rows)
+            self._hand_over(group)
+            # The writer now holds the only reference to the group, so its memory is
+            # freed as soon as it is written.
+            del group
+            self._gathered, self._gathered_rows = [rest], rest.num_rows
+
+    def finish(self) -> Written:
+        """Write what is left (an empty month still gets one empty row group), wait, close."""
+        if self._gathered_rows or not self.row_groups:
+            self._hand_over(pa.concat_tables(self._gathered) if self._gathered
+                            else self.service.schema.empty_table())
+            self._gathered, self._gathered_rows = [], 0
+        if self._writing:
+            self._writing.result()
+        self._writer.close()
+        return Written(self.rows, self.rows_outside_month, self.row_groups,
+                       self._hashed.size, self._hashed.sha256.hexdigest())
+
+    def _hand_over(self, table: pa.Table) -> None:
+        """Queue one row group once the previous one is written (bounded memory)."""
+        if self._writing:
+            self._writing.result()
+        self._writing = self._thread.submit(self._writer.write_table, table,
+                                            row_group_size=max(1, table.num_rows))
+        self.row_groups += 1
+
+
+def all_null(rows: int, kind: pa.DataType) -> pa.Array:
+    """An all-null column of ``rows`` rows: a slice of one array kept per type, so the
+    columns a file lacks cost no memory however many pieces and row groups hold them."""
+    shared = _ALL_NULL.get(kind)
+    if shared is None or len(shared) < rows:
+        shared = pa.nulls(max(rows, _ALL_NULL_ROWS), kind)
+        _ALL_NULL[kind] = shared
+    return shared.slice(0, rows)
+
+
+def dictionary_columns(schema: pa.Schema) -> list[str]:
+    """Columns worth a dictionary: all but the timestamps.
+
+    Pickup and dropoff times are nearly unique per row, so a dictionary for them is built,
+    found too large and thrown away for every page; skipping it makes the writer about a
+    quarter faster and the file no larger.
+    """
+    return [f.name for f in schema if not pa.types.is_timestamp(f.type)]
+
+
+def _split(tables: list[pa.Table], rows: int) -> tuple[pa.Table, pa.Table]:
+    """The first ``rows`` rows of the gathered tables, and the rest (zero-copy slices)."""
+    whole = pa.concat_tables(tables)
+    return whole.slice(0, rows), whole.slice(rows)
+
+
+def _at(month: date) -> pa.Scalar:
+    return pa.scalar(datetime(month.year, month.month, 1), pa.timestamp("us"))
+
+
+def _count_outside(pickup: pa.ChunkedArray, start: pa.Scalar, end: pa.Scalar) -> int:
+    """Rows whose pickup lies before the month or after it; null pickups are not counted."""
+    inside = pc.sum(pc.and_(pc.greater_equal(pickup, start), pc.less(pickup, end))).as_py()
+    return len(pickup) - pickup.null_count - (inside or 0)
+
+
+class _HashingFile:
+    """A write-only file object that hashes and counts what passes through it."""
+
+    def __init__(self, sink: BinaryIO) -> None:
+        self._sink = sink
+        self.sha256 = hashlib.sha256()
+        self.size = 0
+        self.closed = False
+
+    def write(self, data: bytes) -> int:
+        self.sha256.update(data)
+        self.size += len(data)
+        return self._sink.write(data)
+
+    def tell(self) -> int:
+        return self.size
+
+    def flush(self) -> None:
+        self._sink.flush()
+
+    def close(self) -> None:
+        self.closed = True
+
+    def writable(self) -> bool:
+        return True

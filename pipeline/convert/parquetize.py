@@ -1,0 +1,288 @@
+"""CSV.gz -> Parquet with the registry's schema, streaming with bounded memory.
+
+Three stages overlap on separate threads, each releasing the GIL for its heavy work:
+
+1. read + hash + inflate (ISA-L): the raw file is cut into line-aligned text pieces of a
+   few MB; its sha256 rides along on the same read;
+2. parse: each piece goes through pyarrow's multi-threaded ``read_csv`` with explicit
+   column types, so type inference can never flip a column mid-file (the "empty tail"
+   quirk) and empty fields become nulls, never ``''``;
+3. write (``pipeline.convert.month_writer``): row groups of about a million rows, written while
+   the next one is gathered, through a file object that hashes the bytes as they go.
+
+Memory stays within two row groups whatever the size of the month. The file is written under
+a temporary name and renamed by the caller's atomic publication.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import BinaryIO
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from pipeline.convert.month_writer import ROW_GROUP_ROWS, MonthWriter, all_null
+from pipeline.core.datasets import Service
+from pipeline.core.errors import PipelineError
+from pipeline.core.gzipstream import GzipError, Inflater
+from pipeline.core.months import month_key
+
+PIECE_BYTES = 4 << 20
+READ_BYTES = 1 << 18
+PIECES_IN_FLIGHT = 2
+
+Progress = Callable[[int, int], None]
+
+
+class ConversionError(PipelineError):
+    """The raw file cannot become this month's Parquet. The message is one line."""
+
+
+@dataclass(frozen=True)
+class ParquetStats:
+    rows: int
+    rows_outside_month: int
+    row_groups: int
+    source_bytes: int
+    source_sha256: str
+    parquet_bytes: int
+    parquet_sha256: str
+
+
+def parquetize(
+    service: Service,
+    month: date,
+    raw: Path,
+    out: Path,
+    *,
+    progress: Progress | None = None,
+    row_group_rows: int = ROW_GROUP_ROWS,
+) -> ParquetStats:
+    """Convert one month's CSV.gz at ``raw`` into Parquet at ``out`` (overwritten)."""
+    label = f"{service.name} {month_key(month)}"
+    pieces = _TextPieces(raw)
+    try:
+        # Parsing a group costs as much as writing one: the next group is gathered in
+        # full while the last is written, so both cores stay busy.
+        with MonthWriter(service, month, out, row_group_rows, ahead=1.0) as writer:
+            parser = _PieceParser(service, label)
+            for piece, read_bytes in pieces:
+                if parser.columns is None:
+                    piece = parser.take_header(piece)
+                    if not piece:
+                        continue
+                writer.add(parser.parse(piece, writer.rows))
+                if progress:
+                    progress(read_bytes, pieces.total_bytes)
+            if parser.columns is None:
+                raise ConversionError(f"{label}: the file is empty: no header line")
+            written = writer.finish()
+    finally:
+        pieces.close()
+    return ParquetStats(
+        rows=written.rows,
+        rows_outside_month=written.rows_outside_month,
+        row_groups=written.row_groups,
+        source_bytes=pieces.total_bytes,
+        source_sha256=pieces.sha256.hexdigest(),
+        parquet_bytes=written.parquet_bytes,
+        parquet_sha256=written.parquet_sha256,
+    )
+
+
+class _PieceParser:
+    """Parses line-aligned CSV pieces with the service's explicit schema."""
+
+    def __init__(self, service: Service, label: str) -> None:
+        self.service, self.label = service, label
+        self.columns: list[str] | None = None
+        self._types = {f.name: f.type for f in service.schema}
+        self._parse_options = pacsv.ParseOptions(newlines_in_values=False)
+
+    def take_header(self, piece: bytes) -> bytes:
+        end = piece.find(b"\n")
+        header = piece[: end if end >= 0 else len(piece)].rstrip(b"\r")
+        try:
+            names = header.decode("utf-8").split(",")
+            self.columns = self.service.canonical_header([n.strip('"') for n in names])
+        except (UnicodeDecodeError, ValueError) as e:
+            raise ConversionError(f"{self.label}: {e}") from None
+        return piece[end + 1 :] if end >= 0 else b""
+
+    def parse(self, piece: bytes, rows_before: int) -> pa.Table:
+        assert self.columns is not None
+        try:
+            table = self._read(piece, self._types)
+        except pa.ArrowInvalid as e:
+            if "CSV conversion error" not in str(e):
+                raise self._error(e, rows_before) from None
+            table = self._read_ids_written_as_decimals(piece, rows_before)
+        return self._conform(table)
+
+    def _read(self, piece: bytes, types: dict[str, pa.DataType]) -> pa.Table:
+        return pacsv.read_csv(
+            pa.py_buffer(piece),
+            read_options=pacsv.ReadOptions(column_names=self.columns, use_threads=True),
+            parse_options=self._parse_options,
+            convert_options=pacsv.ConvertOptions(
+                column_types={c: types[c] for c in self.columns},
+                null_values=[""],
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=True,
+            ),
+        )
+
+    def _read_ids_written_as_decimals(self, piece: bytes, rows_before: int) -> pa.Table:
+        """Some exports write integer ids as ``1.0``: read them as doubles, cast exactly."""
+        as_double = {c: pa.float64() if t == pa.int64() else t for c, t in self._types.items()}
+        try:
+            table = self._read(piece, as_double)
+        except pa.ArrowInvalid as e:
+            raise self._error(e, rows_before) from None
+        columns = []
+        for name, column in zip(table.column_names, table.columns, strict=True):
+            if self._types[name] == pa.int64():
+                try:
+                    column = column.cast(pa.int64(), safe=True)
+                except pa.ArrowInvalid:
+                    raise ConversionError(
+                        f"{self.label}: column {name} holds a value that is not a whole number "
+                        f"(rows {rows_before + 1}..{rows_before + table.num_rows})"
+                    ) from None
+            columns.append(column)
+        return pa.table(columns, names=table.column_names)
+
+    def _conform(self, table: pa.Table) -> pa.Table:
+        """Columns in registry order; a column the file lacks is all null."""
+        n = table.num_rows
+        present = set(table.column_names)
+        arrays = [
+            table.column(f.name) if f.name in present else all_null(n, f.type)
+            for f in self.service.schema
+        ]
+        return pa.Table.from_arrays(arrays, schema=self.service.schema)
+
+    def _error(self, e: Exception, rows_before: int) -> ConversionError:
+        detail = " ".join(str(e).split())
+        if len(detail) > 160:
+            detail = detail[:160] + "..."
+        return ConversionError(
+            f"{self.label}: malformed CSV after data row {rows_before}: {detail}"
+        )
+
+
+class _TextPieces:
+    """Line-aligned pieces of the inflated file, produced by a background thread.
+
+    Iterating yields ``(piece, compressed bytes read so far)``; errors of the thread are
+    raised in the consumer. ``close()`` stops the thread early.
+    """
+
+    _END = object()
+
+    def __init__(self, raw: Path) -> None:
+        self.total_bytes = raw.stat().st_size
+        self.sha256 = hashlib.sha256()
+        self._raw = raw
+        self._queue: queue.Queue[object] = queue.Queue(PIECES_IN_FLIGHT)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="inflate", daemon=True)
+        self._thread.start()
+
+    def __iter__(self) -> Iterator[tuple[bytes, int]]:
+        while True:
+            item = self._queue.get()
+            if item is self._END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item  # type: ignore[misc]
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        try:
+            with open(self._raw, "rb") as f:
+                self._produce(f)
+            self._put(self._END)
+        except _Stopped:
+            pass
+        except GzipError as e:
+            self._put_quietly(ConversionError(f"{self._raw.name}: {e}"))
+        except BaseException as e:  # handed to the consumer, which re-raises it
+            self._put_quietly(e)
+
+    def _produce(self, f: BinaryIO) -> None:
+        inflater, pending, read = Inflater(), _Pending(), 0
+        while data := f.read(READ_BYTES):
+            read += len(data)
+            self.sha256.update(data)
+            for text in inflater.feed(data):
+                pending.add(text)
+                if pending.size >= PIECE_BYTES and (piece := pending.take_lines()):
+                    self._put((piece, read))
+        inflater.finish()
+        if pending.size:
+            self._put((pending.take_all(), read))
+
+    def _put(self, item: object) -> None:
+        while True:
+            if self._stop.is_set():
+                raise _Stopped
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def _put_quietly(self, item: object) -> None:
+        with contextlib.suppress(_Stopped):
+            self._put(item)
+
+
+class _Pending:
+    """Inflated text waiting to become a piece, kept as the inflater's own chunks so that
+    each byte is copied once, when a piece is joined."""
+
+    def __init__(self) -> None:
+        self._chunks: list[bytes | memoryview] = []
+        self.size = 0
+
+    def add(self, text: bytes) -> None:
+        self._chunks.append(text)
+        self.size += len(text)
+
+    def take_lines(self) -> bytes:
+        """Every whole line pending (b"" when no line has ended yet)."""
+        for i in range(len(self._chunks) - 1, -1, -1):
+            chunk = self._chunks[i]
+            if isinstance(chunk, memoryview):
+                break  # the tail left by the last piece: it holds no line end
+            cut = chunk.rfind(b"\n") + 1
+            if cut:
+                tail = memoryview(chunk)[cut:]
+                piece = b"".join([*self._chunks[:i], memoryview(chunk)[:cut]])
+                self._chunks = [tail, *self._chunks[i + 1 :]] if len(tail) else \
+                    self._chunks[i + 1 :]
+                self.size -= len(piece)
+                return piece
+        return b""
+
+    def take_all(self) -> bytes:
+        piece = b"".join(self._chunks)
+        self._chunks, self.size = [], 0
+        return piece
+
+
+class _Stopped(Exception):
+    pass

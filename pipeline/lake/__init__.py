@@ -1,0 +1,3 @@
+"""The data lake: where each (service, month) lives (keys), atomic publication, and targets
+for a local directory and a Google Cloud Storage bucket.
+"""

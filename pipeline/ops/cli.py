@@ -1,0 +1,195 @@
+"""``taxi-pipeline``: the batch jobs a person or cron runs.
+
+Settings come from luigi.cfg in the current directory (or LUIGI_CONFIG_PATH). Each job
+exits 0 when what it asked for is complete and non-zero otherwise, with luigi.cfg's
+``[retcode]`` codes (30: a task failed; 40: bad input).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import date
+from pathlib import Path
+
+import luigi
+import luigi.retcodes
+
+from pipeline.core.errors import PipelineError
+from pipeline.core.months import months_between
+from pipeline.tasks.params import MonthParameter
+
+
+def _month(text: str) -> date:
+    try:
+        return MonthParameter().parse(text)
+    except PipelineError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _bad_input(error: PipelineError) -> int:
+    print(f"error: {error}", file=sys.stderr)
+    return luigi.retcodes.retcode().unhandled_exception
+
+
+def ingest(args: argparse.Namespace) -> int:
+    from pipeline.ops import jobs
+    from pipeline.tasks.flows import IngestMonth
+
+    try:
+        task = IngestMonth(month=args.month, services=args.services or ())
+    except PipelineError as e:
+        return _bad_input(e)
+    return jobs.run([task], local_scheduler=args.local_scheduler, workers=args.workers)
+
+
+def backfill(args: argparse.Namespace) -> int:
+    from pipeline.ops import jobs
+    from pipeline.tasks.flows import Backfill
+
+    try:
+        task = Backfill(start=args.start, end=args.end, services=args.services or ())
+    except PipelineError as e:
+        return _bad_input(e)
+    months = len(months_between(args.start, args.end))
+    print(f"backfill: {months} months, {args.start:%Y-%m} to {args.end:%Y-%m}", file=sys.stderr)
+    return jobs.run([task], local_scheduler=args.local_scheduler, workers=args.workers)
+
+
+def status(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from pipeline import config
+    from pipeline.core.datasets import SERVICES
+    from pipeline.core.months import parse_names
+    from pipeline.ops.status import as_records, lake_months, report
+    from pipeline.tasks.flows import configured_services
+    from pipeline.tasks.sinks import parse_sinks
+
+    try:
+        services = (parse_names(args.services, SERVICES, "services") if args.services
+                    else configured_services())
+        sinks = parse_sinks(config.pipeline().sinks)
+    except PipelineError as e:
+        return _bad_input(e)
+    if args.start or args.end:
+        if not (args.start and args.end):
+            return _bad_input(PipelineError("give both --start and --end, or neither"))
+        months = months_between(args.start, args.end)
+    else:
+        months = lake_months(services)
+    statuses = report(months, services, sinks, check_source=not args.no_source_check)
+    records = as_records(statuses)
+    if args.format == "json":
+        print(json.dumps(records, indent=2))
+    elif records:
+        table = pd.DataFrame([
+            {"month": r["month"], "service": r["service"],
+             "raw MB": "-" if r["raw_bytes"] is None else f"{r['raw_bytes'] / 1e6:,.1f}",
+             "parquet rows": _count(r["parquet_rows"]),
+             **{f"{sink} rows": _count(rows) for sink, rows in r["sinks"].items()},
+             "state": r["state"]}
+            for r in records])
+        print(table.to_string(index=False))
+    else:
+        print("the lake holds no month yet: give --start and --end to ask about a range")
+    return 0 if all(s.complete for s in statuses) else 1
+
+
+def _count(rows: object) -> str:
+    return "-" if rows is None else f"{rows:,}"
+
+
+def scheduler(args: argparse.Namespace) -> int:
+    from pipeline.ops.scheduler import serve
+
+    serve(port=args.port, address=args.address)
+    return 0
+
+
+def demo(args: argparse.Namespace) -> int:
+    from pipeline.demo import offline as offline_demo
+
+    months = [_month(m) for m in args.months.split(",")]
+    ok = offline_demo.run(months, Path(args.source_dir), scale=args.scale, workers=args.workers)
+    return 0 if ok else 1
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--services", help="comma-separated services (default: [pipeline] services)")
+    p.add_argument("--workers", type=int, default=1, help="parallel worker processes (default 1)")
+    p.add_argument("--local-scheduler", action="store_true",
+                   help="schedule in this process instead of the central luigid named by "
+                        "[core] scheduler_host/scheduler_port")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="taxi-pipeline", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser(
+        "ingest", help="ingest one month of every configured service",
+        description="Run IngestMonth for one month into the configured sinks; list every "
+                    "failed task and why. Exit 0 when the month is complete.")
+    run.add_argument("--month", required=True, type=_month, help="the month, YYYY-MM")
+    _add_run_options(run)
+    run.set_defaults(func=ingest)
+
+    fill = sub.add_parser(
+        "backfill", help="ingest every month of a range",
+        description="Run Backfill: every month from --start to --end, both included. A month "
+                    "that fails does not stop the others; at the end every failed task is "
+                    "listed with its reason, and the exit code is non-zero.")
+    fill.add_argument("--start", required=True, type=_month, help="first month, YYYY-MM")
+    fill.add_argument("--end", required=True, type=_month, help="last month, YYYY-MM")
+    _add_run_options(fill)
+    fill.set_defaults(func=backfill)
+
+    st = sub.add_parser(
+        "status", help="which months are done, stage by stage",
+        description="A table of months x services x stages (raw, parquet, each configured "
+                    "sink) with row counts from the manifests and the warehouses, and what is "
+                    "missing or inconsistent. Without --start/--end: every month from the "
+                    "first to the last in the lake. Exit 0 when every month shown is "
+                    "complete, 1 otherwise.")
+    st.add_argument("--start", type=_month, help="first month, YYYY-MM")
+    st.add_argument("--end", type=_month, help="last month, YYYY-MM")
+    st.add_argument("--services", help="comma-separated services (default: [pipeline] services)")
+    st.add_argument("--format", choices=("table", "json"), default="table")
+    st.add_argument("--no-source-check", action="store_true",
+                    help="do not ask the source whether missing months are published")
+    st.set_defaults(func=status)
+
+    sch = sub.add_parser(
+        "scheduler", help="run the central scheduler (luigid) in the foreground",
+        description="Run luigid with the settings of luigi.cfg: state file, log directory, "
+                    "task history at /history, retries with growing delays. Stops cleanly "
+                    "on SIGTERM or SIGINT, saving its state.")
+    sch.add_argument("--port", type=int, default=8082)
+    sch.add_argument("--address", default="127.0.0.1",
+                     help="interface to listen on (default 127.0.0.1: this host only)")
+    sch.set_defaults(func=scheduler)
+
+    d = sub.add_parser(
+        "demo", help="offline demo on generated sample months",
+        description="Generate realistic sample months, serve them on 127.0.0.1 like the real "
+                    "releases, ingest them into the local lake and DuckDB, show the result.")
+    d.add_argument("--months", default="2021-01,2021-02", help="comma-separated months")
+    d.add_argument("--source-dir", default="data/demo-source",
+                   help="where the sample release is generated (reused when present)")
+    d.add_argument("--scale", type=float, default=1.0,
+                   help="size factor for the sample months (1.0: 200k yellow rows a month)")
+    d.add_argument("--workers", type=int, default=2, help="parallel worker processes")
+    d.set_defaults(func=demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

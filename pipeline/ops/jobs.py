@@ -1,0 +1,121 @@
+"""Running tasks as a batch job: on the central scheduler or a local one, with luigi.cfg's
+exit codes, and a closing list of every task that failed and why.
+
+A job succeeds when what it asked for is complete, whoever did the work: with several
+processes on one luigid, a task run by another process counts as done once it is.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+
+import luigi
+import luigi.retcodes
+import luigi.rpc
+import luigi.worker
+from luigi.execution_summary import LuigiStatusCode
+from luigi.task import flatten
+
+from pipeline.ops.scheduler import BackoffScheduler
+
+
+class _Schedulers:
+    """luigi.build's scheduler factory, keeping the scheduler to ask it about failures."""
+
+    def __init__(self) -> None:
+        self.scheduler: luigi.scheduler.Scheduler | luigi.rpc.RemoteScheduler | None = None
+
+    def create_local_scheduler(self) -> BackoffScheduler:
+        self.scheduler = BackoffScheduler(prune_on_get_work=True, record_task_history=False)
+        return self.scheduler
+
+    def create_remote_scheduler(self, url: str) -> luigi.rpc.RemoteScheduler:
+        self.scheduler = luigi.rpc.RemoteScheduler(url)
+        return self.scheduler
+
+    def create_worker(self, scheduler: object, worker_processes: int,
+                      assistant: bool = False) -> luigi.worker.Worker:
+        return luigi.worker.Worker(scheduler=scheduler, worker_processes=worker_processes,
+                                   assistant=assistant)
+
+
+@dataclass(frozen=True)
+class Failure:
+    task: str
+    status: str
+    why: str
+
+    def line(self) -> str:
+        return f"{self.status:8} {self.task}: {self.why}"
+
+
+def run(tasks: list[luigi.Task], *, local_scheduler: bool, workers: int) -> int:
+    """Build ``tasks``; print the failures; return the exit code (0 when all are complete)."""
+    schedulers = _Schedulers()
+    where = "local (in this process)" if local_scheduler else _central_url()
+    print(f"scheduler: {where}", file=sys.stderr, flush=True)
+    # luigi logs its execution summary itself; the failures and their reasons follow it.
+    result = luigi.build(tasks, worker_scheduler_factory=schedulers, detailed_summary=True,
+                         local_scheduler=local_scheduler, workers=workers)
+    if all(task.complete() for task in tasks):
+        return 0
+    failures = failures_of(tasks, schedulers.scheduler)
+    if failures:
+        print(f"{len(failures)} task(s) failed:", file=sys.stderr)
+        for failure in failures:
+            print(failure.line(), file=sys.stderr)
+    return exit_code(result.status)
+
+
+def _central_url() -> str:
+    core = luigi.interface.core()
+    return f"central luigid at http://{core.scheduler_host}:{core.scheduler_port}"
+
+
+def exit_code(status: LuigiStatusCode) -> int:
+    codes = luigi.retcodes.retcode()
+    return {
+        LuigiStatusCode.FAILED: codes.task_failed,
+        LuigiStatusCode.FAILED_AND_SCHEDULING_FAILED: codes.task_failed,
+        LuigiStatusCode.SCHEDULING_FAILED: codes.scheduling_error,
+        LuigiStatusCode.MISSING_EXT: codes.missing_data,
+    }.get(status, codes.not_run) or 1
+
+
+def failures_of(roots: list[luigi.Task], scheduler: object) -> list[Failure]:
+    """The failed or disabled tasks among ``roots`` and their dependencies, with the reason."""
+    if scheduler is None:
+        return []
+    wanted = {t.task_id: t for t in _closure(roots)}
+    failures = []
+    for status in ("FAILED", "DISABLED"):
+        for task_id in scheduler.task_list(status, ""):  # type: ignore[attr-defined]
+            if task_id in wanted:
+                error = scheduler.fetch_error(task_id) or {}  # type: ignore[attr-defined]
+                failures.append(Failure(str(wanted[task_id]), status, _why(error.get("error"))))
+    return sorted(failures, key=lambda f: f.task)
+
+
+def _why(explanation: str | None) -> str:
+    """The last line of a task's failure explanation (luigi keeps it JSON-encoded)."""
+    text = explanation or ""
+    try:
+        decoded = json.loads(text)
+        text = decoded if isinstance(decoded, str) else text
+    except ValueError:
+        pass
+    lines = text.strip().splitlines()
+    return lines[-1] if lines else "?"
+
+
+def _closure(roots: list[luigi.Task]) -> list[luigi.Task]:
+    seen: dict[str, luigi.Task] = {}
+    stack = list(roots)
+    while stack:
+        task = stack.pop()
+        if task.task_id not in seen:
+            seen[task.task_id] = task
+            stack.extend(flatten(task.requires()))
+    return list(seen.values())

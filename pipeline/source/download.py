@@ -1,0 +1,376 @@
+"""HTTP fetch of a source file: streamed, resumable, retried, verified, published atomically.
+
+The file streams into a temporary name beside its final one. Transient failures (5xx, 429,
+408, connection errors, timeouts) are retried by tenacity with exponential back-off and
+full jitter, honouring ``Retry-After``; an attempt after a connection dropped mid-body asks
+for the rest with an HTTP ``Range`` request instead of starting over. The body is checked
+as it arrives (no extra pass): its length against ``Content-Length``, its gzip stream
+inflated to the end, its first line against the expected header. Only then is it renamed
+into place, so the final name never holds a partial or unverified file.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import BinaryIO, Protocol
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+import tenacity
+import urllib3
+
+from pipeline.core.errors import PipelineError
+from pipeline.core.gzipstream import GzipError, Inflater
+from pipeline.core.version import __version__
+from pipeline.lake.keys import atomic_path
+
+log = logging.getLogger(__name__)
+
+CHUNK = 1 << 20
+MAX_HEADER_LINE = 64 << 10
+
+Progress = Callable[[int, int | None], None]
+
+
+class SourceError(PipelineError):
+    """The source cannot give this file; retrying will not help. Its message is one line."""
+
+
+class NotPublished(SourceError):
+    """The source answers 404/410 for this file: the month is not (yet) published."""
+
+
+class TransientSourceError(Exception):
+    """A failure worth retrying: overload, a dropped connection, a timeout."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard to try: timeouts in seconds, attempts including the first, back-off."""
+
+    timeout: float = 60.0
+    attempts: int = 5
+    backoff: float = 1.0
+    backoff_max: float = 60.0
+
+
+@dataclass
+class DownloadReport:
+    """What a download did: final size, bytes received in all, attempts and resumes."""
+
+    url: str
+    bytes: int = 0
+    fetched: int = 0
+    attempts: int = 0
+    resumed: int = 0
+    restarted: int = 0
+
+
+class BodyCheck(Protocol):
+    def feed(self, data: bytes) -> None: ...
+    def finish(self) -> None: ...
+
+
+def redact(url: str) -> str:
+    """The URL without any user:password part, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+class FirstLine:
+    """Collects the first line of a text stream and hands it to ``check`` once complete."""
+
+    def __init__(self, check: Callable[[bytes], None]) -> None:
+        self._check = check
+        self._head = bytearray()
+        self.seen = False
+
+    def feed(self, text: bytes) -> None:
+        if self.seen:
+            return
+        self._head += text[: MAX_HEADER_LINE + 1]
+        end = self._head.find(b"\n")
+        if end >= 0:
+            self.seen = True
+            self._check(bytes(self._head[:end]).rstrip(b"\r"))
+        elif len(self._head) > MAX_HEADER_LINE:
+            raise SourceError(f"the header line is longer than {MAX_HEADER_LINE >> 10} KiB")
+
+    def finish(self) -> None:
+        if not self.seen:
+            if not self._head:
+                raise SourceError("the file is empty: no header line")
+            self.feed(b"\n")
+
+
+class GzipCsvCheck:
+    """Inflates a gzip stream as it arrives: gzip, whole, starting with the expected header."""
+
+    def __init__(self, check_header: Callable[[bytes], None]) -> None:
+        self._first_line = FirstLine(check_header)
+        self._inflater = Inflater()
+
+    def feed(self, data: bytes) -> None:
+        try:
+            for text in self._inflater.feed(data):
+                self._first_line.feed(text)
+        except GzipError as e:
+            raise SourceError(str(e)) from None
+
+    def finish(self) -> None:
+        try:
+            self._inflater.finish()
+        except GzipError as e:
+            raise SourceError(str(e)) from None
+        self._first_line.finish()
+
+
+class PlainCsvCheck:
+    """For small uncompressed CSV files (the zone lookup): refuse HTML, check the header."""
+
+    def __init__(self, check_header: Callable[[bytes], None]) -> None:
+        self._first_line = FirstLine(check_header)
+
+    def feed(self, data: bytes) -> None:
+        if not self._first_line.seen and data.lstrip()[:1] == b"<":
+            raise SourceError(f"an HTML or XML page, not CSV (it starts with {_preview(data)})")
+        self._first_line.feed(data)
+
+    def finish(self) -> None:
+        self._first_line.finish()
+
+
+PARQUET_MAGIC = b"PAR1"
+# Footers of real months are tens of KB; the check keeps at most twice this much of the tail.
+MAX_FOOTER = 8 << 20
+
+
+class ParquetCheck:
+    """Checks a Parquet file as it arrives: ``PAR1`` at both ends and a footer that parses
+    (the schema's column names go to ``check_columns``). Only the file's tail is kept."""
+
+    def __init__(self, check_columns: Callable[[list[str]], object] | None = None) -> None:
+        self._check_columns = check_columns
+        self._head = bytearray()
+        self._tail = bytearray()
+        self._size = 0
+
+    def feed(self, data: bytes) -> None:
+        if len(self._head) < 4:
+            self._head += data[: 4 - len(self._head)]
+            if len(self._head) == 4 and self._head != PARQUET_MAGIC:
+                raise SourceError(
+                    f"not a Parquet file (it starts with {_preview(bytes(self._head))})")
+        self._size += len(data)
+        self._tail += data
+        if len(self._tail) > 2 * MAX_FOOTER:
+            del self._tail[: len(self._tail) - MAX_FOOTER]
+
+    def finish(self) -> None:
+        if self._size < 12 or self._tail[-4:] != PARQUET_MAGIC:
+            raise SourceError(f"not a whole Parquet file ({self._size} bytes, no PAR1 footer)")
+        footer = int.from_bytes(self._tail[-8:-4], "little")
+        if footer + 12 > self._size:
+            raise SourceError(f"the Parquet footer length {footer} does not fit the file")
+        if footer + 8 > len(self._tail):
+            raise SourceError(f"the Parquet footer is longer than {MAX_FOOTER >> 20} MB")
+        # Imported here: only Parquet downloads need pyarrow in this module.
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            meta = pq.read_metadata(pa.BufferReader(bytes(self._tail[-(footer + 8):])))
+        except (OSError, pa.ArrowException) as e:
+            raise SourceError(f"the Parquet footer is unreadable: {_first(e)}") from None
+        if self._check_columns:
+            self._check_columns(meta.schema.to_arrow_schema().names)
+
+
+def _first(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return text[:160]
+
+
+def _preview(data: bytes) -> str:
+    return repr(data[:20].decode("utf-8", "replace"))
+
+
+def download(
+    url: str,
+    dest: Path,
+    *,
+    new_check: Callable[[], BodyCheck],
+    label: str,
+    policy: RetryPolicy,
+    progress: Progress | None = None,
+) -> DownloadReport:
+    """Fetch ``url`` into ``dest`` atomically; raise SourceError with a one-line message."""
+    report = DownloadReport(url=redact(url))
+    with atomic_path(dest) as tmp:
+        with open(tmp, "wb") as out, _session() as session:
+            transfer = _Transfer(url, label, out, new_check, session, policy, report, progress)
+            retrying = tenacity.Retrying(
+                stop=tenacity.stop_after_attempt(max(1, policy.attempts)),
+                wait=_wait_for(policy),
+                retry=tenacity.retry_if_exception_type(TransientSourceError),
+                before_sleep=lambda state: log.warning(
+                    "%s: attempt %d failed (%s); retrying",
+                    label, state.attempt_number, state.outcome.exception(),
+                ),
+                reraise=True,
+            )
+            try:
+                retrying(transfer.attempt)
+                transfer.check.finish()
+            except TransientSourceError as e:
+                tries = f"{report.attempts} attempt{'' if report.attempts == 1 else 's'}"
+                raise SourceError(
+                    f"{label}: gave up on {report.url} after {tries}: {e}"
+                ) from None
+            except NotPublished:
+                raise
+            except PipelineError as e:
+                raise SourceError(f"{label}: {report.url}: {e}") from None
+        report.bytes = transfer.done
+    return report
+
+
+def _session() -> requests.Session:
+    session = requests.Session()
+    # Identity: the bytes on disk must be the file as published, never a re-encoding.
+    session.headers.update(
+        {"User-Agent": f"nyc-taxi-pipeline/{__version__}", "Accept-Encoding": "identity"}
+    )
+    return session
+
+
+def _wait_for(policy: RetryPolicy) -> Callable[[tenacity.RetryCallState], float]:
+    jitter = tenacity.wait_random_exponential(multiplier=policy.backoff, max=policy.backoff_max)
+
+    def wait(state: tenacity.RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        delay = jitter(state)
+        if isinstance(exc, TransientSourceError) and exc.retry_after is not None:
+            delay = max(delay, exc.retry_after)
+        return min(delay, policy.backoff_max)
+
+    return wait
+
+
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+
+
+class _Transfer:
+    """One file's transfer across attempts: how much is on disk, how much is expected."""
+
+    def __init__(
+        self,
+        url: str,
+        label: str,
+        out: BinaryIO,
+        new_check: Callable[[], BodyCheck],
+        session: requests.Session,
+        policy: RetryPolicy,
+        report: DownloadReport,
+        progress: Progress | None,
+    ) -> None:
+        self.url, self.label, self.out, self.session = url, label, out, session
+        self.new_check = new_check
+        self.check = new_check()
+        self.policy, self.report, self.progress = policy, report, progress
+        self.done = 0
+        self.total: int | None = None
+
+    def attempt(self) -> None:
+        self.report.attempts += 1
+        headers = {"Range": f"bytes={self.done}-"} if self.done else {}
+        timeout = (self.policy.timeout, self.policy.timeout)
+        try:
+            with self.session.get(self.url, headers=headers, stream=True, timeout=timeout) as r:
+                self._accept(r)
+                # read1 hands over whatever has arrived, so a connection that drops loses
+                # nothing already received and the resume asks for exactly the rest.
+                while data := r.raw.read1(CHUNK, decode_content=False):
+                    self._write(data)
+        except (requests.ConnectionError, requests.Timeout, urllib3.exceptions.HTTPError) as e:
+            raise TransientSourceError(
+                f"connection failed after {self.done} bytes ({type(e).__name__})"
+            ) from None
+        if self.total is not None and self.done < self.total:
+            raise TransientSourceError(
+                f"connection closed after {self.done} of {self.total} bytes"
+            )
+
+    def _accept(self, r: requests.Response) -> None:
+        status = r.status_code
+        if status in (404, 410):
+            raise NotPublished(
+                f"{self.label} is not published at {self.report.url} (HTTP {status})")
+        if status in (408, 429) or status >= 500:
+            raise TransientSourceError(f"HTTP {status}", _retry_after(r.headers.get("Retry-After")))
+        if status == 416 and self.done:
+            raise SourceError(
+                f"the server announced {self.total} bytes but has no more after {self.done} "
+                f"(Content-Range {r.headers.get('Content-Range', '?')})")
+        if status not in (200, 206):
+            raise SourceError(f"HTTP {status} {r.reason}")
+        if r.headers.get("Content-Type", "").lower().startswith("text/html"):
+            raise SourceError("the server answered an HTML page, not the data file")
+        if status == 206 and self.done:
+            match = _CONTENT_RANGE.fullmatch(r.headers.get("Content-Range", "").strip())
+            if not match or int(match.group(1)) != self.done:
+                raise SourceError(f"bad Content-Range {r.headers.get('Content-Range')!r}")
+            size = match.group(3)
+            if size != "*" and self.total is not None and int(size) != self.total:
+                raise SourceError("the file changed on the server during the download")
+            self.report.resumed += 1
+            return
+        if self.done:
+            # The server ignored Range and sends the whole file again: start over.
+            self.report.restarted += 1
+            self._restart()
+        length = r.headers.get("Content-Length")
+        self.total = int(length) if length and length.isdigit() else None
+
+    def _restart(self) -> None:
+        self.out.seek(0)
+        self.out.truncate()
+        self.done = 0
+        self.check = self.new_check()
+
+    def _write(self, data: bytes) -> None:
+        if self.total is not None and self.done + len(data) > self.total:
+            raise SourceError(
+                f"the server sent more than its Content-Length of {self.total} bytes"
+            )
+        self.check.feed(data)
+        self.out.write(data)
+        self.done += len(data)
+        self.report.fetched += len(data)
+        if self.progress:
+            self.progress(self.done, self.total)
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    if value.strip().isdigit():
+        return float(value.strip())
+    try:
+        return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
+    except (TypeError, ValueError):
+        return None

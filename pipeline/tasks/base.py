@@ -1,0 +1,56 @@
+"""What every task of the pipeline shares: the (service, month) key, progress reports to
+the visualiser, and a one-line failure explanation for expected errors."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import luigi
+
+from pipeline.core.datasets import SERVICES, Service
+from pipeline.core.errors import PipelineError
+from pipeline.core.months import month_key
+from pipeline.tasks.params import MonthParameter, ServiceParameter
+
+
+class PipelineTask(luigi.Task):
+    _last_percentage = -1
+
+    def on_failure(self, exception: BaseException) -> str:
+        # Shown in the visualiser: the message alone for an expected failure.
+        if isinstance(exception, PipelineError):
+            return f"{type(exception).__name__}: {exception}"
+        return super().on_failure(exception)
+
+    def report_progress(self, done: int, total: int | None, message: str) -> None:
+        """Send progress to the scheduler, at most once per percent (each call is an RPC)."""
+        percentage = min(100, done * 100 // total) if total else 0
+        if percentage != self._last_percentage:
+            self._last_percentage = percentage
+            self.report(message, percentage)
+
+    def report(self, message: str, percentage: int | None = None) -> None:
+        """Status message (and percentage) for the visualiser; a no-op outside a worker."""
+        if self.set_status_message:
+            self.set_status_message(message)
+        if percentage is not None and self.set_progress_percentage:
+            self.set_progress_percentage(percentage)
+
+
+class MonthTask(PipelineTask):
+    """A task keyed by one service and one month."""
+
+    service: str = ServiceParameter(description="yellow, green, fhv or fhvhv")
+    month: date = MonthParameter(description="the month, YYYY-MM")
+
+    @property
+    def dataset(self) -> Service:
+        return SERVICES[self.service]
+
+    @property
+    def label(self) -> str:
+        return f"{self.service} {month_key(self.month)}"
+
+
+def megabytes(n: int | None) -> str:
+    return "?" if n is None else f"{n / 1e6:,.1f} MB"

@@ -1,0 +1,65 @@
+"""The wrapper tasks people run: a month of every service into every configured sink, and
+a range of months."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import luigi
+
+from pipeline import config
+from pipeline.core.datasets import SERVICES
+from pipeline.core.months import BadParameter, month_key, months_between, parse_names
+from pipeline.tasks.params import MonthParameter, NameListParameter
+from pipeline.tasks.sinks import month_tasks, parse_sinks
+
+
+def configured_services() -> tuple[str, ...]:
+    return parse_names(config.pipeline().services, SERVICES, "services")
+
+
+class IngestMonth(luigi.WrapperTask):
+    """Done when every configured sink (``[pipeline] sinks``) holds the month for every
+    service (``--services``, else ``[pipeline] services``)."""
+
+    month: date = MonthParameter(description="the month, YYYY-MM")
+    services: tuple[str, ...] = NameListParameter(
+        default=(), choices=SERVICES, what="services",
+        description="services, comma-separated (default: [pipeline] services)",
+    )
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        # Settings are checked now, so a bad one fails before anything is scheduled.
+        self.sinks = parse_sinks(config.pipeline().sinks)
+        self.selected_services = self.services or configured_services()
+
+    def requires(self) -> list[luigi.Task]:
+        return [
+            task
+            for service in self.selected_services
+            for task in month_tasks(self.sinks, service, self.month)
+        ]
+
+
+class Backfill(luigi.WrapperTask):
+    """Done when every month from ``start`` to ``end`` (both included) is ingested. No month
+    is dropped, however long the range; a month that fails does not stop the others."""
+
+    start: date = MonthParameter(description="first month, YYYY-MM")
+    end: date = MonthParameter(description="last month, YYYY-MM (included)")
+    services: tuple[str, ...] = NameListParameter(
+        default=(), choices=SERVICES, what="services",
+        description="services, comma-separated (default: [pipeline] services)",
+    )
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        if self.end < self.start:
+            raise BadParameter(
+                f"backfill ends ({month_key(self.end)}) before it starts ({month_key(self.start)})"
+            )
+
+    def requires(self) -> list[IngestMonth]:
+        return [IngestMonth(month=month, services=self.services)
+                for month in months_between(self.start, self.end)]

@@ -1,0 +1,144 @@
+"""What every warehouse sink shares: table names, the DDL derived from the registry, the
+load log, and the zone lookup as an Arrow table.
+
+Identifiers in SQL come from the dataset registry only, never from user strings; values
+travel as bound parameters.
+
+A trips table is the registry's columns plus ``source_month`` (the month of the file a row
+came from; pickups can lie outside it). A month's load replaces exactly the rows of its
+``source_month`` in one transaction and records itself in the load log
+``pipeline_loads`` (table, month, rows, Parquet checksum), which ``complete()`` checks
+together with the actual row count.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import luigi
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from pipeline.core.datasets import ZONES, Service
+from pipeline.core.errors import PipelineError
+
+SOURCE_MONTH = "source_month"
+LOAD_LOG = "pipeline_loads"
+ZONES_TABLE = "zones"
+
+
+class WarehouseError(PipelineError):
+    """A warehouse refused or could not take a load. The message is one line."""
+
+
+def trips_table(service: Service) -> str:
+    return f"{service.name}_tripdata"
+
+
+def quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """How one SQL engine spells the registry's types, in DDL and in information_schema."""
+
+    name: str
+    ddl_types: dict[pa.DataType, str]
+    reported_types: dict[pa.DataType, str]
+
+    def columns(self, schema: pa.Schema) -> list[tuple[str, str]]:
+        return [(f.name, self.ddl_types[f.type]) for f in schema]
+
+    def trips_schema(self, service: Service) -> pa.Schema:
+        return service.schema.append(pa.field(SOURCE_MONTH, pa.date32()))
+
+    def create_table(self, table: str, schema: pa.Schema) -> str:
+        body = ", ".join(f"{quote(n)} {t}" for n, t in self.columns(schema))
+        return f"CREATE TABLE IF NOT EXISTS {quote(table)} ({body})"
+
+    def check_columns(self, table: str, schema: pa.Schema,
+                      found: list[tuple[str, str]]) -> list[pa.Field]:
+        """The registry columns an existing table lacks, to be added; refuse anything else.
+
+        A table may lag the registry by columns the registry gained since it was created
+        (issue 8: ``airport_fee``...): its columns, ``source_month`` aside, are then a
+        prefix of the registry's, in order, and the missing ones are returned for
+        ``ALTER TABLE ... ADD COLUMN`` (they come after ``source_month``). Any other
+        difference refuses the table, which is left as it is (nothing dropped or retyped).
+        """
+        expected = [(f.name, self.reported_types[f.type].casefold()) for f in schema]
+        actual = [(name, kind.casefold()) for name, kind in found]
+        if actual == expected:
+            return []
+        movable = expected[-1] if expected and expected[-1][0] == SOURCE_MONTH else None
+        if movable and movable in actual:
+            head, rest = expected[:-1], [c for c in actual if c != movable]
+            if head[:len(rest)] == rest:
+                return list(schema)[len(rest):-1]
+        differences = [
+            f"{e[0]} {e[1]} is {a[0]} {a[1]}" for e, a in zip(expected, actual, strict=False)
+            if e != a
+        ] or [f"{len(actual)} columns instead of {len(expected)}"]
+        raise WarehouseError(
+            f"{self.name} table {table} has an incompatible schema "
+            f"({'; '.join(differences[:3])}); it was left as it is: migrate or drop it"
+        )
+
+    def add_column(self, table: str, column: pa.Field) -> str:
+        return (f"ALTER TABLE {quote(table)} ADD COLUMN {quote(column.name)} "
+                f"{self.ddl_types[column.type]}")
+
+
+LOAD_LOG_SCHEMA = pa.schema([
+    ("table_name", pa.string()),
+    (SOURCE_MONTH, pa.date32()),
+    ("rows", pa.int64()),
+    ("checksum", pa.string()),
+    ("pipeline_version", pa.string()),
+    ("loaded_at", pa.timestamp("us")),
+])
+
+
+def read_zones(path: Path) -> tuple[pa.Table, str]:
+    """The zone lookup with its registry schema, and the sha256 of the file it came from."""
+    data = path.read_bytes()
+    table = pacsv.read_csv(
+        pa.py_buffer(data),
+        read_options=pacsv.ReadOptions(column_names=ZONES.schema.names, skip_rows=1),
+        convert_options=pacsv.ConvertOptions(
+            column_types=dict(zip(ZONES.schema.names, ZONES.schema.types, strict=True)),
+            null_values=[""], strings_can_be_null=True,
+        ),
+    )
+    ids = table.column("LocationID")
+    if ids.null_count or pc.count_distinct(ids).as_py() != table.num_rows:
+        raise WarehouseError("zones: LocationID must be unique and never empty")
+    return table.cast(ZONES.schema), hashlib.sha256(data).hexdigest()
+
+
+class LoadedTarget(luigi.Target):
+    """Exists when a warehouse's load log and its table both hold what the lake says.
+
+    ``loaded()`` gives (rows in the load log, checksum in the load log, rows actually in
+    the table) or None; ``expected()`` gives (rows, checksum) from the lake or None.
+    """
+
+    def __init__(
+        self,
+        loaded: Callable[[], tuple[int, str, int] | None],
+        expected: Callable[[], tuple[int, str] | None],
+    ) -> None:
+        self.loaded, self.expected = loaded, expected
+
+    def exists(self) -> bool:
+        expected = self.expected()
+        found = self.loaded() if expected else None
+        if expected is None or found is None:
+            return False
+        rows, checksum, actual = found
+        return (rows, checksum) == expected and actual == rows

@@ -1,0 +1,320 @@
+"""The BigQuery sink's work (its tasks are in ``pipeline.tasks.bigquery_sink``): tables
+``{service}_tripdata``, ``zones`` and the load log ``pipeline_loads`` in
+``{project}.{dataset}``, loaded from the cloud lake's Parquet objects.
+
+A month's load: the trips table is created when missing (the registry's explicit schema +
+``source_month``, partitioned by month on the pickup time, clustered on ``source_month``)
+or refused when its columns differ; the object's own Parquet schema is checked against the
+table (names, order, types: a load job matches columns by position on some engines and
+casts silently); a load job with an explicit schema fills a staging table; its row count
+must equal the manifest's; then one transaction deletes the month and inserts the staged
+rows, and records the load. Re-runs never duplicate.
+
+Multi-statement scripts cannot take query parameters on every engine, so the literals in
+them are validated here and inlined; identifiers come from the registry and from settings
+checked against BigQuery's naming rules.
+
+Credentials: Application Default Credentials; an ``http://`` endpoint (an emulator) is
+called without any, so no token ever travels in clear. Nothing here logs a credential.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+from datetime import UTC, date, datetime, timedelta
+
+import google.auth.exceptions
+import pyarrow as pa
+import pyarrow.parquet as pq
+from google.api_core import exceptions as api
+from google.api_core.client_options import ClientOptions
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import bigquery
+
+from pipeline import config
+from pipeline.core.datasets import ZONES, Service
+from pipeline.core.manifest import Manifest
+from pipeline.core.months import month_key
+from pipeline.core.version import __version__
+from pipeline.lake.keys import lake_target
+from pipeline.tasks.bigquery_sink import check_settings
+from pipeline.warehouses.base import (
+    LOAD_LOG,
+    LOAD_LOG_SCHEMA,
+    SOURCE_MONTH,
+    ZONES_TABLE,
+    Dialect,
+    WarehouseError,
+    trips_table,
+)
+
+_TYPES = {
+    pa.int64(): "INT64",
+    pa.float64(): "FLOAT64",
+    pa.timestamp("us"): "TIMESTAMP",
+    pa.string(): "STRING",
+    pa.date32(): "DATE",
+}
+DIALECT = Dialect("BigQuery", ddl_types=_TYPES, reported_types=_TYPES)
+# The API reports some types by their legacy names.
+_LEGACY_TYPES = {"INTEGER": "INT64", "FLOAT": "FLOAT64", "BOOLEAN": "BOOL"}
+# Hive-style folders (year=YYYY/month=MM) become two INT64 columns of a load from the lake.
+# BigQuery names them from the URI prefix; the emulator adds them by position, sorted by
+# name (month, year), so the staging table lists them in that order.
+HIVE_COLUMNS = ("month", "year")
+STAGING_HOURS = 24
+_LITERAL = re.compile(r"^[A-Za-z0-9_.+-]*$")
+
+
+_client: tuple[tuple[object, ...], bigquery.Client] | None = None
+
+
+def client() -> bigquery.Client:
+    """The process's client (made again after a fork or a change of settings)."""
+    global _client
+    s = config.bigquery()
+    key = (os.getpid(), s.project, s.location, s.endpoint)
+    if _client is None or _client[0] != key:
+        check_settings()
+        plain_http = s.endpoint.startswith("http://")
+        try:
+            made = bigquery.Client(
+                project=s.project, location=s.location or None,
+                credentials=AnonymousCredentials() if plain_http else None,
+                client_options=ClientOptions(api_endpoint=s.endpoint) if s.endpoint else None,
+            )
+        except google.auth.exceptions.DefaultCredentialsError:
+            raise WarehouseError(
+                "no Google credentials for BigQuery: run `gcloud auth application-default "
+                "login` or set GOOGLE_APPLICATION_CREDENTIALS (see README, Google Cloud)"
+            ) from None
+        _client = (key, made)
+    return _client[1]
+
+
+def table_id(name: str) -> str:
+    s = config.bigquery()
+    return f"{s.project}.{s.dataset}.{name}"
+
+
+def _sql(name: str) -> str:
+    return f"`{table_id(name)}`"
+
+
+def _literal(value: object) -> str:
+    """A validated SQL literal for a script (which takes no parameters)."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        raise TypeError("no booleans in load scripts")
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, date):
+        return f"DATE '{value:%Y-%m-%d}'"
+    text = str(value)
+    if not _LITERAL.match(text):
+        raise ValueError(f"refusing to inline {text!r} into SQL")
+    return f"'{text}'"
+
+
+def _fields(schema: pa.Schema) -> list[bigquery.SchemaField]:
+    return [bigquery.SchemaField(name, kind) for name, kind in DIALECT.columns(schema)]
+
+
+def _reported(table: bigquery.Table) -> list[tuple[str, str]]:
+    return [(f.name, _LEGACY_TYPES.get(f.field_type, f.field_type)) for f in table.schema]
+
+
+def _check_dataset() -> None:
+    s = config.bigquery()
+    try:
+        client().get_dataset(f"{s.project}.{s.dataset}")
+    except api.NotFound:
+        raise WarehouseError(
+            f"BigQuery dataset {s.project}.{s.dataset} does not exist or these credentials "
+            "cannot see it: create it once (see README, Google Cloud) or fix [bigquery] dataset"
+        ) from None
+
+
+def ensure_table(name: str, schema: pa.Schema, partition_by: str | None = None,
+                 cluster_by: list[str] | None = None) -> bigquery.Table:
+    """The table, created when missing; refused (left as it is) when its columns differ."""
+    try:
+        table = client().get_table(table_id(name))
+    except api.Forbidden as e:
+        raise WarehouseError(f"BigQuery denied access to {table_id(name)}: "
+                             f"{_first_line(e)}") from None
+    except api.NotFound:
+        _check_dataset()
+        table = bigquery.Table(table_id(name), schema=_fields(schema))
+        if partition_by:
+            table.time_partitioning = bigquery.TimePartitioning(
+                type_=bigquery.TimePartitioningType.MONTH, field=partition_by)
+        table.clustering_fields = cluster_by
+        table = client().create_table(table, exists_ok=True)
+    missing = DIALECT.check_columns(table_id(name), schema, _reported(table))
+    if missing:
+        # New NULLABLE columns at the end: a schema change that keeps every row (DDL rather
+        # than a metadata patch, so that the storage of an emulator follows as well).
+        for column in missing:
+            client().query(f"ALTER TABLE {_sql(name)} ADD COLUMN IF NOT EXISTS "
+                           f"`{column.name}` {DIALECT.ddl_types[column.type]}").result()
+        table = client().get_table(table_id(name))
+        known = {f.name for f in table.schema}
+        if any(column.name not in known for column in missing):
+            # The emulator's DDL leaves the table's metadata behind: patch it to match.
+            table.schema = [*table.schema, *_fields(pa.schema(
+                [c for c in missing if c.name not in known]))]
+            table = client().update_table(table, ["schema"])
+    return table
+
+
+def check_parquet(url: str, table: bigquery.Table) -> None:
+    """Refuse an object whose Parquet columns are not the table's (names, order, types)."""
+    with lake_target(url).open("rb") as f:
+        schema = pq.read_schema(f)
+    found = [(field.name, _TYPES.get(field.type, str(field.type))) for field in schema]
+    expected = [(name, kind) for name, kind in _reported(table) if name != SOURCE_MONTH]
+    if found != expected:
+        differences = [f"{e[0]} {e[1]} is {f[0]} {f[1]}"
+                       for e, f in zip(expected, found, strict=False) if e != f]
+        differences = differences or [f"{len(found)} columns instead of {len(expected)}"]
+        raise WarehouseError(f"{url} does not match table {table_id(table.table_id)} "
+                             f"({'; '.join(differences[:3])}); nothing was loaded")
+
+
+def _query(sql: str, params: list[bigquery.ScalarQueryParameter] | None = None) -> list[tuple]:
+    job = client().query(sql, job_config=bigquery.QueryJobConfig(query_parameters=params or []))
+    return [tuple(row.values()) for row in job.result()]
+
+
+def _staging(name: str, schema: pa.Schema) -> bigquery.Table:
+    """A fresh staging table (it expires by itself if a crash leaves it behind)."""
+    client().delete_table(table_id(name), not_found_ok=True)
+    table = bigquery.Table(table_id(name), schema=_fields(schema))
+    table.expires = datetime.now(UTC) + timedelta(hours=STAGING_HOURS)
+    return client().create_table(table)
+
+
+def _swap(table: str, columns: list[str], staging: str, month: date | None, rows: int,
+          checksum: str) -> None:
+    """In one transaction: replace the month's rows (all rows for zones) and log the load."""
+    names = ", ".join(f"`{c}`" for c in columns)
+    where = f"{SOURCE_MONTH} = {_literal(month)}" if month else "TRUE"
+    insert = (f"INSERT INTO {_sql(table)} ({names}, {SOURCE_MONTH}) "
+              f"SELECT {names}, {_literal(month)} FROM {_sql(staging)}" if month else
+              f"INSERT INTO {_sql(table)} ({names}) SELECT {names} FROM {_sql(staging)}")
+    log_where = f"{SOURCE_MONTH} = {_literal(month)}" if month else f"{SOURCE_MONTH} IS NULL"
+    script = "\n".join([
+        "BEGIN TRANSACTION;",
+        f"DELETE FROM {_sql(table)} WHERE {where};",
+        insert + ";",
+        f"DELETE FROM {_sql(LOAD_LOG)} WHERE table_name = {_literal(table)} AND {log_where};",
+        f"INSERT INTO {_sql(LOAD_LOG)} ({', '.join(LOAD_LOG_SCHEMA.names)}) VALUES "
+        f"({_literal(table)}, {_literal(month)}, {_literal(rows)}, {_literal(checksum)}, "
+        f"{_literal(__version__)}, CURRENT_TIMESTAMP());",
+        "COMMIT TRANSACTION;",
+    ])
+    client().query(script).result()
+
+
+def _count(table: str) -> int:
+    return _query(f"SELECT count(*) FROM {_sql(table)}")[0][0]
+
+
+def _load_config(schema: pa.Schema, **options: object) -> bigquery.LoadJobConfig:
+    """A Parquet load with an explicit schema that replaces the staging table's rows."""
+    return bigquery.LoadJobConfig(
+        source_format=bigquery.SourceFormat.PARQUET, schema=_fields(schema),
+        write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE, **options)
+
+
+def _hive_options(url: str) -> bigquery.HivePartitioningOptions:
+    """The lake's ``year=YYYY/month=MM`` folders as INT64 columns, named as on the emulator."""
+    folder, found, _ = url.partition("/year=")
+    if not found:
+        raise ValueError(f"{url} is not in a year=YYYY/month=MM folder of the lake")
+    options = bigquery.HivePartitioningOptions()
+    options.mode = "CUSTOM"
+    options.source_uri_prefix = folder + "/{year:INTEGER}/{month:INTEGER}"
+    return options
+
+
+def load_month(service: Service, month: date, url: str, manifest: Manifest) -> int:
+    """Replace the month's rows of ``{service}_tripdata`` with the object at ``url``."""
+    table_name = trips_table(service)
+    label = f"{service.name} {month_key(month)}"
+    table = ensure_table(table_name, DIALECT.trips_schema(service), service.pickup_column,
+                         [SOURCE_MONTH])
+    ensure_table(LOAD_LOG, LOAD_LOG_SCHEMA)
+    check_parquet(url, table)
+    staging = f"{table_name}__staging_{month:%Y%m}"
+    hive = [pa.field(name, pa.int64()) for name in HIVE_COLUMNS]
+    _staging(staging, pa.schema([*service.schema, *hive]))
+    try:
+        job = client().load_table_from_uri(url, table_id(staging), job_config=_load_config(
+            service.schema, hive_partitioning=_hive_options(url)))
+        try:
+            job.result()
+        except api.GoogleAPICallError as e:
+            raise WarehouseError(f"{label}: BigQuery could not load {url}: "
+                                 f"{_first_line(e)}") from None
+        # Counted by a query: a load job's output_rows is not reliable on every engine.
+        staged = _count(staging)
+        if staged != manifest.rows:
+            raise WarehouseError(f"{label}: the load staged {staged} rows, the manifest says "
+                                 f"{manifest.rows}; the table was left as it was")
+        _swap(table_name, service.columns, staging, month, staged, manifest.parquet_sha256)
+    finally:
+        client().delete_table(table_id(staging), not_found_ok=True)
+    return staged
+
+
+def load_zones(zones: pa.Table, checksum: str) -> None:
+    """Replace table ``zones`` with the lookup, in one transaction."""
+    ensure_table(ZONES_TABLE, ZONES.schema)
+    ensure_table(LOAD_LOG, LOAD_LOG_SCHEMA)
+    staging = f"{ZONES_TABLE}__staging"
+    _staging(staging, ZONES.schema)
+    buffer = io.BytesIO()
+    pq.write_table(zones, buffer)
+    buffer.seek(0)
+    try:
+        client().load_table_from_file(buffer, table_id(staging),
+                                      job_config=_load_config(ZONES.schema)).result()
+        _swap(ZONES_TABLE, ZONES.schema.names, staging, None, zones.num_rows, checksum)
+    finally:
+        client().delete_table(table_id(staging), not_found_ok=True)
+
+
+def loaded(table: str, month: date | None) -> tuple[int, str, int] | None:
+    """(rows in the load log, checksum in the load log, rows actually there) or None."""
+    where = f"{SOURCE_MONTH} = @month" if month else "TRUE"
+    log_where = f"l.{SOURCE_MONTH} = @month" if month else f"l.{SOURCE_MONTH} IS NULL"
+    params = [bigquery.ScalarQueryParameter("table_name", "STRING", table)]
+    if month:
+        params.append(bigquery.ScalarQueryParameter("month", "DATE", month))
+    try:
+        rows = _query(
+            f"SELECT l.rows, l.checksum, (SELECT count(*) FROM {_sql(table)} WHERE {where}) "
+            f"FROM {_sql(LOAD_LOG)} l WHERE l.table_name = @table_name AND {log_where}", params)
+    except (api.NotFound, api.Forbidden):
+        # Not loaded as far as these credentials can see; run() names what is missing.
+        return None
+    return rows[0] if rows else None  # type: ignore[return-value]
+
+
+def rows_by_month(service: Service) -> dict[date, int]:
+    """Rows of each source month in ``{service}_tripdata`` (one query; empty without a table)."""
+    try:
+        rows = _query(f"SELECT {SOURCE_MONTH}, count(*) FROM {_sql(trips_table(service))} "
+                      "GROUP BY 1")
+    except api.NotFound:
+        return {}
+    return dict(rows)  # type: ignore[arg-type]
+
+
+def _first_line(error: BaseException) -> str:
+    return " ".join(str(error).split())[:300]

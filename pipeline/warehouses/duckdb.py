@@ -1,0 +1,232 @@
+"""Loads into the embedded DuckDB warehouse (``[duckdb] path``) and what it holds.
+
+The DuckDB sink's tasks (``pipeline.tasks.duckdb_sink``) import this module only when they check
+or run, so a process that never touches the warehouse never loads DuckDB. A connection that
+meets another process's write lock waits for it, up to ``[duckdb] lock_timeout``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import tenacity
+
+from pipeline import config
+from pipeline.core.datasets import ZONES, Service
+from pipeline.core.manifest import Manifest
+from pipeline.core.months import month_key
+from pipeline.core.version import __version__
+from pipeline.warehouses.base import (
+    LOAD_LOG,
+    LOAD_LOG_SCHEMA,
+    SOURCE_MONTH,
+    ZONES_TABLE,
+    Dialect,
+    WarehouseError,
+    quote,
+    trips_table,
+)
+
+_TYPES = {
+    pa.int64(): "BIGINT",
+    pa.float64(): "DOUBLE",
+    pa.timestamp("us"): "TIMESTAMP",
+    pa.string(): "VARCHAR",
+    pa.date32(): "DATE",
+}
+DIALECT = Dialect("DuckDB", ddl_types=_TYPES, reported_types=_TYPES)
+
+
+def _is_lock_conflict(error: BaseException) -> bool:
+    return isinstance(error, duckdb.IOException) and "lock" in str(error).lower()
+
+
+def _open(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+    """Connect, waiting up to ``[duckdb] lock_timeout`` for another process's lock."""
+    settings = config.duckdb()
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_exception(_is_lock_conflict),
+        wait=tenacity.wait_random_exponential(multiplier=0.1, max=2),
+        stop=tenacity.stop_after_delay(settings.lock_timeout),
+        reraise=True,
+    )
+    return retrying(
+        duckdb.connect,
+        str(path),
+        read_only=read_only,
+        # Row order within a table means nothing here; not keeping it makes loads faster
+        # and lighter.
+        config={"memory_limit": settings.memory_limit, "threads": settings.threads,
+                "preserve_insertion_order": False},
+    )
+
+
+@contextlib.contextmanager
+def connect(read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection | None]:
+    """A connection to the warehouse file, closed after use; None when a reader finds no file."""
+    path = Path(config.duckdb().path).absolute()
+    if read_only and not path.exists():
+        yield None
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        con = _open(path, read_only)
+    except duckdb.IOException as e:
+        raise WarehouseError(f"DuckDB file {path} cannot be opened: {e}") from None
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+def _ensure_table(con: duckdb.DuckDBPyConnection, table: str, schema: pa.Schema) -> None:
+    con.execute(DIALECT.create_table(table, schema))
+    found = con.execute(
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_schema = current_schema() AND table_name = ? ORDER BY ordinal_position",
+        [table],
+    ).fetchall()
+    for column in DIALECT.check_columns(table, schema, found):
+        # Earlier months keep their rows; the new column is null for them.
+        con.execute(DIALECT.add_column(table, column))
+
+
+def _record_load(con: duckdb.DuckDBPyConnection, table: str, month: date | None, rows: int,
+                 checksum: str) -> None:
+    _ensure_table(con, LOAD_LOG, LOAD_LOG_SCHEMA)
+    con.execute(
+        f"DELETE FROM {LOAD_LOG} WHERE table_name = ? AND {SOURCE_MONTH} IS NOT DISTINCT FROM ?",
+        [table, month],
+    )
+    con.execute(
+        f"INSERT INTO {LOAD_LOG} VALUES (?, ?, ?, ?, ?, ?)",
+        [table, month, rows, checksum, __version__, datetime.now(UTC).replace(tzinfo=None)],
+    )
+
+
+def load_month(service: Service, month: date, parquet: Path, manifest: Manifest) -> int:
+    """Replace the month's rows of ``{service}_tripdata`` with the Parquet file, atomically."""
+    table = trips_table(service)
+    columns = ", ".join(quote(c) for c in service.columns)
+    with connect() as con:
+        assert con is not None
+        _ensure_table(con, table, DIALECT.trips_schema(service))
+        con.begin()
+        try:
+            con.execute(f"DELETE FROM {quote(table)} WHERE {SOURCE_MONTH} = ?", [month])
+            con.execute(
+                f"INSERT INTO {quote(table)} ({columns}, {SOURCE_MONTH}) "
+                f"SELECT {columns}, ?::DATE FROM read_parquet(?)",
+                [month, str(parquet)],
+            )
+            (rows,) = con.execute(
+                f"SELECT count(*) FROM {quote(table)} WHERE {SOURCE_MONTH} = ?", [month]
+            ).fetchone()
+            if rows != manifest.rows:
+                raise WarehouseError(
+                    f"{service.name} {month_key(month)}: DuckDB holds {rows} rows after the load, "
+                    f"the manifest {manifest.rows}; rolled back"
+                )
+            _record_load(con, table, month, rows, manifest.parquet_sha256)
+            con.commit()
+        except BaseException:
+            con.rollback()
+            raise
+    return rows
+
+
+def load_zones(zones: pa.Table, checksum: str) -> None:
+    """Replace the zones table with the lookup, in one transaction."""
+    with connect() as con:
+        assert con is not None
+        _ensure_table(con, ZONES_TABLE, ZONES.schema)
+        con.begin()
+        try:
+            con.execute(f"DELETE FROM {ZONES_TABLE}")
+            con.register("new_zones", zones)
+            con.execute(f"INSERT INTO {ZONES_TABLE} SELECT * FROM new_zones")
+            _record_load(con, ZONES_TABLE, None, zones.num_rows, checksum)
+            con.commit()
+        except BaseException:
+            con.rollback()
+            raise
+
+
+def loaded(table: str, month: date | None) -> tuple[int, str, int] | None:
+    """(rows in the load log, checksum in the load log, rows actually there) or None."""
+    return _LOADED.of(table).get(month)
+
+
+class _LoadedCache:
+    """What the warehouse holds, one table at a time, read in one query per table.
+
+    A backfill asks whether each of hundreds of months is loaded; opening the file for each
+    costs far more than the query. A table's answers are kept while the warehouse file and
+    its write-ahead log are unchanged (size and mtime): any commit, by any process, changes
+    one of them, so a cached answer is never stale.
+    """
+
+    def __init__(self) -> None:
+        self._tables: dict[str, tuple[object, dict[date | None, tuple[int, str, int]]]] = {}
+
+    def of(self, table: str) -> dict[date | None, tuple[int, str, int]]:
+        state = _file_state()
+        cached = self._tables.get(table)
+        if cached is None or cached[0] != state or state is None:
+            cached = (state, self._read(table))
+            self._tables[table] = cached
+        return cached[1]
+
+    def _read(self, table: str) -> dict[date | None, tuple[int, str, int]]:
+        with connect(read_only=True) as con:
+            if con is None:
+                return {}
+            try:
+                logged = con.execute(
+                    f"SELECT {SOURCE_MONTH}, rows, checksum FROM {LOAD_LOG} WHERE table_name = ?",
+                    [table],
+                ).fetchall()
+                if table == ZONES_TABLE:
+                    (total,) = con.execute(f"SELECT count(*) FROM {quote(table)}").fetchone()
+                    counts: dict[date | None, int] = {None: total}
+                else:
+                    counts = dict(con.execute(
+                        f"SELECT {SOURCE_MONTH}, count(*) FROM {quote(table)} GROUP BY 1"
+                    ).fetchall())
+            except duckdb.CatalogException:
+                return {}
+        return {month: (rows, checksum, counts.get(month, 0)) for month, rows, checksum in logged}
+
+
+def _file_state() -> object:
+    path = Path(config.duckdb().path).absolute()
+    state = []
+    for file in (path, path.with_name(path.name + ".wal")):
+        try:
+            info = file.stat()
+            state.append((str(file), info.st_size, info.st_mtime_ns))
+        except FileNotFoundError:
+            state.append((str(file), None, None))
+    return tuple(state)
+
+
+_LOADED = _LoadedCache()
+
+
+def rows_by_month(service: Service) -> dict[date, int]:
+    """Rows of each source month in ``{service}_tripdata`` (one query; empty without a table)."""
+    with connect(read_only=True) as con:
+        if con is None:
+            return {}
+        try:
+            rows = con.execute(
+                f"SELECT {SOURCE_MONTH}, count(*) FROM {quote(trips_table(service))} GROUP BY 1"
+            ).fetchall()
+        except duckdb.CatalogException:
+            return {}
+    return dict(rows)

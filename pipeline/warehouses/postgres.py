@@ -1,0 +1,324 @@
+"""Loads into PostgreSQL, the database of ``[postgres] url`` (``postgresql://user@host:port/db``).
+
+A month's Parquet is streamed in record batches into ``COPY ... FROM STDIN`` in binary
+format (see ``pipeline.warehouses.pg_copy``), so memory stays bounded whatever the month's size. The
+month's rows are replaced in one transaction: lock, delete, copy, count against the
+manifest, record in the load log, commit. A killed load is rolled back by the server and
+leaves the previous state; a transaction-scoped advisory lock on (table, month) makes a
+second process loading the same month wait, so rows are never doubled. Loads of different
+months and the DuckDB branch run in parallel.
+
+The PostgreSQL sink's tasks (``pipeline.tasks.postgres_sink``) import this module only when they
+check or run. Passwords come from the url, ``PGPASSWORD`` or ``~/.pgpass`` (libpq's usual
+places) and are never part of a message: errors name the server as ``host:port``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import zlib
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import psycopg
+import pyarrow as pa
+import pyarrow.parquet as pq
+from psycopg.conninfo import conninfo_to_dict
+
+from pipeline import config
+from pipeline.core.datasets import ZONES, Service
+from pipeline.core.manifest import Manifest
+from pipeline.core.months import month_key
+from pipeline.core.version import __version__
+from pipeline.warehouses import pg_copy
+from pipeline.warehouses.base import (
+    LOAD_LOG,
+    LOAD_LOG_SCHEMA,
+    SOURCE_MONTH,
+    ZONES_TABLE,
+    Dialect,
+    WarehouseError,
+    quote,
+    trips_table,
+)
+
+DIALECT = Dialect(
+    "PostgreSQL",
+    ddl_types={
+        pa.int64(): "BIGINT",
+        pa.float64(): "DOUBLE PRECISION",
+        pa.timestamp("us"): "TIMESTAMP",
+        pa.string(): "TEXT",
+        pa.date32(): "DATE",
+    },
+    reported_types={
+        pa.int64(): "bigint",
+        pa.float64(): "double precision",
+        pa.timestamp("us"): "timestamp without time zone",
+        pa.string(): "text",
+        pa.date32(): "date",
+    },
+)
+# The DDL's version, written as each table's comment when the pipeline creates it. A table
+# stamped with a newer version belongs to a newer pipeline and is refused, not altered.
+DDL_VERSION = 1
+DDL_COMMENT = "nyc-taxi-pipeline DDL {version}"
+# Rows per record batch: ~15 MB of COPY data for yellow, two batches in memory at a time.
+BATCH_ROWS = 1 << 16
+APPLICATION_NAME = "nyc-taxi-pipeline"
+
+
+# --------------------------------------------------------------------------- connecting
+
+
+@dataclass(frozen=True)
+class Server:
+    """Where ``[postgres] url`` points, as messages may show it (never the password)."""
+
+    url: str
+    host: str
+    port: str
+    user: str
+    dbname: str
+    password: str | None
+
+    @property
+    def where(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def redact(self, text: str) -> str:
+        """``text`` without the password or any ``scheme://user:password@`` credentials."""
+        text = re.sub(r"(\w+://[^:/@\s]*):[^@\s]*@", r"\1:***@", text)
+        return text.replace(self.password, "***") if self.password else text
+
+
+def server() -> Server:
+    """The configured server; a clear error when ``[postgres] url`` is empty or malformed."""
+    url = config.postgres().url.strip()
+    if not url:
+        raise WarehouseError("[postgres] url is empty: set it to postgresql://user@host:port/db")
+    try:
+        parts = conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        raise WarehouseError(
+            "[postgres] url is not a valid connection string: expected "
+            "postgresql://user@host:port/db") from None
+    return Server(
+        url=url,
+        host=parts.get("host") or "local socket",
+        port=str(parts.get("port") or 5432),
+        user=str(parts.get("user") or "(login name)"),
+        dbname=str(parts.get("dbname") or "(user name)"),
+        password=str(parts["password"]) if parts.get("password") else None,
+    )
+
+
+def _first_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
+
+
+def _connect_reason(error: BaseException) -> str:
+    """libpq's reason alone: 'connection to server at "h", port p failed: X' -> 'X'."""
+    reason = _first_line(error).rsplit(" failed: ", 1)[-1]
+    return re.sub(r"^(FATAL|ERROR):\s*", "", reason)
+
+
+@contextlib.contextmanager
+def connect() -> Iterator[psycopg.Connection]:
+    """An autocommit connection (transactions are explicit); every error is one line."""
+    target = server()
+    try:
+        con = psycopg.connect(
+            target.url,
+            autocommit=True,
+            connect_timeout=config.postgres().connect_timeout,
+            application_name=APPLICATION_NAME,
+        )
+    except psycopg.Error as e:
+        raise WarehouseError(target.redact(
+            f"cannot connect to PostgreSQL at {target.where} (database {target.dbname}, "
+            f"user {target.user}): {_connect_reason(e)}")) from None
+    try:
+        with con:
+            yield con
+    except WarehouseError:
+        raise
+    except psycopg.Error as e:
+        raise WarehouseError(target.redact(
+            f"PostgreSQL at {target.where}: {type(e).__name__}: {_first_line(e)}")) from None
+
+
+# --------------------------------------------------------------------------- DDL
+
+
+def _lock_key(name: str) -> int:
+    """A stable signed 32-bit key for ``pg_advisory_xact_lock(key, sub_key)``."""
+    return zlib.crc32(f"{APPLICATION_NAME}:{name}".encode()) - (1 << 31)
+
+
+def _ensure_table(cur: psycopg.Cursor, table: str, schema: pa.Schema, index_month: bool) -> None:
+    """Create the table (and its month index) when missing; refuse it when incompatible."""
+    if _missing(cur, quote(table)):
+        cur.execute(DIALECT.create_table(table, schema))
+        cur.execute(f"COMMENT ON TABLE {quote(table)} IS "
+                    f"'{DDL_COMMENT.format(version=DDL_VERSION)}'")
+    else:
+        cur.execute("SELECT obj_description(to_regclass(%s), 'pg_class')", [quote(table)])
+        (comment,) = cur.fetchone()  # type: ignore[misc]
+        version = re.fullmatch(DDL_COMMENT.format(version=r"(\d+)"), comment or "")
+        if version and int(version[1]) > DDL_VERSION:
+            raise WarehouseError(
+                f"PostgreSQL table {table} was created by a newer pipeline (DDL {version[1]}, "
+                f"this one knows {DDL_VERSION}); it was left as it is")
+        # pg_attribute, not information_schema: the latter hides the columns of a table
+        # this role has no privilege on, which would misreport a foreign table's schema.
+        cur.execute(
+            "SELECT attname, format_type(atttypid, NULL) FROM pg_attribute "
+            "WHERE attrelid = to_regclass(%s) AND attnum > 0 AND NOT attisdropped "
+            "ORDER BY attnum", [quote(table)])
+        for column in DIALECT.check_columns(table, schema, cur.fetchall()):
+            # Earlier months keep their rows; the new column is null for them (no rewrite).
+            cur.execute(DIALECT.add_column(table, column))
+    index = quote(f"{table}_{SOURCE_MONTH}")
+    # Looked up first: even CREATE INDEX IF NOT EXISTS waits for a share lock on the table,
+    # that is, for every running load of another month to commit.
+    if index_month and _missing(cur, index):
+        cur.execute(f"CREATE INDEX {index} ON {quote(table)} ({quote(SOURCE_MONTH)})")
+
+
+def _missing(cur: psycopg.Cursor, relation: str) -> bool:
+    cur.execute("SELECT to_regclass(%s) IS NULL", [relation])
+    return bool(cur.fetchone()[0])  # type: ignore[index]
+
+
+def ensure_tables(con: psycopg.Connection, table: str, schema: pa.Schema,
+                  index_month: bool) -> None:
+    """The table and the load log, in their own transaction, one process at a time (two
+    concurrent ``CREATE TABLE IF NOT EXISTS`` can collide in the catalog)."""
+    with con.transaction(), con.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(%s, 0)", [_lock_key("ddl")])
+        _ensure_table(cur, table, schema, index_month)
+        _ensure_table(cur, LOAD_LOG, LOAD_LOG_SCHEMA, index_month=False)
+
+
+# --------------------------------------------------------------------------- loads
+
+
+def _lock_month(cur: psycopg.Cursor, table: str, month: date | None) -> None:
+    """Until commit or rollback, no other load of this table's month runs."""
+    sub_key = month.year * 100 + month.month if month else 0
+    cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_lock_key(table), sub_key])
+
+
+def _record_load(cur: psycopg.Cursor, table: str, month: date | None, rows: int,
+                 checksum: str) -> None:
+    cur.execute(
+        f"DELETE FROM {quote(LOAD_LOG)} WHERE table_name = %s "
+        f"AND {SOURCE_MONTH} IS NOT DISTINCT FROM %s", [table, month])
+    cur.execute(
+        f"INSERT INTO {quote(LOAD_LOG)} VALUES (%s, %s, %s, %s, %s, %s)",
+        [table, month, rows, checksum, __version__, datetime.now(UTC).replace(tzinfo=None)])
+
+
+def _copy(cur: psycopg.Cursor, table: str, batches: Iterator[pa.RecordBatch],
+          schema: pa.Schema) -> None:
+    """Binary COPY of the batches; the next batch is read and encoded in a helper thread
+    while this one is sent, so the server is never kept waiting for the client."""
+    pg_copy.check_schema(schema)
+    columns = ", ".join(quote(name) for name in schema.names)
+    with cur.copy(f"COPY {quote(table)} ({columns}) FROM STDIN (FORMAT binary)") as copy, \
+            ThreadPoolExecutor(1, "pg-copy-encoder") as encoder:
+        copy.write(pg_copy.SIGNATURE)
+        encoded = encoder.submit(_next_encoded, batches)
+        while (chunks := encoded.result()) is not None:
+            encoded = encoder.submit(_next_encoded, batches)
+            for chunk in chunks:
+                copy.write(chunk)
+        copy.write(pg_copy.TRAILER)
+
+
+def _next_encoded(batches: Iterator[pa.RecordBatch]) -> list[memoryview] | None:
+    batch = next(batches, None)
+    return None if batch is None else pg_copy.encode(batch)
+
+
+def _month_batches(parquet: Path, service: Service, month: date) -> Iterator[pa.RecordBatch]:
+    """The Parquet file's rows with ``source_month``, a bounded batch at a time."""
+    # No pre-buffering and no decoding threads: both raise the peak RSS far more than they
+    # save time, and the server, not the client, sets the pace of a COPY.
+    with pq.ParquetFile(parquet, pre_buffer=False) as file:
+        source_month = pa.scalar(month, pa.date32())
+        for batch in file.iter_batches(batch_size=BATCH_ROWS, columns=service.columns,
+                                       use_threads=False):
+            yield batch.append_column(SOURCE_MONTH, pa.repeat(source_month, batch.num_rows))
+
+
+def load_month(service: Service, month: date, parquet: Path, manifest: Manifest) -> int:
+    """Replace the month's rows of ``{service}_tripdata`` with the Parquet file, atomically."""
+    table = trips_table(service)
+    schema = DIALECT.trips_schema(service)
+    with connect() as con:
+        ensure_tables(con, table, schema, index_month=True)
+        with con.transaction(), con.cursor() as cur, \
+                contextlib.closing(_month_batches(parquet, service, month)) as batches:
+            _lock_month(cur, table, month)
+            cur.execute(f"DELETE FROM {quote(table)} WHERE {SOURCE_MONTH} = %s", [month])
+            _copy(cur, table, batches, schema)
+            cur.execute(f"SELECT count(*) FROM {quote(table)} WHERE {SOURCE_MONTH} = %s",
+                        [month])
+            (rows,) = cur.fetchone()  # type: ignore[misc]
+            if rows != manifest.rows:
+                raise WarehouseError(
+                    f"{service.name} {month_key(month)}: PostgreSQL holds {rows} rows after the "
+                    f"load, the manifest {manifest.rows}; rolled back")
+            _record_load(cur, table, month, rows, manifest.parquet_sha256)
+    return rows
+
+
+def load_zones(zones: pa.Table, checksum: str) -> None:
+    """Replace the zones table with the lookup, in one transaction."""
+    with connect() as con:
+        ensure_tables(con, ZONES_TABLE, ZONES.schema, index_month=False)
+        with con.transaction(), con.cursor() as cur:
+            _lock_month(cur, ZONES_TABLE, None)
+            cur.execute(f"DELETE FROM {quote(ZONES_TABLE)}")
+            _copy(cur, ZONES_TABLE, iter(zones.to_batches()), ZONES.schema)
+            _record_load(cur, ZONES_TABLE, None, zones.num_rows, checksum)
+
+
+def loaded(table: str, month: date | None) -> tuple[int, str, int] | None:
+    """(rows in the load log, checksum in the load log, rows actually there) or None.
+
+    None too when that cannot be confirmed (no url, server unreachable, no such table):
+    the task then runs, and its run fails with the reason on one line, instead of the
+    completeness check failing the scheduling of the whole run.
+    """
+    where = f"{SOURCE_MONTH} = %s" if month else "true"
+    try:
+        with connect() as con:
+            row = con.execute(
+                f"SELECT l.rows, l.checksum, "
+                f"(SELECT count(*) FROM {quote(table)} WHERE {where}) "
+                f"FROM {quote(LOAD_LOG)} l WHERE l.table_name = %s "
+                f"AND l.{SOURCE_MONTH} IS NOT DISTINCT FROM %s",
+                [*([month] if month else []), table, month],
+            ).fetchone()
+    except WarehouseError:
+        return None
+    return tuple(row) if row else None  # type: ignore[return-value]
+
+
+def rows_by_month(service: Service) -> dict[date, int]:
+    """Rows of each source month in ``{service}_tripdata`` (one query; empty without a table)."""
+    table = trips_table(service)
+    with connect() as con:
+        if con.execute("SELECT to_regclass(%s)", [quote(table)]).fetchone() == (None,):
+            return {}
+        rows = con.execute(
+            f"SELECT {SOURCE_MONTH}, count(*) FROM {quote(table)} GROUP BY 1").fetchall()
+    return dict(rows)
