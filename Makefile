@@ -34,8 +34,10 @@ test-slow: venv system-deps
 reliability: venv system-deps
 	$(BIN)/pytest -m "fault_case or kill_trial"
 
+## lint: ruff, and import-linter's contracts (layers import only downward, no cycles)
 lint: venv
 	$(BIN)/ruff check pipeline tests bench
+	$(BIN)/lint-imports
 
 ## bench: speed and memory against peer engines (several minutes; see bench/README.md)
 bench: venv system-deps

@@ -7,11 +7,16 @@ from pipeline.core import memory  # noqa: F401, I001 (first: before anything loa
 from pipeline.core.version import __version__
 from pipeline.ops import done_elsewhere
 from pipeline.ops import logs
-from pipeline.tasks.bigquery_sink import LoadBigQuery, LoadBigQueryZones
-from pipeline.tasks.duckdb_sink import LoadDuckDB, LoadDuckDBZones
 from pipeline.tasks.flows import Backfill, IngestMonth
 from pipeline.tasks.lake_month import DownloadMonth, ParquetizeMonth, Zones
-from pipeline.tasks.postgres_sink import LoadPostgres, LoadPostgresZones
+from pipeline.tasks.load import (
+    LoadBigQuery,
+    LoadBigQueryZones,
+    LoadDuckDB,
+    LoadDuckDBZones,
+    LoadPostgres,
+    LoadPostgresZones,
+)
 from pipeline.tasks.publish import UploadMonth
 
 logs.install()

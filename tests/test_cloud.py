@@ -21,10 +21,10 @@ from pipeline import IngestMonth, LoadBigQuery, ParquetizeMonth, UploadMonth
 from pipeline.core.datasets import SERVICES
 from pipeline.lake import gcs as gcs_module
 from pipeline.lake.keys import lake_target
-from pipeline.tasks import bigquery_sink
 from pipeline.tasks import publish as upload
 from pipeline.tasks.publish import SettingsError
 from pipeline.tasks.sinks import parse_sinks
+from pipeline.warehouses import bigquery as bigquery_warehouse
 from pipeline.warehouses.base import WarehouseError
 from pipeline.warehouses.bigquery import check_parquet
 from tests.conftest import Env, Release
@@ -128,7 +128,7 @@ def test_a_month_reaches_gcs_and_bigquery_beside_duckdb(env: Env, cloud: Cloud,
     # What `taxi-pipeline status` reports for the two sinks.
     rows = release.of("yellow", "2021-01").rows
     assert upload.rows_by_month(SERVICES["yellow"]) == {JAN: rows}
-    assert bigquery_sink.rows_by_month(SERVICES["yellow"]) == {JAN: rows}
+    assert bigquery_warehouse.rows_by_month(SERVICES["yellow"]) == {JAN: rows}
     # The command line agrees that nothing is left to do.
     done = env.command("luigi", "--module", "pipeline", "IngestMonth", "--month", "2021-01",
                        "--services", "yellow,green", "--workers", "2", "--local-scheduler")

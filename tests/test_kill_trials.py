@@ -23,10 +23,9 @@ import pytest
 from pipeline.demo import samples
 from pipeline.demo.mirror import ReleaseMirror
 from pipeline.lake.gcs import GCS
-from pipeline.tasks.duckdb_sink import LoadDuckDB
 from pipeline.tasks.flows import IngestMonth
 from pipeline.tasks.lake_month import DownloadMonth, ParquetizeMonth
-from pipeline.tasks.postgres_sink import LoadPostgres
+from pipeline.tasks.load import LoadDuckDB, LoadPostgres
 from tests.conftest import BIN, Env, Release
 from tests.fixtures_postgres import Database
 

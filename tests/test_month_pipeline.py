@@ -13,7 +13,7 @@ from luigi.execution_summary import LuigiStatusCode
 
 from pipeline import DownloadMonth, IngestMonth, LoadDuckDB, ParquetizeMonth
 from pipeline.core.datasets import SERVICES
-from pipeline.tasks.sinks import UnknownSink
+from pipeline.core.months import BadParameter
 from tests.conftest import Env, Release
 
 JAN = date(2021, 1, 1)
@@ -139,10 +139,10 @@ def test_unpublished_month_fails_and_leaves_nothing(env: Env) -> None:
 
 @pytest.mark.parametrize(("sinks", "message"), [
     ("duckdb,snowflake", "unknown sink 'snowflake'"),
-    (",", "no sink configured"),
+    (",", "no sink given"),
 ])
 def test_naming_a_sink_that_does_not_exist_is_an_error(env: Env, sinks: str,
                                                        message: str) -> None:
     env.configure(pipeline={"sinks": sinks})
-    with pytest.raises(UnknownSink, match=message):
+    with pytest.raises(BadParameter, match=message):
         IngestMonth(month=JAN)

@@ -19,9 +19,9 @@ from luigi.execution_summary import LuigiStatusCode
 from pipeline.core.datasets import SERVICES
 from pipeline.demo import samples
 from pipeline.demo.mirror import ReleaseMirror
-from pipeline.tasks.duckdb_sink import LoadDuckDB
 from pipeline.tasks.flows import IngestMonth
 from pipeline.tasks.lake_month import DownloadMonth, ParquetizeMonth
+from pipeline.tasks.load import LoadDuckDB
 from tests.conftest import BIN, Env, Release
 from tests.fixtures_cloud import Cloud
 from tests.fixtures_postgres import SERVER_SETTINGS, Cluster, Database

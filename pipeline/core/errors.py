@@ -7,3 +7,7 @@ without a traceback (see ``pipeline.ops.logs``); anything else is a bug and keep
 
 class PipelineError(Exception):
     """An expected failure with a one-line message."""
+
+
+class SettingsError(PipelineError, ValueError):
+    """A setting the chosen sinks or lake need is missing or cannot be honoured."""

@@ -1,43 +1,65 @@
-"""The tasks every warehouse sink shares in shape: the zone lookup, loaded once, and a
-month, loaded from the lake. A sink subclasses them and names its two functions:
-``loaded(table, month)`` (what its load log and table hold) and ``load(...)``. Both are
-complete when the sink's load log and its table hold what the lake says."""
+"""Loading the warehouses: one task shape for a month and one for the zone lookup, used by
+every engine (DuckDB, PostgreSQL, BigQuery).
+
+A load task names its engine (a module of ``pipeline.warehouses``, imported only when the
+task checks or runs, so a run without that sink never loads its driver) and where it reads
+the month from. Both tasks are complete when the engine's load log and its table hold what
+the lake says: the manifest's rows and Parquet checksum for a month, the lookup's rows and
+checksum for the zones.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date
 from pathlib import Path
+from typing import ClassVar
 
 import luigi
-import pyarrow as pa
 
-from pipeline.core.datasets import Service
-from pipeline.core.manifest import Manifest
 from pipeline.tasks.base import MonthTask, PipelineTask
-from pipeline.tasks.lake_month import ParquetizeMonth, Zones
-from pipeline.warehouses.base import ZONES_TABLE, LoadedTarget, read_zones, trips_table
+from pipeline.tasks.lake_month import ManifestTarget, ParquetizeMonth, Zones
+from pipeline.tasks.publish import UploadMonth
+from pipeline.warehouses.base import (
+    ZONES_TABLE,
+    LoadedTarget,
+    Warehouse,
+    WarehouseError,
+    read_zones,
+    trips_table,
+)
 
-Loaded = Callable[[str, date | None], tuple[int, str, int] | None]
+
+# The engines, each imported on first use (their drivers are heavy: DuckDB, psycopg, the
+# BigQuery client).
+def duckdb() -> Warehouse:
+    from pipeline.warehouses import duckdb as engine
+
+    return engine
+
+
+def postgres() -> Warehouse:
+    from pipeline.warehouses import postgres as engine
+
+    return engine
+
+
+def bigquery() -> Warehouse:
+    from pipeline.warehouses import bigquery as engine
+
+    return engine
 
 
 class ZonesLoad(PipelineTask):
     """Table ``zones`` in a warehouse; complete when it holds the lake's lookup (its rows
     and checksum)."""
 
-    @staticmethod
-    def loaded(table: str, month: date | None) -> tuple[int, str, int] | None:
-        raise NotImplementedError
-
-    @staticmethod
-    def load(zones: pa.Table, checksum: str) -> None:
-        raise NotImplementedError
+    engine: ClassVar[Callable[[], Warehouse]]
 
     def requires(self) -> Zones:
         return Zones()
 
     def output(self) -> LoadedTarget:
-        return LoadedTarget(lambda: self.loaded(ZONES_TABLE, None), self._expected)
+        return LoadedTarget(lambda: self.engine().loaded(ZONES_TABLE, None), self._expected)
 
     def _expected(self) -> tuple[int, str] | None:
         path = Path(self.input().path)
@@ -47,45 +69,98 @@ class ZonesLoad(PipelineTask):
         return table.num_rows, checksum
 
     def run(self) -> None:
-        self.load(*read_zones(Path(self.input().path)))
-
-
-def month_target(loaded: Loaded, service: Service, month: date) -> LoadedTarget:
-    """Exists when the warehouse holds the rows (and checksum) of the month's manifest."""
-    manifest = ParquetizeMonth(service=service.name, month=month).output()
-    return LoadedTarget(
-        lambda: loaded(trips_table(service), month),
-        lambda: (m.rows, m.parquet_sha256) if (m := manifest.read()) else None,
-    )
+        self.engine().load_zones(*read_zones(Path(self.input().path)))
 
 
 class MonthLoad(MonthTask):
-    """The month's rows in table ``{service}_tripdata`` of a warehouse, loaded from the local
-    lake's Parquet; complete when the load log and the table both hold the manifest's rows."""
+    """The month's rows in table ``{service}_tripdata`` of a warehouse; complete when the
+    load log and the table both hold the manifest's rows and Parquet checksum."""
 
-    warehouse = "the warehouse"
-    zones_task: type[ZonesLoad] = ZonesLoad
-
-    @staticmethod
-    def loaded(table: str, month: date | None) -> tuple[int, str, int] | None:
-        raise NotImplementedError
-
-    @staticmethod
-    def load(service: Service, month: date, parquet: Path, manifest: Manifest) -> int:
-        raise NotImplementedError
+    engine: ClassVar[Callable[[], Warehouse]]
+    zones_task: ClassVar[type[ZonesLoad]]
 
     def requires(self) -> dict[str, luigi.Task]:
-        return {
-            "parquet": ParquetizeMonth(service=self.service, month=self.month),
-            "zones": self.zones_task(),
-        }
+        return {"month": ParquetizeMonth(service=self.service, month=self.month),
+                "zones": self.zones_task()}
+
+    def manifest_target(self) -> ManifestTarget:
+        return ParquetizeMonth(service=self.service, month=self.month).output()
+
+    def month_source(self) -> str:
+        """Where the engine reads the month from: the lake's Parquet file."""
+        return str(self.manifest_target().parquet)
 
     def output(self) -> LoadedTarget:
-        return month_target(self.loaded, self.dataset, self.month)
+        manifest = self.manifest_target()
+        table = trips_table(self.dataset)
+        return LoadedTarget(
+            lambda: self.engine().loaded(table, self.month),
+            lambda: (m.rows, m.parquet_sha256) if (m := manifest.read()) else None,
+        )
 
     def run(self) -> None:
-        parquet = self.input()["parquet"]
-        manifest = parquet.read()
-        self.report(f"loading {manifest.rows:,} rows into {self.warehouse}", 0)
-        rows = self.load(self.dataset, self.month, parquet.parquet, manifest)
-        self.report(f"loaded {rows:,} rows into {trips_table(self.dataset)}", 100)
+        engine = self.engine()
+        manifest = self.manifest_target().read()
+        if manifest is None:
+            raise WarehouseError(f"{self.label}: the month's manifest is missing from the lake; "
+                                 "re-run to rebuild it")
+        self.report(f"loading {manifest.rows:,} rows into {engine.NAME}", 0)
+        rows = engine.load_month(self.dataset, self.month, self.month_source(), manifest)
+        self.report(f"loaded {rows:,} rows into {engine.NAME} {trips_table(self.dataset)}", 100)
+
+
+class LoadDuckDBZones(ZonesLoad):
+    """Table ``zones`` in the DuckDB warehouse; complete when it holds the lake's lookup."""
+
+    # DuckDB lets one process write a file at a time: luigi.cfg limits this resource to 1.
+    resources: ClassVar[dict[str, int]] = {"duckdb": 1}
+    engine = staticmethod(duckdb)
+
+
+class LoadDuckDB(MonthLoad):
+    """The month's rows in table ``{service}_tripdata`` of the DuckDB warehouse file
+    (``[duckdb] path``); complete when its load log and table hold the manifest's rows."""
+
+    resources: ClassVar[dict[str, int]] = {"duckdb": 1}
+    engine = staticmethod(duckdb)
+    zones_task = LoadDuckDBZones
+
+
+class LoadPostgresZones(ZonesLoad):
+    """Table ``zones`` in PostgreSQL; complete when it holds the lake's lookup."""
+
+    engine = staticmethod(postgres)
+
+
+class LoadPostgres(MonthLoad):
+    """The month's rows in table ``{service}_tripdata`` of the ``[postgres] url`` database;
+    complete when its load log and table hold the manifest's rows. Loads of different
+    months, and the DuckDB branch, run in parallel."""
+
+    engine = staticmethod(postgres)
+    zones_task = LoadPostgresZones
+
+
+class LoadBigQueryZones(ZonesLoad):
+    """Table ``zones`` in the BigQuery dataset; complete when it holds the lake's lookup."""
+
+    engine = staticmethod(bigquery)
+
+
+class LoadBigQuery(MonthLoad):
+    """The month's rows in ``{project}.{dataset}.{service}_tripdata``, loaded from the
+    month's object in the bucket (so it requires UploadMonth: ``bigquery`` implies ``gcs``);
+    complete when its load log and a count of the month's rows equal the manifest's."""
+
+    engine = staticmethod(bigquery)
+    zones_task = LoadBigQueryZones
+
+    def requires(self) -> dict[str, luigi.Task]:
+        return {"month": self._upload(), "zones": self.zones_task()}
+
+    def _upload(self) -> UploadMonth:
+        return UploadMonth(service=self.service, month=self.month)
+
+    def month_source(self) -> str:
+        parquet_url, _ = self._upload().urls()
+        return parquet_url

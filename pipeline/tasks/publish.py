@@ -13,7 +13,7 @@ import luigi
 
 from pipeline import config
 from pipeline.core.datasets import Service
-from pipeline.core.errors import PipelineError
+from pipeline.core.errors import PipelineError, SettingsError
 from pipeline.core.manifest import Manifest
 from pipeline.lake.keys import MANIFEST_NAME, lake_target, manifest_key, parquet_key
 from pipeline.lake.targets import LakeTarget, file_digests
@@ -22,10 +22,6 @@ from pipeline.tasks.lake_month import ManifestTarget, ParquetizeMonth
 
 PARQUET_PREFIX = "parquet/"
 _MANIFEST_URL = re.compile(rf"/year=(\d{{4}})/month=(\d{{2}})/{re.escape(MANIFEST_NAME)}$")
-
-
-class SettingsError(PipelineError, ValueError):
-    """A setting the chosen sinks need is missing."""
 
 
 def check_settings() -> None:

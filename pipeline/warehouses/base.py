@@ -16,7 +16,9 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Protocol
 
 import luigi
 import pyarrow as pa
@@ -25,6 +27,9 @@ import pyarrow.csv as pacsv
 
 from pipeline.core.datasets import ZONES, Service
 from pipeline.core.errors import PipelineError
+from pipeline.core.manifest import Manifest
+from pipeline.core.months import month_key
+from pipeline.core.version import __version__
 
 SOURCE_MONTH = "source_month"
 LOAD_LOG = "pipeline_loads"
@@ -33,6 +38,40 @@ ZONES_TABLE = "zones"
 
 class WarehouseError(PipelineError):
     """A warehouse refused or could not take a load. The message is one line."""
+
+
+class Warehouse(Protocol):
+    """What every engine module offers the load tasks and ``status``.
+
+    ``loaded`` and ``rows_by_month`` read; ``load_month`` and ``load_zones`` replace a month
+    (or the lookup) in one transaction and record it in the load log. ``source`` is where
+    the month's Parquet is: a local path, or a ``gs://`` URL for an engine that reads the
+    bucket itself.
+    """
+
+    NAME: str
+
+    def check_settings(self) -> None: ...
+    def loaded(self, table: str, month: date | None) -> tuple[int, str, int] | None: ...
+    def load_month(self, service: Service, month: date, source: str,
+                   manifest: Manifest) -> int: ...
+    def load_zones(self, zones: pa.Table, checksum: str) -> None: ...
+    def rows_by_month(self, service: Service) -> dict[date, int]: ...
+
+
+def check_rows(engine: str, service: Service, month: date, rows: int, manifest: Manifest,
+               then: str = "rolled back") -> None:
+    """The final check of every month load, inside its transaction: the table holds exactly
+    the manifest's rows for the month, or the load is undone."""
+    if rows != manifest.rows:
+        raise WarehouseError(
+            f"{service.name} {month_key(month)}: {engine} holds {rows} rows after the load, "
+            f"the manifest {manifest.rows}; {then}")
+
+
+def load_log_row(table: str, month: date | None, rows: int, checksum: str) -> list[object]:
+    """The values of one ``pipeline_loads`` row, in ``LOAD_LOG_SCHEMA`` order."""
+    return [table, month, rows, checksum, __version__, datetime.now(UTC).replace(tzinfo=None)]
 
 
 def trips_table(service: Service) -> str:

@@ -1,6 +1,6 @@
-"""The BigQuery sink's work (its tasks are in ``pipeline.tasks.bigquery_sink``): tables
-``{service}_tripdata``, ``zones`` and the load log ``pipeline_loads`` in
-``{project}.{dataset}``, loaded from the cloud lake's Parquet objects.
+"""BigQuery as a warehouse: tables ``{service}_tripdata``, ``zones`` and the load log
+``pipeline_loads`` in ``{project}.{dataset}``, loaded from the Parquet objects in the bucket.
+The load tasks (``pipeline.tasks.load``) import this module only when they check or run.
 
 A month's load: the trips table is created when missing (the registry's explicit schema +
 ``source_month``, partitioned by month on the pickup time, clustered on ``source_month``)
@@ -35,11 +35,10 @@ from google.cloud import bigquery
 
 from pipeline import config
 from pipeline.core.datasets import ZONES, Service
+from pipeline.core.errors import SettingsError
 from pipeline.core.manifest import Manifest
 from pipeline.core.months import month_key
-from pipeline.core.version import __version__
 from pipeline.lake.keys import lake_target
-from pipeline.tasks.bigquery_sink import check_settings
 from pipeline.warehouses.base import (
     LOAD_LOG,
     LOAD_LOG_SCHEMA,
@@ -47,8 +46,12 @@ from pipeline.warehouses.base import (
     ZONES_TABLE,
     Dialect,
     WarehouseError,
+    check_rows,
+    load_log_row,
     trips_table,
 )
+
+NAME = "BigQuery"
 
 _TYPES = {
     pa.int64(): "INT64",
@@ -57,7 +60,7 @@ _TYPES = {
     pa.string(): "STRING",
     pa.date32(): "DATE",
 }
-DIALECT = Dialect("BigQuery", ddl_types=_TYPES, reported_types=_TYPES)
+DIALECT = Dialect(NAME, ddl_types=_TYPES, reported_types=_TYPES)
 # The API reports some types by their legacy names.
 _LEGACY_TYPES = {"INTEGER": "INT64", "FLOAT": "FLOAT64", "BOOLEAN": "BOOL"}
 # Hive-style folders (year=YYYY/month=MM) become two INT64 columns of a load from the lake.
@@ -66,6 +69,22 @@ _LEGACY_TYPES = {"INTEGER": "INT64", "FLOAT": "FLOAT64", "BOOLEAN": "BOOL"}
 HIVE_COLUMNS = ("month", "year")
 STAGING_HOURS = 24
 _LITERAL = re.compile(r"^[A-Za-z0-9_.+-]*$")
+_PROJECT = re.compile(r"^[a-z][a-z0-9.:-]{1,62}[a-z0-9]$")
+_DATASET = re.compile(r"^[A-Za-z0-9_]{1,1024}$")
+
+
+def check_settings() -> None:
+    """Fail before anything is scheduled when ``[bigquery]`` is not set up (the bucket the
+    loads read from is the ``gcs`` sink's check)."""
+    s = config.bigquery()
+    if not s.project or not s.dataset:
+        raise SettingsError("sink 'bigquery' needs [bigquery] project and dataset "
+                            "(see README, Google Cloud)")
+    if not _PROJECT.match(s.project):
+        raise SettingsError(f"[bigquery] project {s.project!r} is not a Google Cloud project id")
+    if not _DATASET.match(s.dataset):
+        raise SettingsError(f"[bigquery] dataset {s.dataset!r} is not a BigQuery dataset name "
+                            "(letters, digits and underscores)")
 
 
 _client: tuple[tuple[object, ...], bigquery.Client] | None = None
@@ -213,8 +232,8 @@ def _swap(table: str, columns: list[str], staging: str, month: date | None, rows
         insert + ";",
         f"DELETE FROM {_sql(LOAD_LOG)} WHERE table_name = {_literal(table)} AND {log_where};",
         f"INSERT INTO {_sql(LOAD_LOG)} ({', '.join(LOAD_LOG_SCHEMA.names)}) VALUES "
-        f"({_literal(table)}, {_literal(month)}, {_literal(rows)}, {_literal(checksum)}, "
-        f"{_literal(__version__)}, CURRENT_TIMESTAMP());",
+        f"({', '.join(map(_literal, load_log_row(table, month, rows, checksum)[:-1]))}, "
+        "CURRENT_TIMESTAMP());",
         "COMMIT TRANSACTION;",
     ])
     client().query(script).result()
@@ -242,8 +261,10 @@ def _hive_options(url: str) -> bigquery.HivePartitioningOptions:
     return options
 
 
-def load_month(service: Service, month: date, url: str, manifest: Manifest) -> int:
-    """Replace the month's rows of ``{service}_tripdata`` with the object at ``url``."""
+def load_month(service: Service, month: date, source: str, manifest: Manifest) -> int:
+    """Replace the month's rows of ``{service}_tripdata`` with the object at ``source``
+    (a ``gs://`` URL)."""
+    url = source
     table_name = trips_table(service)
     label = f"{service.name} {month_key(month)}"
     table = ensure_table(table_name, DIALECT.trips_schema(service), service.pickup_column,
@@ -263,9 +284,8 @@ def load_month(service: Service, month: date, url: str, manifest: Manifest) -> i
                                  f"{_first_line(e)}") from None
         # Counted by a query: a load job's output_rows is not reliable on every engine.
         staged = _count(staging)
-        if staged != manifest.rows:
-            raise WarehouseError(f"{label}: the load staged {staged} rows, the manifest says "
-                                 f"{manifest.rows}; the table was left as it was")
+        check_rows(f"{NAME} staging", service, month, staged, manifest,
+                   then="the table was left as it was")
         _swap(table_name, service.columns, staging, month, staged, manifest.parquet_sha256)
     finally:
         client().delete_table(table_id(staging), not_found_ok=True)

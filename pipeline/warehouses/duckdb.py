@@ -1,15 +1,16 @@
-"""Loads into the embedded DuckDB warehouse (``[duckdb] path``) and what it holds.
+"""The embedded DuckDB warehouse (``[duckdb] path``): its tables, a month's load and what
+it holds.
 
-The DuckDB sink's tasks (``pipeline.tasks.duckdb_sink``) import this module only when they check
-or run, so a process that never touches the warehouse never loads DuckDB. A connection that
-meets another process's write lock waits for it, up to ``[duckdb] lock_timeout``.
+The load tasks (``pipeline.tasks.load``) import this module only when they check or run, so
+a process that never touches the warehouse never loads DuckDB. A connection that meets
+another process's write lock waits for it, up to ``[duckdb] lock_timeout``.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 
 import duckdb
@@ -19,8 +20,6 @@ import tenacity
 from pipeline import config
 from pipeline.core.datasets import ZONES, Service
 from pipeline.core.manifest import Manifest
-from pipeline.core.months import month_key
-from pipeline.core.version import __version__
 from pipeline.warehouses.base import (
     LOAD_LOG,
     LOAD_LOG_SCHEMA,
@@ -28,9 +27,13 @@ from pipeline.warehouses.base import (
     ZONES_TABLE,
     Dialect,
     WarehouseError,
+    check_rows,
+    load_log_row,
     quote,
     trips_table,
 )
+
+NAME = "DuckDB"
 
 _TYPES = {
     pa.int64(): "BIGINT",
@@ -39,7 +42,11 @@ _TYPES = {
     pa.string(): "VARCHAR",
     pa.date32(): "DATE",
 }
-DIALECT = Dialect("DuckDB", ddl_types=_TYPES, reported_types=_TYPES)
+DIALECT = Dialect(NAME, ddl_types=_TYPES, reported_types=_TYPES)
+
+
+def check_settings() -> None:
+    """Nothing to check before scheduling: the file is made on first use."""
 
 
 def _is_lock_conflict(error: BaseException) -> bool:
@@ -103,14 +110,13 @@ def _record_load(con: duckdb.DuckDBPyConnection, table: str, month: date | None,
         f"DELETE FROM {LOAD_LOG} WHERE table_name = ? AND {SOURCE_MONTH} IS NOT DISTINCT FROM ?",
         [table, month],
     )
-    con.execute(
-        f"INSERT INTO {LOAD_LOG} VALUES (?, ?, ?, ?, ?, ?)",
-        [table, month, rows, checksum, __version__, datetime.now(UTC).replace(tzinfo=None)],
-    )
+    con.execute(f"INSERT INTO {LOAD_LOG} VALUES (?, ?, ?, ?, ?, ?)",
+                load_log_row(table, month, rows, checksum))
 
 
-def load_month(service: Service, month: date, parquet: Path, manifest: Manifest) -> int:
-    """Replace the month's rows of ``{service}_tripdata`` with the Parquet file, atomically."""
+def load_month(service: Service, month: date, source: str, manifest: Manifest) -> int:
+    """Replace the month's rows of ``{service}_tripdata`` with the Parquet file at
+    ``source``, atomically."""
     table = trips_table(service)
     columns = ", ".join(quote(c) for c in service.columns)
     with connect() as con:
@@ -122,16 +128,12 @@ def load_month(service: Service, month: date, parquet: Path, manifest: Manifest)
             con.execute(
                 f"INSERT INTO {quote(table)} ({columns}, {SOURCE_MONTH}) "
                 f"SELECT {columns}, ?::DATE FROM read_parquet(?)",
-                [month, str(parquet)],
+                [month, str(source)],
             )
             (rows,) = con.execute(
                 f"SELECT count(*) FROM {quote(table)} WHERE {SOURCE_MONTH} = ?", [month]
             ).fetchone()
-            if rows != manifest.rows:
-                raise WarehouseError(
-                    f"{service.name} {month_key(month)}: DuckDB holds {rows} rows after the load, "
-                    f"the manifest {manifest.rows}; rolled back"
-                )
+            check_rows(NAME, service, month, rows, manifest)
             _record_load(con, table, month, rows, manifest.parquet_sha256)
             con.commit()
         except BaseException:

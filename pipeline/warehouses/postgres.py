@@ -8,9 +8,9 @@ leaves the previous state; a transaction-scoped advisory lock on (table, month) 
 second process loading the same month wait, so rows are never doubled. Loads of different
 months and the DuckDB branch run in parallel.
 
-The PostgreSQL sink's tasks (``pipeline.tasks.postgres_sink``) import this module only when they
-check or run. Passwords come from the url, ``PGPASSWORD`` or ``~/.pgpass`` (libpq's usual
-places) and are never part of a message: errors name the server as ``host:port``.
+The load tasks (``pipeline.tasks.load``) import this module only when they check or
+run. Passwords come from the url, ``PGPASSWORD`` or ``~/.pgpass`` (libpq's usual places)
+and are never part of a message: errors name the server as ``host:port``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import zlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 
 import psycopg
@@ -32,8 +32,6 @@ from psycopg.conninfo import conninfo_to_dict
 from pipeline import config
 from pipeline.core.datasets import ZONES, Service
 from pipeline.core.manifest import Manifest
-from pipeline.core.months import month_key
-from pipeline.core.version import __version__
 from pipeline.warehouses import pg_copy
 from pipeline.warehouses.base import (
     LOAD_LOG,
@@ -42,12 +40,16 @@ from pipeline.warehouses.base import (
     ZONES_TABLE,
     Dialect,
     WarehouseError,
+    check_rows,
+    load_log_row,
     quote,
     trips_table,
 )
 
+NAME = "PostgreSQL"
+
 DIALECT = Dialect(
-    "PostgreSQL",
+    NAME,
     ddl_types={
         pa.int64(): "BIGINT",
         pa.float64(): "DOUBLE PRECISION",
@@ -94,6 +96,11 @@ class Server:
         """``text`` without the password or any ``scheme://user:password@`` credentials."""
         text = re.sub(r"(\w+://[^:/@\s]*):[^@\s]*@", r"\1:***@", text)
         return text.replace(self.password, "***") if self.password else text
+
+
+def check_settings() -> None:
+    """Fail before anything is scheduled when ``[postgres] url`` is empty or malformed."""
+    server()
 
 
 def server() -> Server:
@@ -220,9 +227,8 @@ def _record_load(cur: psycopg.Cursor, table: str, month: date | None, rows: int,
     cur.execute(
         f"DELETE FROM {quote(LOAD_LOG)} WHERE table_name = %s "
         f"AND {SOURCE_MONTH} IS NOT DISTINCT FROM %s", [table, month])
-    cur.execute(
-        f"INSERT INTO {quote(LOAD_LOG)} VALUES (%s, %s, %s, %s, %s, %s)",
-        [table, month, rows, checksum, __version__, datetime.now(UTC).replace(tzinfo=None)])
+    cur.execute(f"INSERT INTO {quote(LOAD_LOG)} VALUES (%s, %s, %s, %s, %s, %s)",
+                load_log_row(table, month, rows, checksum))
 
 
 def _copy(cur: psycopg.Cursor, table: str, batches: Iterator[pa.RecordBatch],
@@ -258,24 +264,22 @@ def _month_batches(parquet: Path, service: Service, month: date) -> Iterator[pa.
             yield batch.append_column(SOURCE_MONTH, pa.repeat(source_month, batch.num_rows))
 
 
-def load_month(service: Service, month: date, parquet: Path, manifest: Manifest) -> int:
-    """Replace the month's rows of ``{service}_tripdata`` with the Parquet file, atomically."""
+def load_month(service: Service, month: date, source: str | Path, manifest: Manifest) -> int:
+    """Replace the month's rows of ``{service}_tripdata`` with the Parquet file at
+    ``source``, atomically."""
     table = trips_table(service)
     schema = DIALECT.trips_schema(service)
     with connect() as con:
         ensure_tables(con, table, schema, index_month=True)
         with con.transaction(), con.cursor() as cur, \
-                contextlib.closing(_month_batches(parquet, service, month)) as batches:
+                contextlib.closing(_month_batches(Path(source), service, month)) as batches:
             _lock_month(cur, table, month)
             cur.execute(f"DELETE FROM {quote(table)} WHERE {SOURCE_MONTH} = %s", [month])
             _copy(cur, table, batches, schema)
             cur.execute(f"SELECT count(*) FROM {quote(table)} WHERE {SOURCE_MONTH} = %s",
                         [month])
             (rows,) = cur.fetchone()  # type: ignore[misc]
-            if rows != manifest.rows:
-                raise WarehouseError(
-                    f"{service.name} {month_key(month)}: PostgreSQL holds {rows} rows after the "
-                    f"load, the manifest {manifest.rows}; rolled back")
+            check_rows(NAME, service, month, rows, manifest)
             _record_load(cur, table, month, rows, manifest.parquet_sha256)
     return rows
 
