@@ -7,6 +7,7 @@ import configparser
 import os
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
@@ -149,3 +150,11 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if any(ran.values()):
         terminalreporter.write_line("reliability: " + ", ".join(
             f"{ran[k]} {name} ran, {held[k]} ended with nothing lost" for k, name in kinds.items()))
+    # A kill can hit two tasks at once (with two workers): each counts for its stage.
+    stages = Counter(stage for outcome in ("passed", "failed")
+                     for report in terminalreporter.stats.get(outcome, [])
+                     for key, value in getattr(report, "user_properties", ())
+                     if key == "kill_stage" for stage in str(value).split("+"))
+    if stages:
+        terminalreporter.write_line("kill trials, by the stage each kill hit: " + ", ".join(
+            f"{stage} {count}" for stage, count in sorted(stages.items())))

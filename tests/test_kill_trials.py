@@ -1,14 +1,21 @@
-"""Seeded kill trials: a run of IngestMonth is SIGKILLed at a random moment (download,
-parquetize, upload or any load), over a month whose older version is already published in
-half the trials. After each kill, everything that ``complete()`` accepts is intact, every
-warehouse holds the old month or the new one, never a mix, and the next run finishes the
-month exactly. A few trials run by default; ``make reliability`` runs them all."""
+"""Seeded kill trials: a run of IngestMonth is SIGKILLed while a chosen stage runs (download,
+parquetize, upload or a load; the seed picks the stage and a random moment within it), over
+a month whose older version is already published in half the trials.
+
+Each trial proves its kill landed: the run must still be alive when the signal is sent (it
+ends by SIGKILL, not by itself), and the worker's log names the tasks that had started and
+not finished at that moment, which the trial records as the stage hit (``make reliability``
+prints how many trials hit each stage). After each kill, everything that ``complete()``
+accepts is intact, every warehouse holds the old month or the new one, never a mix, and the
+next run finishes the month exactly. A few trials run by default; ``make reliability`` runs
+them all."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import random
+import re
 import signal
 import subprocess
 import time
@@ -21,7 +28,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.demo import samples
-from pipeline.demo.mirror import ReleaseMirror
+from pipeline.demo.mirror import Fault, ReleaseMirror
 from pipeline.lake.gcs import GCS
 from pipeline.tasks.flows import IngestMonth
 from pipeline.tasks.lake_month import DownloadMonth, ParquetizeMonth
@@ -35,6 +42,11 @@ OLD_ROWS = 20_000
 
 DEFAULT_TRIALS = range(3)
 SLOW_TRIALS = range(3, 27)
+LOCAL_STAGES = ("DownloadMonth", "ParquetizeMonth", "LoadDuckDB", "LoadPostgres")
+CLOUD_STAGES = (*LOCAL_STAGES, "UploadMonth", "LoadBigQuery")
+# luigi's worker logs these two lines around each task it runs.
+_STARTED = re.compile(r"running +(\w+)\(")
+_DONE = re.compile(r"done +(\w+)\(")
 
 
 @dataclass
@@ -130,19 +142,51 @@ def kill_group(run: subprocess.Popen[bytes]) -> None:
     raise AssertionError("the killed workers did not go away")
 
 
+def running_tasks(log: str) -> list[str]:
+    """The tasks the log shows started and not finished."""
+    started, done = _STARTED.findall(log), _DONE.findall(log)
+    for name in done:
+        started.remove(name)
+    return sorted(started)
+
+
+def kill_in_stage(run: subprocess.Popen[bytes], log: Path, stage: str,
+                  rng: random.Random) -> list[str]:
+    """Wait for ``stage`` to start, SIGKILL the run at a random moment soon after, and
+    return the tasks it was running then. Fails if the run ends before the kill."""
+    deadline = time.monotonic() + 120
+    while not re.search(rf"running +{stage}\(", log.read_text()):
+        assert run.poll() is None, f"the run ended before {stage} started"
+        assert time.monotonic() < deadline, f"{stage} never started"
+        time.sleep(0.002)
+    time.sleep(rng.uniform(0.0, 0.08))
+    kill_group(run)
+    assert run.returncode == -signal.SIGKILL, (
+        f"the run ended by itself (exit {run.returncode}) before the kill")
+    return running_tasks(log.read_text())
+
+
 def run_trial(seed: int, env: Env, release: Release, warehouses: Warehouses,
-              old_release: Path) -> None:
+              old_release: Path, mirror: ReleaseMirror, stages: tuple[str, ...],
+              hit: list[tuple[str, object]]) -> None:
     rng = random.Random(seed)
     had_old = rng.random() < 0.5
+    stage = stages[seed % len(stages)]
     if had_old:
         publish_old_version(env, old_release)
-    run = subprocess.Popen(
-        [str(BIN / "luigi"), "--module", "pipeline", "IngestMonth", "--month", "2021-01",
-         "--services", "yellow", "--local-scheduler", "--workers", "2"],
-        cwd=env.tmp, env=env.env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True)
-    time.sleep(rng.uniform(0.3, 4.0))
-    kill_group(run)
+    if stage == "DownloadMonth":
+        # A download of this size takes milliseconds here; slowed down, it can be hit.
+        mirror.inject(NAME, Fault("throttle", rate=400_000))
+    log = env.tmp / f"trial-{seed}.log"
+    with open(log, "wb") as err:
+        run = subprocess.Popen(
+            [str(BIN / "luigi"), "--module", "pipeline", "IngestMonth", "--month", "2021-01",
+             "--services", "yellow", "--local-scheduler", "--workers", "2",
+             "--log-level", "INFO"],
+            cwd=env.tmp, env=env.env(), stdout=subprocess.DEVNULL, stderr=err,
+            start_new_session=True)
+        running = kill_in_stage(run, log, stage, rng)
+    hit.append(("kill_stage", "+".join(running) or "between tasks"))
     check_after_kill(env, release, warehouses, had_old)
 
     finish = env.command("luigi", "--module", "pipeline", "IngestMonth", "--month", "2021-01",
@@ -170,14 +214,18 @@ def all_sinks(env: Env, postgres_db: Database, cloud: object) -> Warehouses:
 @pytest.mark.kill_trial
 @pytest.mark.parametrize("seed", DEFAULT_TRIALS)
 def test_kill_trial(seed: int, env: Env, release: Release, local_sinks: Warehouses,
-                    old_release: Path) -> None:
-    run_trial(seed, env, release, local_sinks, old_release)
+                    old_release: Path, mirror: ReleaseMirror,
+                    request: pytest.FixtureRequest) -> None:
+    run_trial(seed, env, release, local_sinks, old_release, mirror, LOCAL_STAGES,
+              request.node.user_properties)
 
 
 @pytest.mark.slow
 @pytest.mark.kill_trial
 @pytest.mark.parametrize("seed", SLOW_TRIALS)
 def test_kill_trial_all_sinks(seed: int, env: Env, release: Release, all_sinks: Warehouses,
-                              old_release: Path) -> None:
-    run_trial(seed, env, release, all_sinks, old_release)
+                              old_release: Path, mirror: ReleaseMirror,
+                              request: pytest.FixtureRequest) -> None:
+    run_trial(seed, env, release, all_sinks, old_release, mirror, CLOUD_STAGES,
+              request.node.user_properties)
 
