@@ -11,6 +11,7 @@ from pipeline.core.datasets import (
     SERVICES,
     YELLOW,
     HeaderMismatch,
+    schema_fingerprint,
     service,
 )
 from pipeline.demo.samples import header_for
@@ -54,7 +55,17 @@ def test_unknown_service_is_named() -> None:
 
 
 def test_schema_fingerprints_are_stable_and_distinct() -> None:
-    assert YELLOW.fingerprint == YELLOW.fingerprint
+    # Stable: the same names and types give the same fingerprint, whatever object holds them
+    # (a manifest written by an earlier run is compared with a schema built anew).
+    rebuilt = pa.schema([pa.field(f.name, f.type) for f in YELLOW.schema])
+    assert rebuilt is not YELLOW.schema
+    assert schema_fingerprint(rebuilt) == YELLOW.fingerprint
+    # Sensitive to every change that makes a published file differ.
+    renamed = rebuilt.set(0, pa.field("vendorid", pa.int64()))
+    retyped = rebuilt.set(0, pa.field("VendorID", pa.int32()))
+    reordered = pa.schema([rebuilt.field(1), rebuilt.field(0), *list(rebuilt)[2:]])
+    fingerprints = {schema_fingerprint(s) for s in (rebuilt, renamed, retyped, reordered)}
+    assert len(fingerprints) == 4
     assert len({s.fingerprint for s in SERVICES.values()}) == len(SERVICES)
 
 

@@ -4,17 +4,17 @@ Luigi workers, a local server laid out like TLC's CloudFront, DuckDB and Postgre
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 
 import duckdb
+import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-from google.cloud import bigquery
 from luigi.execution_summary import LuigiStatusCode
 
 from pipeline import (
@@ -33,7 +33,11 @@ from pipeline.core.months import next_month
 from pipeline.demo import samples, tlc_samples
 from pipeline.demo.mirror import Fault, ReleaseMirror
 from pipeline.demo.samples import PARQUET_ONLY
+from pipeline.tasks.load import MonthLoad
 from pipeline.warehouses import bigquery as bigquery_load
+from pipeline.warehouses import duckdb as duckdb_warehouse
+from pipeline.warehouses import postgres as postgres_warehouse
+from pipeline.warehouses.base import Dialect
 from tests.conftest import Env
 from tests.fixtures_cloud import Cloud
 from tests.fixtures_postgres import Database
@@ -493,136 +497,110 @@ OLD = date(2021, 7, 1)
 NEW = date(2021, 8, 1)
 
 
-def test_duckdb_adds_new_registry_columns_without_reloading(env: Env) -> None:
-    env.configure(pipeline={"services": "yellow"})
-    assert env.build(LoadDuckDB(service="yellow", month=OLD)).status == LuigiStatusCode.SUCCESS
-    # The table as the previous pipeline made it: the registry's columns then, source_month.
-    with duckdb.connect(str(env.duckdb_path)) as con:
-        for column in PARQUET_ONLY:
-            con.execute(f"ALTER TABLE yellow_tripdata DROP COLUMN {column}")
-    before = duck(env, "SELECT * FROM pipeline_loads WHERE source_month = ?", [OLD])
-    assert env.build(LoadDuckDB(service="yellow", month=NEW)).status == LuigiStatusCode.SUCCESS
-    columns = [c for (c,) in duck(env, "SELECT column_name FROM information_schema.columns "
-                                  "WHERE table_name = 'yellow_tripdata' ORDER BY ordinal_position")]
-    assert columns == [*YELLOW.columns[:-2], "source_month", *PARQUET_ONLY]
-    assert duck(env, "SELECT * FROM pipeline_loads WHERE source_month = ?", [OLD]) == before
-    assert duck(env, "SELECT source_month, count(*), count(airport_fee) FROM yellow_tripdata "
-                "GROUP BY 1 ORDER BY 1") == [(OLD, ROWS, 0), (NEW, ROWS, ROWS)]
-    assert LoadDuckDB(service="yellow", month=OLD).complete()
+@dataclass
+class Engine:
+    """One warehouse engine as the column contract sees it: its load task, SQL, its columns."""
+
+    task: type[MonthLoad]
+    run_sql: Callable[[str], list]
+    columns: Callable[[str], list[str]]
+    table_name: Callable[[str], str]
+    quote: Callable[[str], str]
+    dialect: Dialect
+
+    def create(self, table: str, schema: pa.Schema) -> None:
+        body = ", ".join(f"{self.quote(n)} {t}" for n, t in self.dialect.columns(schema))
+        self.run_sql(f"CREATE TABLE {self.table_name(table)} ({body})")
+
+
+def double_quoted(name: str) -> str:
+    return f'"{name}"'
+
+
+@pytest.fixture(params=["duckdb", "postgres", "bigquery"])
+def engine(request: pytest.FixtureRequest, env: Env) -> Engine:
+    """Each engine in turn, with its sink configured."""
+    if request.param == "duckdb":
+        def run_duck(sql: str) -> list:
+            with duckdb.connect(str(env.duckdb_path)) as con:
+                con.execute(sql)
+                return con.fetchall() if con.description else []
+
+        return Engine(LoadDuckDB, run_duck, lambda table: [c for (c,) in duck(
+            env, "SELECT column_name FROM information_schema.columns WHERE table_name = ? "
+            "ORDER BY ordinal_position", [table])], double_quoted, double_quoted,
+            duckdb_warehouse.DIALECT)
+    if request.param == "postgres":
+        db: Database = request.getfixturevalue("postgres_db")
+        env.configure(postgres={"url": db.url}, pipeline={"sinks": "postgres"})
+        def run_pg(sql: str) -> list:
+            # As the pipeline's role, so that the table is its own.
+            with psycopg.connect(db.url, autocommit=True) as con, con.cursor() as cur:
+                cur.execute(sql)
+                return cur.fetchall() if cur.description else []
+
+        return Engine(LoadPostgres, run_pg, lambda table: [
+            c for (c,) in db.query(
+                "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass "
+                "AND attnum > 0 AND NOT attisdropped ORDER BY attnum", [table])],
+            double_quoted, double_quoted, postgres_warehouse.DIALECT)
+    cloud: Cloud = request.getfixturevalue("cloud")
+    env.configure(pipeline={"sinks": "gcs,bigquery"})
+    return Engine(LoadBigQuery, cloud.query, lambda table: [
+        f.name for f in cloud.bq.client().get_table(cloud.table(table)).schema],
+        lambda table: f"`{cloud.table(table)}`", lambda name: f"`{name}`",
+        bigquery_load.DIALECT)
+
+
+# A table made by an earlier pipeline, which knew fewer columns: the registry's columns then,
+# source_month, and one row of an earlier month.
+ADDED_LATER = {
+    "yellow": (PARQUET_ONLY, "2021-08", "VendorID"),  # airport_fee, cbd_congestion_fee
+    "fhvhv": (("SR_Flag",), "2021-07", "hvfhs_license_num"),  # the CSV months' column
+}
+
+
+@pytest.mark.parametrize("service", sorted(ADDED_LATER))
+def test_every_warehouse_adds_new_registry_columns_in_place(
+        env: Env, engine: Engine, service: str, tlc_release: TlcRelease) -> None:
+    added, key, id_column = ADDED_LATER[service]
+    registry = SERVICES[service]
+    table = f"{service}_tripdata"
+    earlier = date(2019, 3, 1)
+    before = [c for c in registry.columns if c not in added]
+    engine.create(table, pa.schema([registry.schema.field(c) for c in before])
+                  .append(pa.field("source_month", pa.date32())))
+    value = "'HV0003'" if id_column == "hvfhs_license_num" else "7"
+    engine.run_sql(f"INSERT INTO {engine.table_name(table)} ({engine.quote(id_column)}, "
+                   f"{engine.quote('source_month')}) VALUES ({value}, DATE '2019-03-01')")
+    env.configure(pipeline={"services": service})
+
+    load = engine.task(service=service, month=month(key))
+    assert env.build(load).status == LuigiStatusCode.SUCCESS
+    assert engine.columns(table) == [*before, "source_month", *added]
+    counts = ", ".join(f"count({engine.quote(c)})" for c in added)
+    found = sorted(engine.run_sql(
+        f"SELECT {engine.quote('source_month')}, count(*), {counts} "
+        f"FROM {engine.table_name(table)} GROUP BY 1"))
+    new = lake_table(env, service, key)
+    assert found == [(earlier, 1, *([0] * len(added))),
+                     (month(key), ROWS, *(ROWS - new.column(c).null_count for c in added))]
+    assert load.complete()
     # The next load takes the table as it now is (source_month before the added columns).
-    assert env.build(LoadDuckDB(service="yellow", month=date(2021, 9, 1))).status == \
+    next_key = f"{next_month(month(key)):%Y-%m}"
+    assert env.build(engine.task(service=service, month=month(next_key))).status == \
         LuigiStatusCode.SUCCESS
-    # A table that is not a prefix of the registry is still refused.
-    with duckdb.connect(str(env.duckdb_path)) as con:
-        con.execute("ALTER TABLE yellow_tripdata DROP COLUMN VendorID")
-    env.configure(scheduler={"retry_count": "1"})
-    assert env.build(LoadDuckDB(service="yellow", month=date(2021, 10, 1))).status == \
+
+
+def test_every_warehouse_refuses_a_table_that_is_not_a_prefix_of_the_registry(
+        env: Env, engine: Engine) -> None:
+    """A table whose columns differ otherwise (one is missing) is left as it is."""
+    columns = [f for f in YELLOW.schema if f.name != "VendorID"]
+    engine.create("yellow_tripdata", pa.schema(columns).append(
+        pa.field("source_month", pa.date32())))
+    env.configure(pipeline={"services": "yellow"}, scheduler={"retry_count": "1"})
+    assert env.build(engine.task(service="yellow", month=NEW)).status == \
         LuigiStatusCode.FAILED
-
-
-def test_postgres_adds_new_registry_columns_without_reloading(env: Env,
-                                                              postgres_db: Database) -> None:
-    env.configure(postgres={"url": postgres_db.url},
-                  pipeline={"services": "yellow", "sinks": "postgres"})
-    assert env.build(LoadPostgres(service="yellow", month=OLD)).status == LuigiStatusCode.SUCCESS
-    for column in PARQUET_ONLY:
-        postgres_db.query(f"ALTER TABLE yellow_tripdata DROP COLUMN {column}")
-    postgres_db.query("VACUUM FULL yellow_tripdata")  # no dropped attributes left behind
-    before = postgres_db.query("SELECT * FROM pipeline_loads WHERE source_month = %s", [OLD])
-    assert env.build(LoadPostgres(service="yellow", month=NEW)).status == LuigiStatusCode.SUCCESS
-    columns = [c for (c,) in postgres_db.query(
-        "SELECT attname FROM pg_attribute WHERE attrelid = 'yellow_tripdata'::regclass "
-        "AND attnum > 0 AND NOT attisdropped ORDER BY attnum")]
-    assert columns == [*YELLOW.columns[:-2], "source_month", *PARQUET_ONLY]
-    assert postgres_db.query("SELECT * FROM pipeline_loads WHERE source_month = %s",
-                             [OLD]) == before
-    assert postgres_db.query(
-        "SELECT source_month, count(*), count(airport_fee) FROM yellow_tripdata "
-        "GROUP BY 1 ORDER BY 1") == [(OLD, ROWS, 0), (NEW, ROWS, ROWS)]
-    assert LoadPostgres(service="yellow", month=OLD).complete()
-    assert env.build(LoadPostgres(service="yellow", month=date(2021, 9, 1))).status == \
-        LuigiStatusCode.SUCCESS
-
-
-def test_bigquery_adds_new_registry_columns_without_reloading(env: Env, cloud: Cloud) -> None:
-    env.configure(pipeline={"services": "yellow", "sinks": "gcs,bigquery"})
-    old = pa.schema([f for f in YELLOW.schema if f.name not in PARQUET_ONLY]).append(
-        pa.field("source_month", pa.date32()))
-    table = cloud.table("yellow_tripdata")
-    cloud.bq.client().create_table(bigquery.Table(table, schema=[
-        bigquery.SchemaField(name, kind) for name, kind in bigquery_load.DIALECT.columns(old)]))
-    cloud.query(f"INSERT INTO `{table}` (VendorID, source_month) VALUES (7, DATE '2021-07-01')")
-    assert env.build(LoadBigQuery(service="yellow", month=NEW)).status == \
-        LuigiStatusCode.SUCCESS
-    names = [f.name for f in cloud.bq.client().get_table(table).schema]
-    assert names == [*YELLOW.columns[:-2], "source_month", *PARQUET_ONLY]
-    assert sorted(cloud.query(f"SELECT source_month, count(*), count(airport_fee) FROM `{table}` "
-                              "GROUP BY source_month")) == [(OLD, 1, 0), (NEW, ROWS, ROWS)]
-    assert env.build(LoadBigQuery(service="yellow", month=date(2021, 9, 1))).status == \
-        LuigiStatusCode.SUCCESS
-
-
-# A fhvhv table made before the registry had SR_Flag: TLC's columns, then source_month.
-HV_BEFORE_SR_FLAG = [c for c in FHVHV.columns if c != "SR_Flag"]
-
-
-def test_duckdb_adds_sr_flag_to_a_fhvhv_table_made_before_it(env: Env,
-                                                             tlc_release: TlcRelease) -> None:
-    env.configure(pipeline={"services": "fhvhv"})
-    assert env.build(LoadDuckDB(service="fhvhv", month=NEW)).status == LuigiStatusCode.SUCCESS
-    with duckdb.connect(str(env.duckdb_path)) as con:
-        con.execute('ALTER TABLE fhvhv_tripdata DROP COLUMN "SR_Flag"')
-    before = duck(env, "SELECT * FROM pipeline_loads WHERE source_month = ?", [NEW])
-    # A CSV month of the mirror: the first to carry SR_Flag.
-    assert env.build(LoadDuckDB(service="fhvhv", month=OLD)).status == LuigiStatusCode.SUCCESS
-    columns = [c for (c,) in duck(env, "SELECT column_name FROM information_schema.columns "
-                                  "WHERE table_name = 'fhvhv_tripdata' ORDER BY ordinal_position")]
-    assert columns == [*HV_BEFORE_SR_FLAG, "source_month", "SR_Flag"]
-    assert duck(env, "SELECT * FROM pipeline_loads WHERE source_month = ?", [NEW]) == before
-    assert duck(env, "SELECT source_month, count(*), count(\"SR_Flag\"), count(trip_miles) "
-                "FROM fhvhv_tripdata GROUP BY 1 ORDER BY 1") == [
-        (OLD, ROWS, shared_rides(tlc_release, "2021-07"), 0), (NEW, ROWS, 0, ROWS)]
-    assert LoadDuckDB(service="fhvhv", month=NEW).complete()
-
-
-def test_postgres_adds_sr_flag_to_a_fhvhv_table_made_before_it(
-        env: Env, tlc_release: TlcRelease, postgres_db: Database) -> None:
-    env.configure(postgres={"url": postgres_db.url},
-                  pipeline={"services": "fhvhv", "sinks": "postgres"})
-    assert env.build(LoadPostgres(service="fhvhv", month=NEW)).status == \
-        LuigiStatusCode.SUCCESS
-    postgres_db.query('ALTER TABLE fhvhv_tripdata DROP COLUMN "SR_Flag"')
-    postgres_db.query("VACUUM FULL fhvhv_tripdata")
-    before = postgres_db.query("SELECT * FROM pipeline_loads WHERE source_month = %s", [NEW])
-    assert env.build(LoadPostgres(service="fhvhv", month=OLD)).status == \
-        LuigiStatusCode.SUCCESS
-    columns = [c for (c,) in postgres_db.query(
-        "SELECT attname FROM pg_attribute WHERE attrelid = 'fhvhv_tripdata'::regclass "
-        "AND attnum > 0 AND NOT attisdropped ORDER BY attnum")]
-    assert columns == [*HV_BEFORE_SR_FLAG, "source_month", "SR_Flag"]
-    assert postgres_db.query("SELECT * FROM pipeline_loads WHERE source_month = %s",
-                             [NEW]) == before
-    assert postgres_db.query(
-        'SELECT source_month, count(*), count("SR_Flag"), count(trip_miles) '
-        "FROM fhvhv_tripdata GROUP BY 1 ORDER BY 1") == [
-        (OLD, ROWS, shared_rides(tlc_release, "2021-07"), 0), (NEW, ROWS, 0, ROWS)]
-    assert LoadPostgres(service="fhvhv", month=NEW).complete()
-
-
-def test_bigquery_adds_sr_flag_to_a_fhvhv_table_made_before_it(
-        env: Env, tlc_release: TlcRelease, cloud: Cloud) -> None:
-    env.configure(pipeline={"services": "fhvhv", "sinks": "gcs,bigquery"})
-    old = pa.schema([f for f in FHVHV.schema if f.name != "SR_Flag"]).append(
-        pa.field("source_month", pa.date32()))
-    table = cloud.table("fhvhv_tripdata")
-    cloud.bq.client().create_table(bigquery.Table(table, schema=[
-        bigquery.SchemaField(name, kind) for name, kind in bigquery_load.DIALECT.columns(old)]))
-    cloud.query(f"INSERT INTO `{table}` (hvfhs_license_num, trip_miles, source_month) "
-                "VALUES ('HV0003', 2.5, DATE '2021-08-01')")
-    assert env.build(LoadBigQuery(service="fhvhv", month=OLD)).status == \
-        LuigiStatusCode.SUCCESS
-    names = [f.name for f in cloud.bq.client().get_table(table).schema]
-    assert names == [*HV_BEFORE_SR_FLAG, "source_month", "SR_Flag"]
-    assert sorted(cloud.query(f"SELECT source_month, count(*), count(SR_Flag), count(trip_miles) "
-                              f"FROM `{table}` GROUP BY source_month")) == [
-        (OLD, ROWS, shared_rides(tlc_release, "2021-07"), 0), (NEW, 1, 0, 1)]
+    assert engine.columns("yellow_tripdata") == [*(f.name for f in columns), "source_month"]
+    assert engine.run_sql(f"SELECT count(*) FROM {engine.table_name('yellow_tripdata')}") == \
+        [(0,)]
