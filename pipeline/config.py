@@ -26,7 +26,8 @@ class pipeline(luigi.Config):
     )
     sinks: str = luigi.Parameter(
         default="duckdb",
-        description="where each month is published, comma-separated: duckdb, postgres",
+        description="where each month is published, comma-separated: duckdb, postgres, "
+                    "gcs, bigquery (bigquery loads from the bucket, so it implies gcs)",
     )
 
 
@@ -137,4 +138,20 @@ class bigquery(luigi.Config):
     )
     endpoint: str = luigi.Parameter(
         default="", description="API endpoint; empty = Google's; an emulator's URL in tests"
+    )
+
+
+class retry_backoff(luigi.Config):
+    """``taxi-pipeline scheduler``: how far the growing retry delay may grow."""
+
+    max_delay: float = luigi.FloatParameter(
+        default=300.0, description="longest pause before a failed task is retried (seconds)"
+    )
+
+
+class luigid(luigi.Config):
+    """``taxi-pipeline scheduler``: where luigid writes its log."""
+
+    logdir: str = luigi.Parameter(
+        default="data/scheduler/logs", description="directory of luigid's log file"
     )

@@ -28,7 +28,8 @@ pytest_plugins = ["tests.fixtures_postgres", "tests.fixtures_cloud", "tests.fixt
 PROJECT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
-# The months every test can use, and their sizes: small, but with every quirk of DATA.md.
+# The months every test can use, and their sizes: small, but with every quirk of the real
+# files (pipeline/demo/samples.py lists them).
 MONTHS = {
     "yellow": [date(2020, 12, 1), date(2021, 1, 1)],
     "green": [date(2019, 12, 1), date(2020, 1, 1), date(2021, 1, 1)],

