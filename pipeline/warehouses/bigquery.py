@@ -38,6 +38,7 @@ from pipeline.core.datasets import ZONES, Service
 from pipeline.core.errors import SettingsError
 from pipeline.core.manifest import Manifest
 from pipeline.core.months import month_key
+from pipeline.core.text import one_line
 from pipeline.lake.keys import lake_target
 from pipeline.warehouses.base import (
     LOAD_LOG,
@@ -164,7 +165,7 @@ def ensure_table(name: str, schema: pa.Schema, partition_by: str | None = None,
         table = client().get_table(table_id(name))
     except api.Forbidden as e:
         raise WarehouseError(f"BigQuery denied access to {table_id(name)}: "
-                             f"{_first_line(e)}") from None
+                             f"{one_line(e)}") from None
     except api.NotFound:
         _check_dataset()
         table = bigquery.Table(table_id(name), schema=_fields(schema))
@@ -281,7 +282,7 @@ def load_month(service: Service, month: date, source: str, manifest: Manifest) -
             job.result()
         except api.GoogleAPICallError as e:
             raise WarehouseError(f"{label}: BigQuery could not load {url}: "
-                                 f"{_first_line(e)}") from None
+                                 f"{one_line(e)}") from None
         # Counted by a query: a load job's output_rows is not reliable on every engine.
         staged = _count(staging)
         check_rows(f"{NAME} staging", service, month, staged, manifest,
@@ -334,7 +335,3 @@ def rows_by_month(service: Service) -> dict[date, int]:
     except api.NotFound:
         return {}
     return dict(rows)  # type: ignore[arg-type]
-
-
-def _first_line(error: BaseException) -> str:
-    return " ".join(str(error).split())[:300]

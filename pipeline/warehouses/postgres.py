@@ -32,6 +32,7 @@ from psycopg.conninfo import conninfo_to_dict
 from pipeline import config
 from pipeline.core.datasets import ZONES, Service
 from pipeline.core.manifest import Manifest
+from pipeline.core.text import one_line, redact
 from pipeline.warehouses import pg_copy
 from pipeline.warehouses.base import (
     LOAD_LOG,
@@ -93,9 +94,8 @@ class Server:
         return f"{self.host}:{self.port}"
 
     def redact(self, text: str) -> str:
-        """``text`` without the password or any ``scheme://user:password@`` credentials."""
-        text = re.sub(r"(\w+://[^:/@\s]*):[^@\s]*@", r"\1:***@", text)
-        return text.replace(self.password, "***") if self.password else text
+        """``text`` without the password or any URL credentials."""
+        return redact(text, self.password)
 
 
 def check_settings() -> None:
@@ -124,14 +124,10 @@ def server() -> Server:
     )
 
 
-def _first_line(error: BaseException) -> str:
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return lines[0] if lines else type(error).__name__
-
-
 def _connect_reason(error: BaseException) -> str:
     """libpq's reason alone: 'connection to server at "h", port p failed: X' -> 'X'."""
-    reason = _first_line(error).rsplit(" failed: ", 1)[-1]
+    first = next((line for line in str(error).splitlines() if line.strip()), "")
+    reason = one_line(first or error).rsplit(" failed: ", 1)[-1]
     return re.sub(r"^(FATAL|ERROR):\s*", "", reason)
 
 
@@ -157,7 +153,7 @@ def connect() -> Iterator[psycopg.Connection]:
         raise
     except psycopg.Error as e:
         raise WarehouseError(target.redact(
-            f"PostgreSQL at {target.where}: {type(e).__name__}: {_first_line(e)}")) from None
+            f"PostgreSQL at {target.where}: {type(e).__name__}: {one_line(e)}")) from None
 
 
 # --------------------------------------------------------------------------- DDL
