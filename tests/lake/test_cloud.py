@@ -29,7 +29,7 @@ from pipeline.warehouses.base import WarehouseError
 from pipeline.warehouses.bigquery import check_parquet
 from tests.conftest import Env, Release
 from tests.fixtures_cloud import PROJECT_ID, Cloud, CorruptingProxy
-from tests.test_month_pipeline import Runs
+from tests.tasks.test_month_pipeline import Runs
 
 JAN = date(2021, 1, 1)
 PARQUET = "parquet/{s}/year=2021/month=01/{s}_tripdata_2021-01.parquet"
