@@ -38,6 +38,12 @@ def raw_key(service: Service, month: date, source_format: str = "csv") -> str:
     return f"raw/{service.name}/{service.file_stem(month_key(month))}{RAW_SUFFIX[source_format]}"
 
 
+def source_record_key(service: Service, month: date, source_format: str = "csv") -> str:
+    """What the source said the raw file was when it was fetched (ETag, Last-Modified,
+    length): ``raw/{service}/{file}.source.json``, written just after the raw file."""
+    return f"{raw_key(service, month, source_format)}.source.json"
+
+
 def parquet_dir_key(service: Service, month: date) -> str:
     return f"parquet/{service.name}/year={month:%Y}/month={month:%m}"
 
