@@ -30,9 +30,10 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from pipeline.convert.month_writer import ROW_GROUP_ROWS, MonthWriter, all_null
-from pipeline.core.datasets import Service
+from pipeline.core.datasets import HeaderMismatch, Service
 from pipeline.core.errors import PipelineError
 from pipeline.core.gzipstream import GzipError, Inflater
+from pipeline.core.manifest import NewColumn
 from pipeline.core.months import month_key
 
 PIECE_BYTES = 4 << 20
@@ -48,6 +49,8 @@ class ConversionError(PipelineError):
 
 @dataclass(frozen=True)
 class ParquetStats:
+    """What either converter (CSV.gz here, TLC Parquet in ``normalize``) made of a month."""
+
     rows: int
     rows_outside_month: int
     row_groups: int
@@ -55,6 +58,10 @@ class ParquetStats:
     source_sha256: str
     parquet_bytes: int
     parquet_sha256: str
+    # Source columns dropped (2009-2010 coordinates, writer artefacts) and source columns
+    # the registry does not know, kept in the raw file only (TLC Parquet months).
+    dropped_columns: tuple[str, ...] = ()
+    new_columns: tuple[NewColumn, ...] = ()
 
 
 def parquetize(
@@ -113,6 +120,12 @@ class _PieceParser:
         try:
             names = header.decode("utf-8").split(",")
             self.columns = self.service.canonical_header([n.strip('"') for n in names])
+        except HeaderMismatch as e:
+            # The CSV mirror is frozen (copied in July 2022) and the registry knows every
+            # header it publishes: an unknown column there means another file, whatever
+            # [source] new_columns says (that contract is for TLC's living Parquet files).
+            frozen = "; CSV months take no new columns" if "unknown columns" in str(e) else ""
+            raise ConversionError(f"{self.label}: {e}{frozen}") from None
         except (UnicodeDecodeError, ValueError) as e:
             raise ConversionError(f"{self.label}: {e}") from None
         return piece[end + 1 :] if end >= 0 else b""
