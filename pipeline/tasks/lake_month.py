@@ -1,8 +1,19 @@
 """The lake side of a month: download the source file, convert it to Parquet with its
-manifest; and the zone lookup every warehouse load needs."""
+manifest; fetch a month again when its source re-published it; and the zone lookup every
+warehouse load needs.
+
+A month's raw file has a source record beside it (``*.source.json``: the ETag,
+Last-Modified and length the source gave with it). The record is removed before a raw
+file is replaced and written after, so a record present always describes the raw file
+beside it. The manifest copies it; ``ParquetizeMonth`` is complete only while its manifest
+was made from the raw file that is there (same length, same record), so replacing the raw
+file (``RefetchMonth``) makes the Parquet, then every sink, run again through the usual
+graph.
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,7 +24,12 @@ from pipeline import config
 from pipeline.convert.normalize import normalize
 from pipeline.convert.parquetize import ParquetStats, parquetize
 from pipeline.core.datasets import ZONES, Service
-from pipeline.core.manifest import Manifest, read_manifest
+from pipeline.core.manifest import (
+    Manifest,
+    SourceIdentity,
+    read_manifest,
+    read_source_identity,
+)
 from pipeline.core.months import month_key
 from pipeline.core.version import __version__
 from pipeline.lake.keys import (
@@ -22,10 +38,13 @@ from pipeline.lake.keys import (
     manifest_key,
     parquet_key,
     raw_key,
+    source_record_key,
     write_text_atomically,
     zones_key,
 )
 from pipeline.source.download import (
+    NOT_PUBLISHED,
+    DownloadReport,
     GzipCsvCheck,
     ParquetCheck,
     PlainCsvCheck,
@@ -34,7 +53,11 @@ from pipeline.source.download import (
     download,
     redact,
 )
+from pipeline.source.probe import probe
 from pipeline.tasks.base import MonthTask, PipelineTask, megabytes
+
+# Luigi's own logger: its lines reach the console of every run.
+log = logging.getLogger("luigi-interface")
 
 
 def lake_file(key: str) -> Path:
@@ -64,8 +87,10 @@ class DownloadMonth(MonthTask):
     """The month's source file exactly as published: the mirror's CSV.gz at
     ``raw/{service}/{service}_tripdata_{YYYY-MM}.csv.gz`` or TLC's Parquet at
     ``raw/{service}/{service}_tripdata_{YYYY-MM}.parquet``, as ``[source] kind`` decides for
-    the month. Complete once it is there (it is only ever renamed into place after its
-    length and its gzip stream and header, or its Parquet magic and footer, checked out).
+    the month, with its source record (``.source.json``) beside it. Complete once the file
+    is there (it is only ever renamed into place after its bytes checked out: length, gzip
+    stream or Parquet magic and footer). Its columns and values are the conversion's to
+    check, so refusing them never costs another download.
     """
 
     @property
@@ -83,23 +108,87 @@ class DownloadMonth(MonthTask):
         return luigi.LocalTarget(lake_file(raw_key(self.dataset, self.month,
                                                    self.source_format)))
 
+    @property
+    def source_record(self) -> Path:
+        """Where the source record of the raw file is (see the module's docstring)."""
+        return lake_file(source_record_key(self.dataset, self.month, self.source_format))
+
+    def recorded_source(self) -> SourceIdentity | None:
+        """The raw file's source record, when there is one that describes it."""
+        record = read_source_identity(self.source_record)
+        try:
+            size = Path(self.output().path).stat().st_size
+        except OSError:
+            return None
+        return record if record is not None and record.length == size else None
+
+    def published(self) -> SourceIdentity:
+        """What the source says the month's file is now (an HTTP HEAD); NotPublished when
+        it has no such file."""
+        return probe(self.url, label=self.label, policy=retry_policy(),
+                     missing=NOT_PUBLISHED[self.source_format])
+
     def run(self) -> None:
-        columns, check = self.dataset.source_plan, header_check(self.dataset.canonical_header)
+        self.fetch(shown_on=self)
 
-        def new_check() -> GzipCsvCheck | ParquetCheck:
-            if self.source_format == "parquet":
-                return ParquetCheck(columns)
-            return GzipCsvCheck(check)
-
-        download(
+    def fetch(self, shown_on: MonthTask) -> DownloadReport:
+        """Download the month over its raw file (atomically), then write its record;
+        progress is shown on the task ``shown_on``."""
+        # The record goes first: it comes back only beside the file it describes.
+        self.source_record.unlink(missing_ok=True)
+        report = download(
             self.url,
             Path(self.output().path),
-            new_check=new_check,
+            new_check=ParquetCheck if self.source_format == "parquet" else GzipCsvCheck,
             label=self.label,
             policy=retry_policy(),
-            progress=lambda done, total: self.report_progress(
+            progress=lambda done, total: shown_on.report_progress(
                 done, total, f"downloaded {megabytes(done)} of {megabytes(total)}"),
+            missing=NOT_PUBLISHED[self.source_format],
         )
+        identity = SourceIdentity(report.etag, report.last_modified, report.bytes)
+        write_text_atomically(self.source_record, identity.to_json(
+            url=report.url, fetched_at=datetime.now(UTC).isoformat(timespec="seconds")))
+        return report
+
+
+def source_version(identity: SourceIdentity) -> str:
+    """One string naming a version of a source file: its ETag, else its Last-Modified,
+    else its length."""
+    return identity.etag or identity.last_modified or f"{identity.length} bytes"
+
+
+class RecordedVersion(luigi.Target):
+    """Exists when the raw file's source record describes it and names ``version``."""
+
+    def __init__(self, download_month: DownloadMonth, version: str) -> None:
+        self.download_month, self.version = download_month, version
+
+    def exists(self) -> bool:
+        record = self.download_month.recorded_source()
+        return record is not None and source_version(record) == self.version
+
+
+class RefetchMonth(MonthTask):
+    """The month's source file fetched again because the source re-published it: the new
+    file replaces the raw file (atomically) and its source record. Complete when the
+    record names ``version`` (the new file's ETag, as a HEAD request gave it) and describes
+    the raw file. ``ParquetizeMonth`` then no longer matches the raw file, so the next
+    ``IngestMonth`` rebuilds the Parquet, the manifest and every sink's copy of the month.
+    """
+
+    version: str = luigi.Parameter(
+        description="the re-published file's ETag (else Last-Modified, else its length)")
+
+    def download_month(self) -> DownloadMonth:
+        return DownloadMonth(service=self.service, month=self.month)
+
+    def output(self) -> RecordedVersion:
+        return RecordedVersion(self.download_month(), self.version)
+
+    def run(self) -> None:
+        report = self.download_month().fetch(shown_on=self)
+        self.report(f"fetched {megabytes(report.bytes)} again (ETag {report.etag})", 100)
 
 
 class ManifestTarget(luigi.Target):
@@ -139,13 +228,36 @@ class ParquetizeMonth(MonthTask):
             self.dataset,
         )
 
+    def complete(self) -> bool:
+        """The manifest describes the Parquet file, and was made from the raw file that is
+        there (its length and source record; a raw file deleted to save room contradicts
+        nothing)."""
+        manifest = self.output().valid()
+        return manifest is not None and self.made_from_raw(manifest)
+
+    def made_from_raw(self, manifest: Manifest) -> bool:
+        download_month = self.requires()
+        try:
+            size = Path(download_month.output().path).stat().st_size
+        except FileNotFoundError:
+            return True
+        return manifest.made_from(size, download_month.recorded_source())
+
     def run(self) -> None:
         target = self.output()
         raw = Path(self.input().path)
+        recorded = self.requires().recorded_source()
+        previous = target.read()
         # The old manifest goes first: from here on nothing claims the month is complete.
         target.path.unlink(missing_ok=True)
         with atomic_path(target.parquet) as tmp:
             stats = self._convert(raw, tmp)
+        identity = recorded
+        if recorded is None and previous and previous.source_sha256 == stats.source_sha256:
+            identity = previous.source_identity  # the same bytes: the record was lost
+        if stats.new_columns:
+            log.warning("%s: columns the registry does not know, kept in the raw file only: "
+                        "%s", self.label, ", ".join(c.describe() for c in stats.new_columns))
         manifest = Manifest(
             service=self.service,
             month=month_key(self.month),
@@ -160,7 +272,10 @@ class ParquetizeMonth(MonthTask):
             row_groups=stats.row_groups,
             pipeline_version=__version__,
             created_at=datetime.now(UTC).isoformat(timespec="seconds"),
-            dropped_columns=tuple(getattr(stats, "dropped_columns", ())),
+            dropped_columns=stats.dropped_columns,
+            new_columns=stats.new_columns,
+            source_etag=identity.etag if identity else None,
+            source_last_modified=identity.last_modified if identity else None,
         )
         write_text_atomically(target.path, manifest.to_json())
         self.report(
@@ -174,6 +289,7 @@ class ParquetizeMonth(MonthTask):
                 self.dataset, self.month, raw, out,
                 progress=lambda done, total: self.report_progress(
                     done, total, f"normalised {done:,} of {total:,} rows"),
+                new_columns=config.source().new_columns,
             )
         return parquetize(
             self.dataset, self.month, raw, out,
