@@ -137,23 +137,30 @@ def refresh(args: argparse.Namespace) -> int:
             if checked is not None:
                 checks.append(checked)
     republished = [c for c in checks if c.republished]
+    # Months a stopped refresh left behind: the lake holds the version published, some
+    # sink not yet (a normal run would finish them too; the refresh does it itself).
+    unfinished = [c for c in checks if c.published is not None and not c.republished
+                  and not IngestMonth(month=c.month, services=(c.service,)).complete()]
     for c in checks:
         if c.change or c.published is None:
             print(f"refresh: {c.service} {c.month:%Y-%m} {c.describe()}", file=sys.stderr)
+    for c in unfinished:
+        print(f"refresh: {c.service} {c.month:%Y-%m} is not complete in every sink: "
+              "finishing it", file=sys.stderr)
     print(f"refresh: {len(republished)} of the {len(checks)} months the lake holds "
           "were re-published upstream", file=sys.stderr, flush=True)
-    if not republished:
+    if not republished and not unfinished:
         return 0
     # Three steps, each a run of its own: each one's completeness is judged only after
     # the step before changed the lake (a sink looks complete until the manifest changes).
     steps: list[list[luigi.Task]] = [
         [RefetchMonth(service=c.service, month=c.month, version=c.version)
          for c in republished],
-        [ParquetizeMonth(service=c.service, month=c.month) for c in republished],
-        [IngestMonth(month=c.month, services=(c.service,)) for c in republished],
+        [ParquetizeMonth(service=c.service, month=c.month) for c in republished + unfinished],
+        [IngestMonth(month=c.month, services=(c.service,)) for c in republished + unfinished],
     ]
     code = 0
-    for tasks in steps:
+    for tasks in filter(None, steps):
         code = code or jobs.run(tasks, local_scheduler=args.local_scheduler,
                                 workers=args.workers)
     return code

@@ -47,17 +47,20 @@ class SourceCheck:
 
 
 def check_source(service: str, month: date) -> SourceCheck | None:
-    """The month's source compared with the manifest's record of it; None when the lake
-    has no manifest for the month (nothing to compare)."""
-    manifest = ParquetizeMonth(service=service, month=month).output().read()
-    if manifest is None:
+    """The month's source compared with what the lake recorded of it: the manifest's
+    record, else (a conversion that did not finish) the raw file's; None when the lake
+    holds neither (nothing to compare)."""
+    parquetize = ParquetizeMonth(service=service, month=month)
+    manifest = parquetize.output().read()
+    recorded = manifest.source_identity if manifest else \
+        parquetize.requires().recorded_source()
+    if recorded is None:
         return None
     try:
-        published = DownloadMonth(service=service, month=month).published()
+        published = parquetize.requires().published()
     except NotPublished:
         return SourceCheck(service, month, None, None)
-    return SourceCheck(service, month, published,
-                       published.change_from(manifest.source_identity))
+    return SourceCheck(service, month, published, published.change_from(recorded))
 
 
 def current_month(today: date | None = None) -> date:
