@@ -87,7 +87,10 @@ def _configure(url: str) -> None:
 
 @child("setup")
 def child_setup(a: Args) -> Args:
-    """Create the table, its index and the load log with the pipeline's own DDL."""
+    """Create the table, its index and the load log with the pipeline's own DDL; the table's
+    names of the CSV's columns (a CSV month has no Parquet-only fee columns), for ``\\copy``."""
+    import csv
+
     from pipeline.core.datasets import SERVICES
     from pipeline.warehouses import postgres as postgres_load
     from pipeline.warehouses.base import trips_table
@@ -97,7 +100,9 @@ def child_setup(a: Args) -> Args:
     with postgres_load.connect() as con:
         postgres_load.ensure_tables(con, trips_table(service),
                                     postgres_load.DIALECT.trips_schema(service), True)
-    return {"columns": service.columns}
+    with open(a["csv"], newline="") as f:
+        header = next(csv.reader(f))
+    return {"columns": service.canonical_header(header)}
 
 
 @child("load")
@@ -235,7 +240,7 @@ def main(argv: list[str]) -> int:
     csv, parquet, stats = prepare(bench, args.rows, args.seed)
     server = Server(args.url)
     try:
-        _, setup = bench.child("setup", {"url": server.url})
+        _, setup = bench.child("setup", {"url": server.url, "csv": str(csv)})
         columns = ", ".join(f'"{c}"' for c in setup["columns"])
 
         print("\\copy of the CSV", flush=True)
