@@ -3,10 +3,9 @@
 ``luigi --module pipeline IngestMonth --month 2021-01`` finds the tasks exported here.
 """
 
-from pipeline.core import memory  # noqa: F401, I001 (first: before anything loads pyarrow)
+from pipeline.core import memory  # noqa: F401 (first: before anything loads pyarrow)
 from pipeline.core.version import __version__
-from pipeline.ops import done_elsewhere
-from pipeline.ops import logs
+from pipeline.ops import done_elsewhere, logs
 from pipeline.tasks.flows import Backfill, IngestMonth
 from pipeline.tasks.lake_month import DownloadMonth, ParquetizeMonth, Zones
 from pipeline.tasks.load import (

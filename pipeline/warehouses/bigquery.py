@@ -40,17 +40,8 @@ from pipeline.core.manifest import Manifest
 from pipeline.core.months import month_key
 from pipeline.core.text import one_line
 from pipeline.lake.keys import lake_target
-from pipeline.warehouses.base import (
-    LOAD_LOG,
-    LOAD_LOG_SCHEMA,
-    SOURCE_MONTH,
-    ZONES_TABLE,
-    Dialect,
-    WarehouseError,
-    check_rows,
-    load_log_row,
-    trips_table,
-)
+from pipeline.warehouses import base
+from pipeline.warehouses.base import LOAD_LOG, SOURCE_MONTH, trips_table
 
 NAME = "BigQuery"
 
@@ -61,7 +52,7 @@ _TYPES = {
     pa.string(): "STRING",
     pa.date32(): "DATE",
 }
-DIALECT = Dialect(NAME, ddl_types=_TYPES, reported_types=_TYPES)
+DIALECT = base.Dialect(NAME, ddl_types=_TYPES, reported_types=_TYPES)
 # The API reports some types by their legacy names.
 _LEGACY_TYPES = {"INTEGER": "INT64", "FLOAT": "FLOAT64", "BOOLEAN": "BOOL"}
 # Hive-style folders (year=YYYY/month=MM) become two INT64 columns of a load from the lake.
@@ -106,7 +97,7 @@ def client() -> bigquery.Client:
                 client_options=ClientOptions(api_endpoint=s.endpoint) if s.endpoint else None,
             )
         except google.auth.exceptions.DefaultCredentialsError:
-            raise WarehouseError(
+            raise base.WarehouseError(
                 "no Google credentials for BigQuery: run `gcloud auth application-default "
                 "login` or set GOOGLE_APPLICATION_CREDENTIALS (see README, Google Cloud)"
             ) from None
@@ -152,7 +143,7 @@ def _check_dataset() -> None:
     try:
         client().get_dataset(f"{s.project}.{s.dataset}")
     except api.NotFound:
-        raise WarehouseError(
+        raise base.WarehouseError(
             f"BigQuery dataset {s.project}.{s.dataset} does not exist or these credentials "
             "cannot see it: create it once (see README, Google Cloud) or fix [bigquery] dataset"
         ) from None
@@ -164,7 +155,7 @@ def ensure_table(name: str, schema: pa.Schema, partition_by: str | None = None,
     try:
         table = client().get_table(table_id(name))
     except api.Forbidden as e:
-        raise WarehouseError(f"BigQuery denied access to {table_id(name)}: "
+        raise base.WarehouseError(f"BigQuery denied access to {table_id(name)}: "
                              f"{one_line(e)}") from None
     except api.NotFound:
         _check_dataset()
@@ -201,7 +192,7 @@ def check_parquet(url: str, table: bigquery.Table) -> None:
         differences = [f"{e[0]} {e[1]} is {f[0]} {f[1]}"
                        for e, f in zip(expected, found, strict=False) if e != f]
         differences = differences or [f"{len(found)} columns instead of {len(expected)}"]
-        raise WarehouseError(f"{url} does not match table {table_id(table.table_id)} "
+        raise base.WarehouseError(f"{url} does not match table {table_id(table.table_id)} "
                              f"({'; '.join(differences[:3])}); nothing was loaded")
 
 
@@ -232,8 +223,8 @@ def _swap(table: str, columns: list[str], staging: str, month: date | None, rows
         f"DELETE FROM {_sql(table)} WHERE {where};",
         insert + ";",
         f"DELETE FROM {_sql(LOAD_LOG)} WHERE table_name = {_literal(table)} AND {log_where};",
-        f"INSERT INTO {_sql(LOAD_LOG)} ({', '.join(LOAD_LOG_SCHEMA.names)}) VALUES "
-        f"({', '.join(map(_literal, load_log_row(table, month, rows, checksum)[:-1]))}, "
+        f"INSERT INTO {_sql(LOAD_LOG)} ({', '.join(base.LOAD_LOG_SCHEMA.names)}) VALUES "
+        f"({', '.join(map(_literal, base.load_log_row(table, month, rows, checksum)[:-1]))}, "
         "CURRENT_TIMESTAMP());",
         "COMMIT TRANSACTION;",
     ])
@@ -270,7 +261,7 @@ def load_month(service: Service, month: date, source: str, manifest: Manifest) -
     label = f"{service.name} {month_key(month)}"
     table = ensure_table(table_name, DIALECT.trips_schema(service), service.pickup_column,
                          [SOURCE_MONTH])
-    ensure_table(LOAD_LOG, LOAD_LOG_SCHEMA)
+    ensure_table(LOAD_LOG, base.LOAD_LOG_SCHEMA)
     check_parquet(url, table)
     staging = f"{table_name}__staging_{month:%Y%m}"
     hive = [pa.field(name, pa.int64()) for name in HIVE_COLUMNS]
@@ -281,11 +272,11 @@ def load_month(service: Service, month: date, source: str, manifest: Manifest) -
         try:
             job.result()
         except api.GoogleAPICallError as e:
-            raise WarehouseError(f"{label}: BigQuery could not load {url}: "
+            raise base.WarehouseError(f"{label}: BigQuery could not load {url}: "
                                  f"{one_line(e)}") from None
         # Counted by a query: a load job's output_rows is not reliable on every engine.
         staged = _count(staging)
-        check_rows(f"{NAME} staging", service, month, staged, manifest,
+        base.check_rows(f"{NAME} staging", service, month, staged, manifest,
                    then="the table was left as it was")
         _swap(table_name, service.columns, staging, month, staged, manifest.parquet_sha256)
     finally:
@@ -295,9 +286,9 @@ def load_month(service: Service, month: date, source: str, manifest: Manifest) -
 
 def load_zones(zones: pa.Table, checksum: str) -> None:
     """Replace table ``zones`` with the lookup, in one transaction."""
-    ensure_table(ZONES_TABLE, ZONES.schema)
-    ensure_table(LOAD_LOG, LOAD_LOG_SCHEMA)
-    staging = f"{ZONES_TABLE}__staging"
+    ensure_table(base.ZONES_TABLE, ZONES.schema)
+    ensure_table(LOAD_LOG, base.LOAD_LOG_SCHEMA)
+    staging = f"{base.ZONES_TABLE}__staging"
     _staging(staging, ZONES.schema)
     buffer = io.BytesIO()
     pq.write_table(zones, buffer)
@@ -305,7 +296,7 @@ def load_zones(zones: pa.Table, checksum: str) -> None:
     try:
         client().load_table_from_file(buffer, table_id(staging),
                                       job_config=_load_config(ZONES.schema)).result()
-        _swap(ZONES_TABLE, ZONES.schema.names, staging, None, zones.num_rows, checksum)
+        _swap(base.ZONES_TABLE, ZONES.schema.names, staging, None, zones.num_rows, checksum)
     finally:
         client().delete_table(table_id(staging), not_found_ok=True)
 

@@ -20,18 +20,8 @@ import tenacity
 from pipeline import config
 from pipeline.core.datasets import ZONES, Service
 from pipeline.core.manifest import Manifest
-from pipeline.warehouses.base import (
-    LOAD_LOG,
-    LOAD_LOG_SCHEMA,
-    SOURCE_MONTH,
-    ZONES_TABLE,
-    Dialect,
-    WarehouseError,
-    check_rows,
-    load_log_row,
-    quote,
-    trips_table,
-)
+from pipeline.warehouses import base
+from pipeline.warehouses.base import LOAD_LOG, SOURCE_MONTH, quote, trips_table
 
 NAME = "DuckDB"
 
@@ -42,7 +32,7 @@ _TYPES = {
     pa.string(): "VARCHAR",
     pa.date32(): "DATE",
 }
-DIALECT = Dialect(NAME, ddl_types=_TYPES, reported_types=_TYPES)
+DIALECT = base.Dialect(NAME, ddl_types=_TYPES, reported_types=_TYPES)
 
 
 def check_settings() -> None:
@@ -84,7 +74,7 @@ def connect(read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection | Non
     try:
         con = _open(path, read_only)
     except duckdb.IOException as e:
-        raise WarehouseError(f"DuckDB file {path} cannot be opened: {e}") from None
+        raise base.WarehouseError(f"DuckDB file {path} cannot be opened: {e}") from None
     try:
         yield con
     finally:
@@ -105,13 +95,13 @@ def _ensure_table(con: duckdb.DuckDBPyConnection, table: str, schema: pa.Schema)
 
 def _record_load(con: duckdb.DuckDBPyConnection, table: str, month: date | None, rows: int,
                  checksum: str) -> None:
-    _ensure_table(con, LOAD_LOG, LOAD_LOG_SCHEMA)
+    _ensure_table(con, LOAD_LOG, base.LOAD_LOG_SCHEMA)
     con.execute(
         f"DELETE FROM {LOAD_LOG} WHERE table_name = ? AND {SOURCE_MONTH} IS NOT DISTINCT FROM ?",
         [table, month],
     )
     con.execute(f"INSERT INTO {LOAD_LOG} VALUES (?, ?, ?, ?, ?, ?)",
-                load_log_row(table, month, rows, checksum))
+                base.load_log_row(table, month, rows, checksum))
 
 
 def load_month(service: Service, month: date, source: str, manifest: Manifest) -> int:
@@ -133,7 +123,7 @@ def load_month(service: Service, month: date, source: str, manifest: Manifest) -
             (rows,) = con.execute(
                 f"SELECT count(*) FROM {quote(table)} WHERE {SOURCE_MONTH} = ?", [month]
             ).fetchone()
-            check_rows(NAME, service, month, rows, manifest)
+            base.check_rows(NAME, service, month, rows, manifest)
             _record_load(con, table, month, rows, manifest.parquet_sha256)
             con.commit()
         except BaseException:
@@ -146,13 +136,13 @@ def load_zones(zones: pa.Table, checksum: str) -> None:
     """Replace the zones table with the lookup, in one transaction."""
     with connect() as con:
         assert con is not None
-        _ensure_table(con, ZONES_TABLE, ZONES.schema)
+        _ensure_table(con, base.ZONES_TABLE, ZONES.schema)
         con.begin()
         try:
-            con.execute(f"DELETE FROM {ZONES_TABLE}")
+            con.execute(f"DELETE FROM {base.ZONES_TABLE}")
             con.register("new_zones", zones)
-            con.execute(f"INSERT INTO {ZONES_TABLE} SELECT * FROM new_zones")
-            _record_load(con, ZONES_TABLE, None, zones.num_rows, checksum)
+            con.execute(f"INSERT INTO {base.ZONES_TABLE} SELECT * FROM new_zones")
+            _record_load(con, base.ZONES_TABLE, None, zones.num_rows, checksum)
             con.commit()
         except BaseException:
             con.rollback()
@@ -193,7 +183,7 @@ class _LoadedCache:
                     f"SELECT {SOURCE_MONTH}, rows, checksum FROM {LOAD_LOG} WHERE table_name = ?",
                     [table],
                 ).fetchall()
-                if table == ZONES_TABLE:
+                if table == base.ZONES_TABLE:
                     (total,) = con.execute(f"SELECT count(*) FROM {quote(table)}").fetchone()
                     counts: dict[date | None, int] = {None: total}
                 else:

@@ -33,23 +33,12 @@ from pipeline import config
 from pipeline.core.datasets import ZONES, Service
 from pipeline.core.manifest import Manifest
 from pipeline.core.text import one_line, redact
-from pipeline.warehouses import pg_copy
-from pipeline.warehouses.base import (
-    LOAD_LOG,
-    LOAD_LOG_SCHEMA,
-    SOURCE_MONTH,
-    ZONES_TABLE,
-    Dialect,
-    WarehouseError,
-    check_rows,
-    load_log_row,
-    quote,
-    trips_table,
-)
+from pipeline.warehouses import base, pg_copy
+from pipeline.warehouses.base import LOAD_LOG, SOURCE_MONTH, quote, trips_table
 
 NAME = "PostgreSQL"
 
-DIALECT = Dialect(
+DIALECT = base.Dialect(
     NAME,
     ddl_types={
         pa.int64(): "BIGINT",
@@ -107,11 +96,11 @@ def server() -> Server:
     """The configured server; a clear error when ``[postgres] url`` is empty or malformed."""
     url = config.postgres().url.strip()
     if not url:
-        raise WarehouseError("[postgres] url is empty: set it to postgresql://user@host:port/db")
+        raise base.WarehouseError("[postgres] url is empty: set it to postgresql://user@host:port/db")
     try:
         parts = conninfo_to_dict(url)
     except psycopg.ProgrammingError:
-        raise WarehouseError(
+        raise base.WarehouseError(
             "[postgres] url is not a valid connection string: expected "
             "postgresql://user@host:port/db") from None
     return Server(
@@ -143,16 +132,16 @@ def connect() -> Iterator[psycopg.Connection]:
             application_name=APPLICATION_NAME,
         )
     except psycopg.Error as e:
-        raise WarehouseError(target.redact(
+        raise base.WarehouseError(target.redact(
             f"cannot connect to PostgreSQL at {target.where} (database {target.dbname}, "
             f"user {target.user}): {_connect_reason(e)}")) from None
     try:
         with con:
             yield con
-    except WarehouseError:
+    except base.WarehouseError:
         raise
     except psycopg.Error as e:
-        raise WarehouseError(target.redact(
+        raise base.WarehouseError(target.redact(
             f"PostgreSQL at {target.where}: {type(e).__name__}: {one_line(e)}")) from None
 
 
@@ -175,7 +164,7 @@ def _ensure_table(cur: psycopg.Cursor, table: str, schema: pa.Schema, index_mont
         (comment,) = cur.fetchone()  # type: ignore[misc]
         version = re.fullmatch(DDL_COMMENT.format(version=r"(\d+)"), comment or "")
         if version and int(version[1]) > DDL_VERSION:
-            raise WarehouseError(
+            raise base.WarehouseError(
                 f"PostgreSQL table {table} was created by a newer pipeline (DDL {version[1]}, "
                 f"this one knows {DDL_VERSION}); it was left as it is")
         # pg_attribute, not information_schema: the latter hides the columns of a table
@@ -206,7 +195,7 @@ def ensure_tables(con: psycopg.Connection, table: str, schema: pa.Schema,
     with con.transaction(), con.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(%s, 0)", [_lock_key("ddl")])
         _ensure_table(cur, table, schema, index_month)
-        _ensure_table(cur, LOAD_LOG, LOAD_LOG_SCHEMA, index_month=False)
+        _ensure_table(cur, LOAD_LOG, base.LOAD_LOG_SCHEMA, index_month=False)
 
 
 # --------------------------------------------------------------------------- loads
@@ -224,7 +213,7 @@ def _record_load(cur: psycopg.Cursor, table: str, month: date | None, rows: int,
         f"DELETE FROM {quote(LOAD_LOG)} WHERE table_name = %s "
         f"AND {SOURCE_MONTH} IS NOT DISTINCT FROM %s", [table, month])
     cur.execute(f"INSERT INTO {quote(LOAD_LOG)} VALUES (%s, %s, %s, %s, %s, %s)",
-                load_log_row(table, month, rows, checksum))
+                base.load_log_row(table, month, rows, checksum))
 
 
 def _copy(cur: psycopg.Cursor, table: str, batches: Iterator[pa.RecordBatch],
@@ -275,7 +264,7 @@ def load_month(service: Service, month: date, source: str | Path, manifest: Mani
             cur.execute(f"SELECT count(*) FROM {quote(table)} WHERE {SOURCE_MONTH} = %s",
                         [month])
             (rows,) = cur.fetchone()  # type: ignore[misc]
-            check_rows(NAME, service, month, rows, manifest)
+            base.check_rows(NAME, service, month, rows, manifest)
             _record_load(cur, table, month, rows, manifest.parquet_sha256)
     return rows
 
@@ -283,12 +272,12 @@ def load_month(service: Service, month: date, source: str | Path, manifest: Mani
 def load_zones(zones: pa.Table, checksum: str) -> None:
     """Replace the zones table with the lookup, in one transaction."""
     with connect() as con:
-        ensure_tables(con, ZONES_TABLE, ZONES.schema, index_month=False)
+        ensure_tables(con, base.ZONES_TABLE, ZONES.schema, index_month=False)
         with con.transaction(), con.cursor() as cur:
-            _lock_month(cur, ZONES_TABLE, None)
-            cur.execute(f"DELETE FROM {quote(ZONES_TABLE)}")
-            _copy(cur, ZONES_TABLE, iter(zones.to_batches()), ZONES.schema)
-            _record_load(cur, ZONES_TABLE, None, zones.num_rows, checksum)
+            _lock_month(cur, base.ZONES_TABLE, None)
+            cur.execute(f"DELETE FROM {quote(base.ZONES_TABLE)}")
+            _copy(cur, base.ZONES_TABLE, iter(zones.to_batches()), ZONES.schema)
+            _record_load(cur, base.ZONES_TABLE, None, zones.num_rows, checksum)
 
 
 def loaded(table: str, month: date | None) -> tuple[int, str, int] | None:
@@ -308,7 +297,7 @@ def loaded(table: str, month: date | None) -> tuple[int, str, int] | None:
                 f"AND l.{SOURCE_MONTH} IS NOT DISTINCT FROM %s",
                 [*([month] if month else []), table, month],
             ).fetchone()
-    except WarehouseError:
+    except base.WarehouseError:
         return None
     return tuple(row) if row else None  # type: ignore[return-value]
 
