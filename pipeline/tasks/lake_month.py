@@ -6,9 +6,9 @@ A month's raw file has a source record beside it (``*.source.json``: the ETag,
 Last-Modified and length the source gave with it). The record is removed before a raw
 file is replaced and written after, so a record present always describes the raw file
 beside it. The manifest copies it; ``ParquetizeMonth`` is complete only while its manifest
-was made from the raw file that is there (same length, same record), so replacing the raw
-file (``RefetchMonth``) makes the Parquet, then every sink, run again through the usual
-graph.
+was made from the raw file that is there (same length, same record), so once the raw file
+is replaced (``RefetchMonth``) the conversion runs again, and with the new manifest every
+sink's load (whose completeness compares its load log with the manifest).
 """
 
 from __future__ import annotations
@@ -70,6 +70,15 @@ def retry_policy() -> RetryPolicy:
                        backoff_max=s.backoff_max)
 
 
+def probe_policy() -> RetryPolicy:
+    """A question to the source (HEAD) is cheap and asked of many months at once (status,
+    catch-up, refresh): at most 10 s each and two attempts, so a source that does not
+    answer stops a job in seconds, not in minutes."""
+    s = config.source()
+    return RetryPolicy(timeout=min(10.0, s.timeout), attempts=min(2, s.retries),
+                       backoff=s.backoff, backoff_max=min(10.0, s.backoff_max))
+
+
 def header_check(columns_of: Callable[[list[str]], list[str]]) -> Callable[[bytes], None]:
     """Turn a header-to-columns function into a check of a raw header line."""
 
@@ -125,7 +134,7 @@ class DownloadMonth(MonthTask):
     def published(self) -> SourceIdentity:
         """What the source says the month's file is now (an HTTP HEAD); NotPublished when
         it has no such file."""
-        return probe(self.url, label=self.label, policy=retry_policy(),
+        return probe(self.url, label=self.label, policy=probe_policy(),
                      missing=NOT_PUBLISHED[self.source_format])
 
     def run(self) -> None:
@@ -173,8 +182,9 @@ class RefetchMonth(MonthTask):
     """The month's source file fetched again because the source re-published it: the new
     file replaces the raw file (atomically) and its source record. Complete when the
     record names ``version`` (the new file's ETag, as a HEAD request gave it) and describes
-    the raw file. ``ParquetizeMonth`` then no longer matches the raw file, so the next
-    ``IngestMonth`` rebuilds the Parquet, the manifest and every sink's copy of the month.
+    the raw file. ``ParquetizeMonth`` then no longer matches the raw file and runs again;
+    with its new manifest, ``IngestMonth`` reloads every sink (``taxi-pipeline refresh``
+    runs the three in turn: a sink looks complete until the manifest changes).
     """
 
     version: str = luigi.Parameter(

@@ -22,6 +22,7 @@ from pipeline.demo import samples, tlc_samples
 from pipeline.demo.mirror import ReleaseMirror
 from pipeline.ops.cli import parser
 from tests.conftest import PROJECT, Env
+from tests.ports import free_port
 
 ROWS = 400
 PUBLISHED = {"yellow": ["2026-03", "2026-04", "2026-05", "2026-06", "2026-07"],
@@ -205,3 +206,18 @@ def test_the_systemd_units_verify(tmp_path: Path) -> None:
     calendar = subprocess.run([analyze, "calendar", "*-*-* 06:15:00"], capture_output=True,
                               text=True, timeout=30, check=False)
     assert calendar.returncode == 0 and "06:15:00" in calendar.stdout
+
+
+def test_a_source_that_does_not_answer_stops_the_job_on_one_line(tlc_env: Env) -> None:
+    closed = f"http://127.0.0.1:{free_port()}/trip-data"  # nothing listens there
+    tlc_env.configure(source={"parquet_base_url": closed, "backoff": "0.01"})
+    run = tlc_env.command("taxi-pipeline", "catch-up", "--services", "yellow", "--start",
+                          "2026-06", "--local-scheduler", timeout=120)
+    assert run.returncode == 30
+    assert run.stderr.strip().splitlines() == [
+        f"error: yellow 2026-06: HEAD {closed}/yellow_tripdata_2026-06.parquet failed: "
+        "connection failed (ConnectionError)"]
+    status = tlc_env.command("taxi-pipeline", "status", "--start", "2026-06", "--end",
+                             "2026-06", "--services", "yellow", "--format", "json")
+    assert status.returncode == 1
+    assert '"state": "not downloaded (source unreachable)"' in status.stdout

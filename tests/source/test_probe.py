@@ -60,6 +60,10 @@ def test_a_missing_tlc_key_is_403_access_denied_and_reads_as_not_published(
     missing_csv = f"{tlc_mirror.base_url}/yellow/yellow_tripdata_2030-01.csv.gz"
     with pytest.raises(NotPublished, match=r"^yellow 2030-01 is not published at .* \(HTTP 404\)$"):
         probe(missing_csv, label="yellow 2030-01", policy=FAST)
+    # 410 Gone too, from either host.
+    tlc_mirror.inject(CSV, Fault("status", status=410))
+    with pytest.raises(NotPublished, match=r"^yellow 2021-01 is not published at .* \(HTTP 410\)$"):
+        probe(f"{tlc_mirror.base_url}/yellow/{CSV}", label="yellow 2021-01", policy=FAST)
     assert not any((tmp_path).glob("*.parquet")) and list(tmp_path.glob(".*")) == []
     # Each was asked once: "not published" is not retried.
     assert len(tlc_mirror.requests_for("fhv_tripdata_2026-08.parquet")) == 4
