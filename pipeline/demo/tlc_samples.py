@@ -20,6 +20,14 @@ canonical table. What drifts is the form, by year, as in TLC's files:
   timestamps.
 
 ``fractional`` puts one passenger_count of 1.5 into the file (a drift that must be refused).
+
+Audited against ``../shared/real/SCHEMAS.md`` (issue 12): ``write_tlc_month`` keeps the
+values of the CSV samples, so it simplifies the forms: its nanosecond timestamps are a
+stress case (no TLC file with them is known; every one read is ``timestamp[us]``), its
+2010 ``rate_code`` is always an integer and its 2010 flag a double (both text in most 2010
+files). The exact forms, era by era, are ``ERAS`` below (``era_month``,
+``write_era_month``): names, order and types of every era graded B or better, null-typed
+columns included, with the value quirks of QUIRKS.md.
 """
 
 from __future__ import annotations
