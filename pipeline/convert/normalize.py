@@ -29,8 +29,6 @@ group is read (``pipeline.convert.month_writer``, as for the CSV months).
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
@@ -40,19 +38,19 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline.convert.month_writer import ROW_GROUP_ROWS, MonthWriter, all_null
-from pipeline.convert.parquetize import ConversionError, ParquetStats
+from pipeline.convert.result import ConversionError, ParquetStats
+from pipeline.core.checksums import file_sha256
 from pipeline.core.datasets import NEW_COLUMNS, HeaderMismatch, Service, SourcePlan
 from pipeline.core.manifest import NewColumn
 from pipeline.core.months import month_key
+from pipeline.core.text import Progress, one_line
 
 # Rows decoded at a time: larger batches cost memory, smaller ones allocator churn.
 BATCH_ROWS = 1 << 17
 READ_BUFFER = 1 << 20
 NOT_WHOLE = "values that are not whole numbers"
 SUB_MICROSECOND = "timestamps with a sub-microsecond part"
-HASH_BYTES = 4 << 20
 
-Progress = Callable[[int, int], None]
 
 
 class _Inexact(Exception):
@@ -85,7 +83,7 @@ def normalize(
         source = pq.ParquetFile(raw, pre_buffer=False, buffer_size=READ_BUFFER)
     except (OSError, pa.ArrowException) as e:
         raise ConversionError(f"{label}: {raw.name} is not a readable Parquet file: "
-                              f"{_one_line(e)}") from None
+                              f"{one_line(e, 160)}") from None
     try:
         plan = service.source_plan(source.schema_arrow.names)
     except HeaderMismatch as e:
@@ -98,7 +96,7 @@ def normalize(
     non_null = dict.fromkeys(plan.new, 0)
     total_rows = source.metadata.num_rows
     with ThreadPoolExecutor(1, "hash-source") as helper:
-        hashing = helper.submit(_sha256, raw)
+        hashing = helper.submit(file_sha256, raw)
         try:
             # Decoding is light next to writing, which sets the pace: gathering a whole
             # group ahead would gain nothing and hold ~120 MB more.
@@ -294,15 +292,3 @@ def _count_rows(source: pq.ParquetFile, inexact: _Inexact) -> int | None:
             return None
     return count
 
-
-def _sha256(path: Path) -> tuple[int, str]:
-    digest, size = hashlib.sha256(), 0
-    with open(path, "rb") as f:
-        while data := f.read(HASH_BYTES):
-            digest.update(data)
-            size += len(data)
-    return size, digest.hexdigest()
-
-
-def _one_line(e: BaseException) -> str:
-    return " ".join(str(e).split())[:160]

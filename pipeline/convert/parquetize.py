@@ -20,8 +20,7 @@ import contextlib
 import hashlib
 import queue
 import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 from typing import BinaryIO
@@ -30,39 +29,15 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from pipeline.convert.month_writer import ROW_GROUP_ROWS, MonthWriter, all_null
+from pipeline.convert.result import ConversionError, ParquetStats
 from pipeline.core.datasets import HeaderMismatch, Service
-from pipeline.core.errors import PipelineError
 from pipeline.core.gzipstream import GzipError, Inflater
-from pipeline.core.manifest import NewColumn
 from pipeline.core.months import month_key
+from pipeline.core.text import Progress
 
 PIECE_BYTES = 4 << 20
 READ_BYTES = 1 << 18
 PIECES_IN_FLIGHT = 2
-
-Progress = Callable[[int, int], None]
-
-
-class ConversionError(PipelineError):
-    """The raw file cannot become this month's Parquet. The message is one line."""
-
-
-@dataclass(frozen=True)
-class ParquetStats:
-    """What either converter (CSV.gz here, TLC Parquet in ``normalize``) made of a month."""
-
-    rows: int
-    rows_outside_month: int
-    row_groups: int
-    source_bytes: int
-    source_sha256: str
-    parquet_bytes: int
-    parquet_sha256: str
-    # Source columns dropped (2009-2010 coordinates, writer artefacts) and source columns
-    # the registry does not know, kept in the raw file only (TLC Parquet months).
-    dropped_columns: tuple[str, ...] = ()
-    new_columns: tuple[NewColumn, ...] = ()
-
 
 def parquetize(
     service: Service,

@@ -23,7 +23,6 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import BinaryIO, Protocol
-from urllib.parse import urlsplit, urlunsplit
 
 import requests
 import tenacity
@@ -31,6 +30,7 @@ import urllib3
 
 from pipeline.core.errors import PipelineError
 from pipeline.core.gzipstream import GzipError, Inflater
+from pipeline.core.text import Progress, one_line, redact
 from pipeline.core.version import __version__
 from pipeline.lake.keys import atomic_path
 
@@ -39,7 +39,6 @@ log = logging.getLogger(__name__)
 CHUNK = 1 << 20
 MAX_HEADER_LINE = 64 << 10
 
-Progress = Callable[[int, int | None], None]
 
 
 class SourceError(PipelineError):
@@ -104,16 +103,6 @@ class DownloadReport:
 class BodyCheck(Protocol):
     def feed(self, data: bytes) -> None: ...
     def finish(self) -> None: ...
-
-
-def redact(url: str) -> str:
-    """The URL without any user:password part, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 class FirstLine:
@@ -224,14 +213,9 @@ class ParquetCheck:
         try:
             meta = pq.read_metadata(pa.BufferReader(bytes(self._tail[-(footer + 8):])))
         except (OSError, pa.ArrowException) as e:
-            raise SourceError(f"the Parquet footer is unreadable: {_first(e)}") from None
+            raise SourceError(f"the Parquet footer is unreadable: {one_line(e, 160)}") from None
         if self._check_columns:
             self._check_columns(meta.schema.to_arrow_schema().names)
-
-
-def _first(e: BaseException) -> str:
-    text = " ".join(str(e).split())
-    return text[:160]
 
 
 def _preview(data: bytes) -> str:

@@ -16,6 +16,7 @@ import requests
 import tenacity
 
 from pipeline.core.manifest import SourceIdentity
+from pipeline.core.text import redact
 from pipeline.source.download import (
     NOT_PUBLISHED,
     RetryPolicy,
@@ -24,7 +25,6 @@ from pipeline.source.download import (
     backoff_wait,
     http_session,
     not_published,
-    redact,
     retry_after_seconds,
 )
 

@@ -22,7 +22,8 @@ import luigi
 
 from pipeline import config
 from pipeline.convert.normalize import normalize
-from pipeline.convert.parquetize import ParquetStats, parquetize
+from pipeline.convert.parquetize import parquetize
+from pipeline.convert.result import ParquetStats
 from pipeline.core.datasets import ZONES, Service
 from pipeline.core.manifest import (
     Manifest,
@@ -31,6 +32,7 @@ from pipeline.core.manifest import (
     read_source_identity,
 )
 from pipeline.core.months import month_key
+from pipeline.core.text import redact
 from pipeline.core.version import __version__
 from pipeline.lake.keys import (
     atomic_path,
@@ -51,7 +53,6 @@ from pipeline.source.download import (
     RetryPolicy,
     SourceError,
     download,
-    redact,
 )
 from pipeline.source.probe import probe
 from pipeline.tasks.base import MonthTask, PipelineTask, megabytes

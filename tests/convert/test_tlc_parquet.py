@@ -27,7 +27,7 @@ from pipeline import (
     ParquetizeMonth,
 )
 from pipeline.convert.normalize import cast_exactly, normalize
-from pipeline.convert.parquetize import ConversionError
+from pipeline.convert.result import ConversionError
 from pipeline.core.datasets import FHVHV, SERVICES, YELLOW
 from pipeline.core.months import next_month
 from pipeline.demo import samples, tlc_samples
