@@ -183,6 +183,15 @@ _PAYMENT_TEXT: dict[str, int | str] = {
 _VENDOR_TEXT: dict[str, int | str] = {"cmt": 1, "vts": 2, "dds": 3}
 _FLAG_TEXT: dict[str, int | str] = {"0": "N", "1": "Y", "n": "N", "y": "Y"}
 
+# The parts of a taxi fare, in the order yellow and green files both carry them.
+_FARE_PARTS = (
+    ("fare_amount", MONEY),
+    ("extra", MONEY),
+    ("mta_tax", MONEY),
+    ("tip_amount", MONEY),
+    ("tolls_amount", MONEY),
+)
+
 YELLOW = Service(
     name="yellow",
     pickup_column="tpep_pickup_datetime",
@@ -223,11 +232,7 @@ YELLOW = Service(
         ("PULocationID", ID),
         ("DOLocationID", ID),
         ("payment_type", ID),
-        ("fare_amount", MONEY),
-        ("extra", MONEY),
-        ("mta_tax", MONEY),
-        ("tip_amount", MONEY),
-        ("tolls_amount", MONEY),
+        *_FARE_PARTS,
         ("improvement_surcharge", MONEY),
         ("total_amount", MONEY),
         ("congestion_surcharge", MONEY),
@@ -256,11 +261,7 @@ GREEN = Service(
         ("DOLocationID", ID),
         ("passenger_count", ID),
         ("trip_distance", MONEY),
-        ("fare_amount", MONEY),
-        ("extra", MONEY),
-        ("mta_tax", MONEY),
-        ("tip_amount", MONEY),
-        ("tolls_amount", MONEY),
+        *_FARE_PARTS,
         ("ehail_fee", MONEY),
         ("improvement_surcharge", MONEY),
         ("total_amount", MONEY),
