@@ -8,6 +8,7 @@ the data: size, footer row count and schema fingerprint.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -49,12 +50,22 @@ class Manifest:
 
     def describes(self, parquet: Path, expected_fingerprint: str) -> bool:
         """True when ``parquet`` is the file this manifest was written for."""
+        try:
+            size = parquet.stat().st_size
+        except OSError:
+            return False
+        return self.describes_file(size, lambda: pq.read_metadata(parquet), expected_fingerprint)
+
+    def describes_file(self, size: int | None, footer: Callable[[], pq.FileMetaData],
+                       expected_fingerprint: str) -> bool:
+        """True when a file of ``size`` bytes whose footer ``footer()`` reads is the one this
+        manifest was written for (wherever the file is stored)."""
         if self.schema_fingerprint != expected_fingerprint or self.format != FORMAT:
             return False
+        if size != self.parquet_bytes:
+            return False
         try:
-            if parquet.stat().st_size != self.parquet_bytes:
-                return False
-            meta = pq.read_metadata(parquet)
+            meta = footer()
         except (OSError, ValueError):
             return False
         return (

@@ -8,7 +8,6 @@ from "not yet downloaded".
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, field
 from datetime import date
 
@@ -19,6 +18,7 @@ from pipeline.core.datasets import SERVICES
 from pipeline.core.months import month_key, months_between
 from pipeline.tasks.lake_month import DownloadMonth, ParquetizeMonth
 from pipeline.tasks.sinks import SINKS
+from pipeline.tasks.storage import lake
 
 
 @dataclass
@@ -56,7 +56,7 @@ def _month_status(month: date, service: str, sinks: tuple[str, ...],
     manifest = parquet.valid()
     status = MonthStatus(
         month=month_key(month), service=service,
-        raw_bytes=_size(raw.path), parquet_rows=manifest.rows if manifest else None,
+        raw_bytes=raw.size(), parquet_rows=manifest.rows if manifest else None,
         sinks={sink: counts[(sink, service)].get(month) for sink in sinks},
     )
     problems = []
@@ -73,13 +73,6 @@ def _month_status(month: date, service: str, sinks: tuple[str, ...],
     return status
 
 
-def _size(path: str) -> int | None:
-    try:
-        return os.stat(path).st_size
-    except OSError:
-        return None
-
-
 def _source_state(url: str) -> str:
     try:
         answer = requests.head(url, allow_redirects=True,
@@ -93,17 +86,7 @@ def _source_state(url: str) -> str:
 
 def lake_months(services: tuple[str, ...]) -> list[date]:
     """Every month from the first to the last one the lake holds for ``services``."""
-    root = config.lake().path()
-    found = []
-    for service in services:
-        for path in root.glob(f"raw/{service}/{service}_tripdata_*"):
-            if not path.name.endswith((".csv.gz", ".parquet")):
-                continue
-            stamp = path.name.removeprefix(f"{service}_tripdata_")
-            try:
-                found.append(date(int(stamp[:4]), int(stamp[5:7]), 1))
-            except ValueError:
-                continue
+    found = [month for service in services for month in lake().raw_months(SERVICES[service])]
     return months_between(min(found), max(found)) if found else []
 
 

@@ -8,23 +8,24 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import luigi
+import pyarrow.parquet as pq
 
 from pipeline import config
 from pipeline.convert.normalize import normalize
 from pipeline.convert.parquetize import ParquetStats, parquetize
 from pipeline.core.datasets import ZONES, Service
-from pipeline.core.manifest import Manifest, read_manifest
+from pipeline.core.manifest import Manifest
 from pipeline.core.months import month_key
 from pipeline.core.version import __version__
 from pipeline.lake.keys import (
-    atomic_path,
-    local_path,
+    PARQUET_PREFIX,
+    RAW_PREFIX,
     manifest_key,
     parquet_key,
     raw_key,
-    write_text_atomically,
     zones_key,
 )
+from pipeline.lake.targets import LakeError, LakeTarget, ObjectInfo
 from pipeline.source.download import (
     GzipCsvCheck,
     ParquetCheck,
@@ -35,10 +36,7 @@ from pipeline.source.download import (
     redact,
 )
 from pipeline.tasks.base import MonthTask, PipelineTask, megabytes
-
-
-def lake_file(key: str) -> Path:
-    return local_path(config.lake().path(), key)
+from pipeline.tasks.storage import lake
 
 
 def retry_policy() -> RetryPolicy:
@@ -79,9 +77,9 @@ class DownloadMonth(MonthTask):
             return self.dataset.parquet_url(s.parquet_base_url, key)
         return self.dataset.source_url(s.base_url, key)
 
-    def output(self) -> luigi.LocalTarget:
-        return luigi.LocalTarget(lake_file(raw_key(self.dataset, self.month,
-                                                   self.source_format)))
+    def output(self) -> LakeTarget:
+        return lake().target(raw_key(self.dataset, self.month, self.source_format),
+                             listed=RAW_PREFIX)
 
     def run(self) -> None:
         columns, check = self.dataset.source_plan, header_check(self.dataset.canonical_header)
@@ -91,35 +89,69 @@ class DownloadMonth(MonthTask):
                 return ParquetCheck(columns)
             return GzipCsvCheck(check)
 
-        download(
-            self.url,
-            Path(self.output().path),
-            new_check=new_check,
-            label=self.label,
-            policy=retry_policy(),
-            progress=lambda done, total: self.report_progress(
-                done, total, f"downloaded {megabytes(done)} of {megabytes(total)}"),
-        )
+        target = self.output()
+        seen = target.stat()
+        with target.staging() as staged:
+            download(
+                self.url,
+                staged.path,
+                new_check=new_check,
+                label=self.label,
+                policy=retry_policy(),
+                progress=lambda done, total: self.report_progress(
+                    done, total, f"downloaded {megabytes(done)} of {megabytes(total)}"),
+            )
+            staged.publish(if_generation=generation(seen), progress=self.publish_progress)
+
+
+def generation(seen: ObjectInfo | None) -> int:
+    """The precondition of a write that replaces what was seen: that version, or absent."""
+    return (seen.generation or 0) if seen else 0
 
 
 class ManifestTarget(luigi.Target):
-    """Exists when the manifest is there and describes the Parquet file beside it."""
+    """Exists when the manifest is there and describes the Parquet file beside it (its size,
+    and the footer's rows, row groups and schema). Both are lake targets: a local file or a
+    bucket's object alike."""
 
-    def __init__(self, manifest: Path, parquet: Path, service: Service) -> None:
-        self.path, self.parquet, self.service = manifest, parquet, service
+    def __init__(self, manifest: LakeTarget, parquet: LakeTarget, service: Service) -> None:
+        self.manifest, self.parquet, self.service = manifest, parquet, service
+
+    @property
+    def path(self) -> str:
+        return self.manifest.path
 
     def exists(self) -> bool:
         return self.valid() is not None
 
+    def text(self) -> str | None:
+        """The manifest as stored, or None when it is missing or unreadable."""
+        if not self.manifest.exists():  # answered by a listing when many months are checked
+            return None
+        try:
+            with self.manifest.open("rb") as f:
+                return f.read().decode()
+        except (OSError, UnicodeDecodeError, LakeError):
+            return None
+
     def read(self) -> Manifest | None:
-        return read_manifest(self.path)
+        text = self.text()
+        try:
+            return Manifest.from_json(text) if text is not None else None
+        except (ValueError, TypeError):
+            return None
 
     def valid(self) -> Manifest | None:
         """The manifest, when it describes the Parquet file beside it; else None."""
         manifest = self.read()
-        if manifest is None or not manifest.describes(self.parquet, self.service.fingerprint):
+        if manifest is None or not manifest.describes_file(
+                self.parquet.size(), self._footer, self.service.fingerprint):
             return None
         return manifest
+
+    def _footer(self) -> pq.FileMetaData:
+        with self.parquet.open("rb") as f:
+            return pq.read_metadata(f)
 
 
 class ParquetizeMonth(MonthTask):
@@ -133,19 +165,22 @@ class ParquetizeMonth(MonthTask):
         return DownloadMonth(service=self.service, month=self.month)
 
     def output(self) -> ManifestTarget:
+        the_lake = lake()
         return ManifestTarget(
-            lake_file(manifest_key(self.dataset, self.month)),
-            lake_file(parquet_key(self.dataset, self.month)),
+            the_lake.target(manifest_key(self.dataset, self.month), listed=PARQUET_PREFIX),
+            the_lake.target(parquet_key(self.dataset, self.month), listed=PARQUET_PREFIX),
             self.dataset,
         )
 
     def run(self) -> None:
         target = self.output()
-        raw = Path(self.input().path)
+        seen = target.parquet.stat()
         # The old manifest goes first: from here on nothing claims the month is complete.
-        target.path.unlink(missing_ok=True)
-        with atomic_path(target.parquet) as tmp:
-            stats = self._convert(raw, tmp)
+        target.manifest.remove()
+        with self.input().local_file() as raw, target.parquet.staging() as staged:
+            stats = self._convert(raw, staged.path)
+            staged.publish(if_generation=generation(seen), sha256=stats.parquet_sha256,
+                           progress=self.publish_progress)
         manifest = Manifest(
             service=self.service,
             month=month_key(self.month),
@@ -162,7 +197,10 @@ class ParquetizeMonth(MonthTask):
             created_at=datetime.now(UTC).isoformat(timespec="seconds"),
             dropped_columns=tuple(getattr(stats, "dropped_columns", ())),
         )
-        write_text_atomically(target.path, manifest.to_json())
+        # Last: only now does the month count as complete.
+        with target.manifest.staging() as staged:
+            staged.path.write_text(manifest.to_json())
+            staged.publish(if_generation=0)
         self.report(
             f"{stats.rows:,} rows ({stats.rows_outside_month:,} outside the month), "
             f"{megabytes(stats.parquet_bytes)} of Parquet")
@@ -192,15 +230,19 @@ def _zones_header(names: list[str]) -> list[str]:
 class Zones(PipelineTask):
     """The taxi zone lookup (265 zones) as published, at ``raw/zones/taxi_zone_lookup.csv``."""
 
-    def output(self) -> luigi.LocalTarget:
-        return luigi.LocalTarget(lake_file(zones_key()))
+    def output(self) -> LakeTarget:
+        return lake().target(zones_key(), listed=RAW_PREFIX)
 
     def run(self) -> None:
         check = header_check(_zones_header)
-        download(
-            config.source().zones_url,
-            Path(self.output().path),
-            new_check=lambda: PlainCsvCheck(check),
-            label="zones",
-            policy=retry_policy(),
-        )
+        target = self.output()
+        seen = target.stat()
+        with target.staging() as staged:
+            download(
+                config.source().zones_url,
+                staged.path,
+                new_check=lambda: PlainCsvCheck(check),
+                label="zones",
+                policy=retry_policy(),
+            )
+            staged.publish(if_generation=generation(seen))
