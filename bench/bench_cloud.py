@@ -9,10 +9,11 @@ Part 2: a no-op completeness check of 36 months x 3 services, all published:
 ``ParquetizeMonth(...).complete()`` for each (the local lake: manifest + Parquet footer).
 Target: GCS <= 2 x local.
 
-Each measured contender runs in a fresh interpreter (``bench_cloud.py _child NAME ...``) and
-times only its own work (imports and interpreter start excluded). Data is made with
-``pipeline.demo.samples.write_month`` and the pipeline's own ParquetizeMonth, and cached under
-``bench/out/cloud/`` (gitignored). Run ``python bench/bench_cloud.py --help``.
+Each measured contender runs in a fresh interpreter (``bench_cloud.py _child NAME ...``,
+``measure.run_child``) and times only its own work (imports and interpreter start excluded).
+Data is made with ``pipeline.demo.samples.write_month`` and the pipeline's own
+ParquetizeMonth, and cached under ``bench/out/cloud/`` (gitignored). Run
+``python bench/bench_cloud.py --help``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import json
 import os
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import time
@@ -34,16 +34,25 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from measure import (
+    PROJECT,
+    Args,
+    best,
+    child,
+    child_main,
+    is_child,
+    median,
+    ratio,
+    ratio_text,
+    run_child,
+)
+
 BENCH_DIR = Path(__file__).resolve().parent
-PROJECT = BENCH_DIR.parent
-PYTHON = sys.executable
-CHILD = "_child"
 MONTH = date(2021, 1, 1)
 SERVICES = ("yellow", "green", "fhv")
 CHECK_MONTHS = [date(2019 + i // 12, i % 12 + 1, 1) for i in range(36)]
 TARGET_UPLOAD = 1.1
 TARGET_CHECK = 2.0
-Args = dict[str, Any]
 
 
 # --------------------------------------------------------------------------- children
@@ -57,6 +66,7 @@ def _tasks(name: str, months: list[str], services: list[str]) -> list[Any]:
             for m in months]
 
 
+@child("build")
 def child_build(a: Args) -> Args:
     """Run luigi on tasks (data preparation, not measured)."""
     import luigi
@@ -67,6 +77,7 @@ def child_build(a: Args) -> Args:
     return {"ok": ok}
 
 
+@child("upload-task")
 def child_upload_task(a: Args) -> Args:
     import luigi
 
@@ -79,6 +90,7 @@ def child_upload_task(a: Args) -> Args:
     return {"ok": ok and task.complete(), "seconds": seconds}
 
 
+@child("upload-plain")
 def child_upload_plain(a: Args) -> Args:
     from google.cloud import storage
 
@@ -89,6 +101,7 @@ def child_upload_plain(a: Args) -> Args:
     return {"ok": blob.size == Path(a["file"]).stat().st_size, "seconds": seconds}
 
 
+@child("check")
 def child_check(a: Args) -> Args:
     from pipeline.lake import gcs
 
@@ -98,16 +111,6 @@ def child_check(a: Args) -> Args:
     seconds = time.perf_counter() - started
     return {"ok": complete == len(tasks), "seconds": seconds, "complete": complete,
             "list_calls": gcs.GCS.list_calls}
-
-
-CHILDREN = {"build": child_build, "upload-task": child_upload_task,
-            "upload-plain": child_upload_plain, "check": child_check}
-
-
-def child_main(argv: list[str]) -> int:
-    name, args, result = argv[0], json.loads(argv[1]), Path(argv[2])
-    result.write_text(json.dumps(CHILDREN[name](args)))
-    return 0
 
 
 # --------------------------------------------------------------------------- set-up
@@ -181,22 +184,11 @@ class Bench:
         return path
 
     def child(self, name: str, args: Args, log_name: str, config: Path) -> Args:
-        result = self.logs / f"{log_name}.json"
-        result.unlink(missing_ok=True)
+        """Run one child function on ``config`` and the emulator; exit unless it did its work."""
         environment = {**os.environ, "LUIGI_CONFIG_PATH": str(config),
                        "STORAGE_EMULATOR_HOST": self.gcs.url}
-        with open(self.logs / f"{log_name}.log", "wb") as log:
-            code = subprocess.call([PYTHON, str(Path(__file__).resolve()), CHILD, name,
-                                    json.dumps(args), str(result)], cwd=PROJECT, env=environment,
-                                   stdout=log, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL)
-        if code != 0 or not result.exists():
-            tail = (self.logs / f"{log_name}.log").read_text(errors="replace")[-2000:]
-            raise SystemExit(f"child {log_name} failed (exit {code}):\n{tail}")
-        out = json.loads(result.read_text())
-        if not out.get("ok"):
-            raise SystemExit(f"child {log_name} did not do its work: {out}")
-        return out
+        return run_child(__file__, name, args, self.logs / f"{log_name}.log", PROJECT,
+                         environment)[1]
 
 
 def raw_months(lake: Path, months: list[date], services: tuple[str, ...], rows: int) -> None:
@@ -283,18 +275,18 @@ def check_part(bench: Bench, rows: int, repeat: int) -> dict[str, list[float]]:
 
 def summary(name: str, times: dict[str, list[float]], target: float) -> dict[str, Any]:
     (a, a_times), (b, b_times) = times.items()
-    ratio = min(a_times) / min(b_times)
-    verdict = "met" if ratio <= target else "MISSED"
-    print(f"  best {a} {min(a_times):.3f} s / best {b} {min(b_times):.3f} s = {ratio:.2f} x "
-          f"(median {statistics.median(a_times) / statistics.median(b_times):.2f} x); "
+    ratio_best = ratio(best(a_times), best(b_times))
+    ratio_median = ratio(median(a_times), median(b_times))
+    verdict = "met" if ratio_best <= target else "MISSED"
+    print(f"  best {a} {best(a_times):.3f} s / best {b} {best(b_times):.3f} s = "
+          f"{ratio_text(ratio_best, ' x')} (median {ratio_text(ratio_median, ' x')}); "
           f"target <= {target} x: {verdict}")
-    return {"part": name, "times": times, "ratio_best": ratio,
-            "ratio_median": statistics.median(a_times) / statistics.median(b_times),
-            "target": target, "met": ratio <= target}
+    return {"part": name, "times": times, "ratio_best": ratio_best,
+            "ratio_median": ratio_median, "target": target, "met": ratio_best <= target}
 
 
 def main(argv: list[str]) -> int:
-    if argv and argv[0] == CHILD:
+    if is_child(argv):
         return child_main(argv[1:])
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=10_000_000, help="rows of the big month")

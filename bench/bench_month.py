@@ -12,8 +12,8 @@ Part 3 runs ``luigi --module pipeline IngestMonth`` (DuckDB sink) against a loca
 and warehouse.
 
 Peak RSS comes from ``os.wait4`` on each child (its own ``ru_maxrss``, including any
-processes it waited for). This main process imports only the standard library: a child's
-``ru_maxrss`` starts at its parent's RSS (Linux keeps the high-water mark across exec).
+processes it waited for; ``measure.py``). This main process imports only the standard library:
+a child's ``ru_maxrss`` starts at its parent's RSS (Linux keeps the high-water mark across exec).
 Run ``python bench/bench_month.py --help`` from the project root.
 """
 
@@ -29,20 +29,31 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+
+from measure import (
+    PROJECT,
+    PYTHON,
+    Args,
+    Measured,
+    best,
+    child,
+    child_argv,
+    child_main,
+    is_child,
+    measure,
+    ratio,
+    ratio_text,
+    run_child,
+)
 
 BENCH_DIR = Path(__file__).resolve().parent
-PROJECT = BENCH_DIR.parent
-PYTHON = sys.executable
 SERVICE = "yellow"
 MONTH = "2021-01"
 FILE_NAME = f"{SERVICE}_tripdata_{MONTH}.csv.gz"
-CHILD = "_child"
 MB = 1 << 20
 
 TARGET_TIME_VS_DUCKDB = 0.8
@@ -56,8 +67,6 @@ CONVERTERS = {
     "reference": "pyarrow read_csv (ref)",
 }
 E2E = {"ingest": "IngestMonth (luigi)", "handwritten": "curl + DuckDB (hand)"}
-
-Args = dict[str, Any]
 
 
 # --------------------------------------------------------------------------- children
@@ -73,6 +82,7 @@ def _sql_str(value: object) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
+@child("generate")
 def child_generate(a: Args) -> Args:
     """Write the sample month with ``pipeline.demo.samples.write_month`` (tmp name, then rename)."""
     from datetime import date
@@ -87,6 +97,7 @@ def child_generate(a: Args) -> Args:
     return {"work_s": time.perf_counter() - started, "rows": facts.rows, "facts": asdict(facts)}
 
 
+@child("schema")
 def child_schema(a: Args) -> Args:
     """The CSV month's columns (the registry's yellow schema but the Parquet-only fee
     columns) as DuckDB column types, in file order."""
@@ -110,6 +121,7 @@ def _duckdb_copy_sql(raw: str, out: str, columns: list[list[str]]) -> str:
             f"columns={_columns_sql(columns)})) TO {_sql_str(out)} (FORMAT parquet)")
 
 
+@child("parquetize")
 def child_parquetize(a: Args) -> Args:
     """The project's conversion step."""
     from datetime import date
@@ -125,6 +137,7 @@ def child_parquetize(a: Args) -> Args:
             "row_groups": stats.row_groups}
 
 
+@child("duckdb")
 def child_duckdb(a: Args) -> Args:
     """DuckDB's CSV reader with explicit types, straight into Parquet."""
     import duckdb
@@ -140,6 +153,7 @@ def child_duckdb(a: Args) -> Args:
             "parquet_bytes": Path(a["out"]).stat().st_size}
 
 
+@child("reference")
 def child_reference(a: Args) -> Args:
     """The course's way: the whole file into one Arrow table, then one Parquet write."""
     import pyarrow.csv as pacsv
@@ -163,6 +177,7 @@ def _fetch(url: str, dest: Path) -> None:
         subprocess.run([sys.executable, "-c", code, url, str(dest)], check=True)
 
 
+@child("handwritten")
 def child_handwritten(a: Args) -> Args:
     """What one would write by hand: curl, DuckDB COPY to Parquet, DuckDB CTAS load."""
     import duckdb
@@ -193,6 +208,7 @@ def child_handwritten(a: Args) -> Args:
     return {"work_s": time.perf_counter() - started, "rows": rows, **steps}
 
 
+@child("count")
 def child_count(a: Args) -> Args:
     """Rows of the trips table in a warehouse file (checks an IngestMonth run)."""
     import duckdb
@@ -203,6 +219,7 @@ def child_count(a: Args) -> Args:
     return {"rows": rows}
 
 
+@child("mirror")
 def child_mirror(a: Args) -> Args:
     """Serve the release dir until stdin closes; the URLs go to ``a['ready']``."""
     from pipeline.demo.mirror import ReleaseMirror
@@ -215,20 +232,6 @@ def child_mirror(a: Args) -> Args:
     sys.stdin.read()
     mirror.stop()
     return {}
-
-
-CHILDREN: dict[str, Callable[[Args], Args]] = {
-    "generate": child_generate, "schema": child_schema, "parquetize": child_parquetize,
-    "duckdb": child_duckdb, "reference": child_reference, "handwritten": child_handwritten,
-    "count": child_count, "mirror": child_mirror,
-}
-
-
-def child_main(argv: list[str]) -> int:
-    name, args_json, result_file = argv
-    result = CHILDREN[name](json.loads(args_json))
-    Path(result_file).write_text(json.dumps(result))
-    return 0
 
 
 # --------------------------------------------------------------------------- measuring
@@ -258,34 +261,9 @@ class Bench:
         self.logs.mkdir(parents=True, exist_ok=True)
         self.runs: list[Run] = []
 
-    def measure(self, argv: list[str], log_name: str, *, cwd: Path | None = None,
-                env: dict[str, str] | None = None) -> tuple[float, float, int]:
-        """Run argv to completion: (wall seconds, its peak RSS in MB, exit code)."""
-        with open(self.logs / f"{log_name}.log", "wb") as log:
-            started = time.perf_counter()
-            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=cwd,
-                                    env=env, stdin=subprocess.DEVNULL)
-            try:
-                _, status, usage = os.wait4(proc.pid, 0)
-            except BaseException:
-                proc.kill()
-                proc.wait()
-                raise
-            wall = time.perf_counter() - started
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        return wall, usage.ru_maxrss / 1024, proc.returncode  # ru_maxrss is KiB on Linux
-
-    def child(self, name: str, args: Args, log_name: str) -> tuple[float, float, Args]:
+    def child(self, name: str, args: Args, log_name: str) -> tuple[Measured, Args]:
         """Run one child function in a fresh interpreter; fail loudly if it fails."""
-        result_file = self.logs / f"{log_name}.json"
-        result_file.unlink(missing_ok=True)
-        argv = [PYTHON, str(Path(__file__).resolve()), CHILD, name, json.dumps(args),
-                str(result_file)]
-        wall, rss, code = self.measure(argv, log_name, cwd=PROJECT)
-        if code != 0 or not result_file.exists():
-            tail = (self.logs / f"{log_name}.log").read_text(errors="replace")[-2000:]
-            raise SystemExit(f"child {log_name} failed (exit {code}):\n{tail}")
-        return wall, rss, json.loads(result_file.read_text())
+        return run_child(__file__, name, args, self.logs / f"{log_name}.log")
 
     def record(self, run: Run, expected_rows: int) -> Run:
         self.runs.append(run)
@@ -310,12 +288,12 @@ def sample_file(bench: Bench, rows: int, seed: int) -> Path:
             print(f"reusing {path.name} ({rows:,} rows, {path.stat().st_size / MB:,.0f} MiB)")
             return path
     print(f"generating {path.name} ({rows:,} rows)...", flush=True)
-    wall, _, result = bench.child("generate", {"path": str(path), "rows": rows, "seed": seed},
-                                  f"generate-{rows}")
+    measured, result = bench.child("generate", {"path": str(path), "rows": rows, "seed": seed},
+                                   f"generate-{rows}")
     meta = {"rows": result["rows"], "seed": seed, "bytes": path.stat().st_size,
-            "generate_s": round(wall, 1), "facts": result["facts"]}
+            "generate_s": round(measured.wall_s, 1), "facts": result["facts"]}
     sidecar.write_text(json.dumps(meta, indent=2) + "\n")
-    print(f"  done in {wall:.0f}s: {meta['bytes'] / MB:,.0f} MiB")
+    print(f"  done in {measured.wall_s:.0f}s: {meta['bytes'] / MB:,.0f} MiB")
     return path
 
 
@@ -330,18 +308,18 @@ def convert_part(bench: Bench, section: str, raw: Path, rows: int, contenders: l
             out = out_dir / f"{name}.parquet"
             out.unlink(missing_ok=True)
             args = {"raw": str(raw), "out": str(out), "columns": columns, "threads": threads}
-            wall, rss, result = bench.child(name, args, f"{section}-{name}-{rep}")
+            measured, result = bench.child(name, args, f"{section}-{name}-{rep}")
             out.unlink(missing_ok=True)
-            bench.record(Run(section, name, rep, wall, rss, 0, result.pop("rows"),
-                             result.pop("work_s"), result), rows)
+            bench.record(Run(section, name, rep, measured.wall_s, measured.peak_rss_mb, 0,
+                             result.pop("rows"), result.pop("work_s"), result), rows)
 
 
 def start_mirror(bench: Bench, root: Path) -> tuple[subprocess.Popen[bytes], Args]:
     """The ReleaseMirror in its own process, so it never counts in a measured RSS."""
     ready = bench.logs / "mirror-ready.json"
     ready.unlink(missing_ok=True)
-    argv = [PYTHON, str(Path(__file__).resolve()), CHILD, "mirror",
-            json.dumps({"root": str(root), "ready": str(ready)}), str(bench.logs / "mirror.json")]
+    argv = child_argv(__file__, "mirror", {"root": str(root), "ready": str(ready)},
+                      bench.logs / "mirror.json")
     log = open(bench.logs / "mirror.log", "wb")  # noqa: SIM115 (lives as long as the mirror)
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
                             cwd=PROJECT)
@@ -407,12 +385,12 @@ def e2e_part(bench: Bench, raw: Path, rows: int, columns: list[list[str]], repea
             env = {**os.environ, "LUIGI_CONFIG_PATH": str(luigi_config(run_dir, urls))}
             argv = [luigi_bin, "--module", "pipeline", "IngestMonth", "--month", MONTH,
                     "--services", SERVICE, "--local-scheduler"]
-            wall, rss, code = bench.measure(argv, f"e2e-ingest-{rep}", cwd=run_dir, env=env)
-            if code != 0:
-                raise SystemExit(f"IngestMonth failed (exit {code}): see logs/e2e-ingest-{rep}.log")
-            _, _, counted = bench.child("count", {"db": str(run_dir / "warehouse.duckdb")},
-                                        f"e2e-count-{rep}")
-            bench.record(Run("e2e", "ingest", rep, wall, rss, code, counted["rows"]), rows)
+            ingest = measure(argv, bench.logs / f"e2e-ingest-{rep}.log", run_dir, env,
+                             what="IngestMonth")
+            _, counted = bench.child("count", {"db": str(run_dir / "warehouse.duckdb")},
+                                     f"e2e-count-{rep}")
+            bench.record(Run("e2e", "ingest", rep, ingest.wall_s, ingest.peak_rss_mb,
+                             ingest.exit_code, counted["rows"]), rows)
             shutil.rmtree(run_dir, ignore_errors=True)
 
             hand_dir = bench.work / "e2e" / "handwritten"
@@ -420,9 +398,9 @@ def e2e_part(bench: Bench, raw: Path, rows: int, columns: list[list[str]], repea
             hand_dir.mkdir(parents=True)
             args = {"dir": str(hand_dir), "url": url, "zones_url": urls["zones_url"],
                     "columns": columns, "threads": threads}
-            wall, rss, result = bench.child("handwritten", args, f"e2e-handwritten-{rep}")
-            bench.record(Run("e2e", "handwritten", rep, wall, rss, 0, result.pop("rows"),
-                             result.pop("work_s"), result), rows)
+            hand, result = bench.child("handwritten", args, f"e2e-handwritten-{rep}")
+            bench.record(Run("e2e", "handwritten", rep, hand.wall_s, hand.peak_rss_mb, 0,
+                             result.pop("rows"), result.pop("work_s"), result), rows)
             shutil.rmtree(hand_dir, ignore_errors=True)
     finally:
         assert mirror.stdin is not None
@@ -442,7 +420,7 @@ def size_label(rows: int) -> str:
     return f"{rows / 1e6:g}M"
 
 
-def best(runs: list[Run], section: str, contender: str) -> Args | None:
+def best_of(runs: list[Run], section: str, contender: str) -> Args | None:
     """Best (lowest) times and the highest peak RSS over the repeats."""
     mine = [r for r in runs if (r.section, r.contender) == (section, contender)]
     if not mine:
@@ -450,8 +428,8 @@ def best(runs: list[Run], section: str, contender: str) -> Args | None:
     works = [r.work_s for r in mine if r.work_s is not None]
     return {
         "section": section, "contender": contender, "rows": mine[0].rows, "runs": len(mine),
-        "wall_s": round(min(r.wall_s for r in mine), 2),
-        "work_s": round(min(works), 2) if works else None,
+        "wall_s": round(best([r.wall_s for r in mine]), 2),
+        "work_s": round(best(works), 2) if works else None,
         "peak_rss_mb": round(max(r.peak_rss_mb for r in mine), 1),
     }
 
@@ -464,8 +442,8 @@ def _time(entry: Args) -> float:
 def report(runs: list[Run]) -> tuple[list[Args], list[Args]]:
     """The summary rows and the targets, both printed and returned for the JSON."""
     sections = list(dict.fromkeys(r.section for r in runs if r.section != "e2e"))
-    summary = [e for s in sections for c in CONVERTERS if (e := best(runs, s, c))]
-    summary += [e for c in E2E if (e := best(runs, "e2e", c))]
+    summary = [e for s in sections for c in CONVERTERS if (e := best_of(runs, s, c))]
+    summary += [e for c in E2E if (e := best_of(runs, "e2e", c))]
     by = {(e["section"], e["contender"]): e for e in summary}
     targets: list[Args] = []
 
@@ -479,8 +457,8 @@ def report(runs: list[Run]) -> tuple[list[Args], list[Args]]:
             continue
         for e in (duck, ref):
             if e:
-                e["project_ratio"] = round(_time(project) / _time(e), 3)
-                e["project_ratio_wall"] = round(project["wall_s"] / e["wall_s"], 3)
+                e["project_ratio"] = round(ratio(_time(project), _time(e)), 3)
+                e["project_ratio_wall"] = round(ratio(project["wall_s"], e["wall_s"]), 3)
         if duck:
             target(f"{section} time parquetize / DuckDB", duck["project_ratio"],
                    TARGET_TIME_VS_DUCKDB)
@@ -488,7 +466,7 @@ def report(runs: list[Run]) -> tuple[list[Args], list[Args]]:
                " MB")
     ingest, hand = by.get(("e2e", "ingest")), by.get(("e2e", "handwritten"))
     if ingest and hand:
-        hand["project_ratio"] = round(ingest["wall_s"] / hand["wall_s"], 3)
+        hand["project_ratio"] = round(ratio(ingest["wall_s"], hand["wall_s"]), 3)
         target("e2e time IngestMonth / hand-written", hand["project_ratio"],
                TARGET_E2E_VS_HANDWRITTEN)
     if ingest:
@@ -504,10 +482,10 @@ def report(runs: list[Run]) -> tuple[list[Args], list[Args]]:
     print("-" * len(header))
     for e in summary:
         work = f"{e['work_s']:8.2f}" if e["work_s"] is not None else f"{'-':>8}"
-        ratio = f"{e['project_ratio']:7.2f}" if "project_ratio" in e else f"{'':>7}"
+        versus = ratio_text(e["project_ratio"], "") if "project_ratio" in e else ""
         rows = f"{e['rows']:,}" if e["rows"] is not None else "?"
         print(f"{e['section']:<5} {names[e['contender']]:<24} {rows:>11} {work} "
-              f"{e['wall_s']:8.2f} {e['peak_rss_mb']:11.1f} {ratio}")
+              f"{e['wall_s']:8.2f} {e['peak_rss_mb']:11.1f} {versus:>7}")
     print("\nTargets")
     for t in targets:
         verdict = "OK" if t["ok"] else "MISSED"
@@ -547,7 +525,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def main(argv: list[str]) -> int:
-    if argv[:1] == [CHILD]:
+    if is_child(argv):
         return child_main(argv[1:])
     args = parse_args(argv)
     big_rows = args.big_rows or 2 * args.rows
@@ -557,7 +535,7 @@ def main(argv: list[str]) -> int:
     print(f"bench work dir: {work}  (python {platform.python_version()}, "
           f"{os.cpu_count()} cpus, pyarrow {_version('pyarrow')}, duckdb {_version('duckdb')})")
 
-    _, _, schema = bench.child("schema", {}, "schema")
+    _, schema = bench.child("schema", {}, "schema")
     columns = schema["columns"]
     raw = sample_file(bench, args.rows, args.seed)
     convert_part(bench, size_label(args.rows), raw, args.rows, list(CONVERTERS), columns,

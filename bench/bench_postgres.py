@@ -10,9 +10,9 @@ Both write the same month into the same table (the pipeline's DDL: the registry'
   COPY streamed from record batches, count against the manifest, load log, commit.
 
 Each runs in its own fresh process; its peak RSS is that process's ``ru_maxrss`` from
-``os.wait4``. Targets: the load within 1.2 x the time of ``\\copy``, its peak RSS within
-400 MB. Generated files are cached under ``bench/out/postgres/``. Run from the project
-root: ``.venv/bin/python bench/bench_postgres.py [--rows N] [--url postgresql://...]``.
+``os.wait4`` (``measure.py``). Targets: the load within 1.2 x the time of ``\\copy``, its
+peak RSS within 400 MB. Generated files are cached under ``bench/out/postgres/``. Run from the
+project root: ``.venv/bin/python bench/bench_postgres.py [--rows N] [--url postgresql://...]``.
 """
 
 from __future__ import annotations
@@ -28,16 +28,24 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from measure import (
+    PROJECT,
+    Args,
+    Measured,
+    child,
+    child_main,
+    is_child,
+    measure,
+    ratio,
+    ratio_text,
+    run_child,
+)
+
 BENCH_DIR = Path(__file__).resolve().parent
-PROJECT = BENCH_DIR.parent
-PYTHON = sys.executable
-CHILD = "_child"
 MONTH = "2021-01"
 TABLE = "yellow_tripdata"
 TARGET_RATIO = 1.2
 TARGET_RSS_MB = 400.0
-
-Args = dict[str, Any]
 
 
 # --------------------------------------------------------------------------- children
@@ -45,6 +53,7 @@ Args = dict[str, Any]
 # so that the parent stays small: a child's ru_maxrss starts at its parent's RSS.
 
 
+@child("generate")
 def child_generate(a: Args) -> Args:
     from datetime import date
 
@@ -56,6 +65,7 @@ def child_generate(a: Args) -> Args:
     return {"rows": facts.rows}
 
 
+@child("parquetize")
 def child_parquetize(a: Args) -> Args:
     from dataclasses import asdict
     from datetime import date
@@ -75,8 +85,12 @@ def _configure(url: str) -> None:
     luigi.configuration.get_config().set("postgres", "url", url)
 
 
+@child("setup")
 def child_setup(a: Args) -> Args:
-    """Create the table, its index and the load log with the pipeline's own DDL."""
+    """Create the table, its index and the load log with the pipeline's own DDL; the table's
+    names of the CSV's columns (a CSV month has no Parquet-only fee columns), for ``\\copy``."""
+    import csv
+
     from pipeline.core.datasets import SERVICES
     from pipeline.warehouses import postgres as postgres_load
     from pipeline.warehouses.base import trips_table
@@ -86,9 +100,12 @@ def child_setup(a: Args) -> Args:
     with postgres_load.connect() as con:
         postgres_load.ensure_tables(con, trips_table(service),
                                     postgres_load.DIALECT.trips_schema(service), True)
-    return {"columns": service.columns}
+    with open(a["csv"], newline="") as f:
+        header = next(csv.reader(f))
+    return {"columns": service.canonical_header(header)}
 
 
+@child("load")
 def child_load(a: Args) -> Args:
     from datetime import date
 
@@ -110,47 +127,25 @@ def child_load(a: Args) -> Args:
     return {"rows": rows, "work_s": time.perf_counter() - started}
 
 
-CHILDREN = {"generate": child_generate, "parquetize": child_parquetize, "setup": child_setup,
-            "load": child_load}
-
-
-def child_main(argv: list[str]) -> int:
-    name, args_json, result_file = argv
-    Path(result_file).write_text(json.dumps(CHILDREN[name](json.loads(args_json))))
-    return 0
-
-
 # --------------------------------------------------------------------------- measuring
 
 
 class Bench:
+    """The work directory; every measured process logs to ``logs/NAME.log``."""
+
     def __init__(self, work: Path) -> None:
         self.work = work
         self.logs = work / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
 
     def measure(self, argv: list[str], name: str, env: dict[str, str] | None = None
-                ) -> tuple[float, float]:
-        """Run argv to completion: (wall seconds, its peak RSS in MB); exit on failure."""
-        log_path = self.logs / f"{name}.log"
-        with open(log_path, "wb") as log:
-            started = time.perf_counter()
-            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT,
-                                    env=env, stdin=subprocess.DEVNULL)
-            _, status, usage = os.wait4(proc.pid, 0)
-            wall = time.perf_counter() - started
-        if os.waitstatus_to_exitcode(status):
-            tail = log_path.read_text(errors="replace")[-2000:]
-            raise SystemExit(f"{name} failed:\n{tail}")
-        return wall, usage.ru_maxrss / 1024  # KiB on Linux
+                ) -> Measured:
+        """Run argv to completion from the project root; exit on failure."""
+        return measure(argv, self.logs / f"{name}.log", PROJECT, env)
 
-    def child(self, name: str, args: Args) -> tuple[float, float, Args]:
-        result = self.logs / f"{name}.json"
-        result.unlink(missing_ok=True)
-        wall, rss = self.measure(
-            [PYTHON, str(Path(__file__).resolve()), CHILD, name, json.dumps(args), str(result)],
-            name)
-        return wall, rss, json.loads(result.read_text())
+    def child(self, name: str, args: Args) -> tuple[Measured, Args]:
+        """Run one child function in a fresh interpreter; exit on failure."""
+        return run_child(__file__, name, args, self.logs / f"{name}.log")
 
 
 def _shown(path: Path) -> str:
@@ -179,7 +174,7 @@ def prepare(bench: Bench, rows: int, seed: int) -> tuple[Path, Path, Args]:
     raw, csv, parquet = (bench.work / f"{stem}.csv.gz", bench.work / f"{stem}.csv",
                          bench.work / f"{stem}.parquet")
     key = {"rows": rows, "seed": seed}
-    cached(raw, key, lambda: bench.child("generate", {"out": str(raw), **key})[2])
+    cached(raw, key, lambda: bench.child("generate", {"out": str(raw), **key})[1])
 
     def decompress() -> Args:
         with open(str(csv) + ".tmp", "wb") as out:
@@ -190,7 +185,7 @@ def prepare(bench: Bench, rows: int, seed: int) -> tuple[Path, Path, Args]:
     key = {"rows": rows, "seed": seed, "raw_bytes": raw.stat().st_size}
     cached(csv, key, decompress)
     stats = cached(parquet, key, lambda: bench.child(
-        "parquetize", {"raw": str(raw), "out": str(parquet)})[2])
+        "parquetize", {"raw": str(raw), "out": str(parquet)})[1])
     return csv, parquet, stats
 
 
@@ -230,7 +225,7 @@ class Server:
 
 
 def main(argv: list[str]) -> int:
-    if argv[:1] == [CHILD]:
+    if is_child(argv):
         return child_main(argv[1:])
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=10_000_000)
@@ -245,27 +240,28 @@ def main(argv: list[str]) -> int:
     csv, parquet, stats = prepare(bench, args.rows, args.seed)
     server = Server(args.url)
     try:
-        _, _, setup = bench.child("setup", {"url": server.url})
+        _, setup = bench.child("setup", {"url": server.url, "csv": str(csv)})
         columns = ", ".join(f'"{c}"' for c in setup["columns"])
 
         print("\\copy of the CSV", flush=True)
         server.empty_table()
-        copy_s, copy_rss = bench.measure(
+        copy = bench.measure(
             [server.psql, "-X", "-q", "-d", server.url, "-c",
              f"\\copy {TABLE} ({columns}) FROM '{csv}' WITH (FORMAT csv, HEADER true)"],
             "copy", env=server.env)
+        copy_s, copy_rss = copy.wall_s, copy.peak_rss_mb
         copy_rows = int(server.sql(f"SELECT count(*) FROM {TABLE}"))
 
         print("LoadPostgres (load_month) of the Parquet", flush=True)
         server.empty_table()
-        load_wall, load_rss, load = bench.child("load", {"url": server.url,
-                                                         "parquet": str(parquet),
-                                                         "stats": stats})
+        load_process, load = bench.child("load", {"url": server.url, "parquet": str(parquet),
+                                                  "stats": stats})
+        load_wall, load_rss = load_process.wall_s, load_process.peak_rss_mb
         server_version = server.sql("SHOW server_version")
     finally:
         server.stop()
 
-    ratio = load["work_s"] / copy_s
+    load_ratio = ratio(load["work_s"], copy_s)
     results = {
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
@@ -275,7 +271,7 @@ def main(argv: list[str]) -> int:
         "copy": {"seconds": copy_s, "peak_rss_mb": copy_rss, "rows": copy_rows},
         "load": {"seconds": load["work_s"], "process_seconds": load_wall,
                  "peak_rss_mb": load_rss, "rows": load["rows"]},
-        "ratio": ratio,
+        "ratio": load_ratio,
         "targets": {"ratio": TARGET_RATIO, "peak_rss_mb": TARGET_RSS_MB},
     }
     (bench.work / "results.json").write_text(json.dumps(results, indent=2))
@@ -290,8 +286,8 @@ def main(argv: list[str]) -> int:
     print(f"{'  its whole process':<28}{load_wall:9.2f}")
     if copy_rows != args.rows or load["rows"] != args.rows:
         print(f"ROWS DIFFER: expected {args.rows:,}")
-    print(f"\nload / copy = {ratio:.2f} (target <= {TARGET_RATIO}: "
-          f"{verdict(ratio <= TARGET_RATIO)}); load peak RSS {load_rss:.0f} MB "
+    print(f"\nload / copy = {ratio_text(load_ratio, '')} (target <= {TARGET_RATIO}: "
+          f"{verdict(load_ratio <= TARGET_RATIO)}); load peak RSS {load_rss:.0f} MB "
           f"(target <= {TARGET_RSS_MB:.0f}: {verdict(load_rss <= TARGET_RSS_MB)})")
     print(f"results: {_shown(bench.work / 'results.json')}")
     return 0

@@ -41,9 +41,19 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from measure import (
+    PROJECT,
+    PYTHON,
+    child,
+    child_main,
+    is_child,
+    log_tail,
+    measure,
+    run_child,
+    stats,
+)
+
 BENCH_DIR = Path(__file__).resolve().parent
-PROJECT = BENCH_DIR.parent
-PYTHON = sys.executable
 BIN = Path(sys.executable).parent
 SERVICES = ("yellow", "green", "fhv")
 NOOP_RANGE = ("2019-01", "2021-12")
@@ -99,11 +109,6 @@ def scheduler_settings(port: int, directory: Path) -> dict[str, dict[str, str]]:
 
 def env_for(config: Path) -> dict[str, str]:
     return {**os.environ, "LUIGI_CONFIG_PATH": str(config)}
-
-
-def stats(values: list[float]) -> Json:
-    return {"best": min(values), "median": statistics.median(values),
-            "worst": max(values), "runs": values}
 
 
 # --------------------------------------------------------------------------- luigid
@@ -210,17 +215,9 @@ def build_state(work: Path, rows: int, logs: Path) -> Json:
     with ReleaseMirror(release) as mirror:
         config = write_config(state / "build.cfg",
                               lake_settings(state, mirror.base_url, mirror.zones_url))
-        started = time.perf_counter()
-        with open(logs / "build.log", "wb") as log:
-            code = subprocess.call(
-                [str(BIN / "luigi"), *backfill_args(*NOOP_RANGE), "--local-scheduler",
-                 "--workers", "2"],
-                cwd=state, env=env_for(config), stdout=log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL)
-        seconds = time.perf_counter() - started
-    if code != 0:
-        tail = (logs / "build.log").read_text(errors="replace")[-3000:]
-        raise SystemExit(f"building the complete state failed (exit {code}):\n{tail}")
+        seconds = measure([str(BIN / "luigi"), *backfill_args(*NOOP_RANGE),
+                           "--local-scheduler", "--workers", "2"], logs / "build.log", state,
+                          env_for(config), what="building the complete state").wall_s
     info = {"want": want, "build_seconds": seconds,
             "lake_files": sum(1 for p in (state / "lake").rglob("*") if p.is_file()),
             "warehouse_bytes": (state / "warehouse.duckdb").stat().st_size}
@@ -234,16 +231,11 @@ def noop_run(config: Path, cwd: Path, log: Path, local: bool) -> float:
     command = [str(BIN / "luigi"), *backfill_args(*NOOP_RANGE), "--workers", "2"]
     if local:
         command.append("--local-scheduler")
-    started = time.perf_counter()
-    done = subprocess.run(command, cwd=cwd, env=env_for(config), capture_output=True,
-                          text=True, stdin=subprocess.DEVNULL, timeout=600, check=False)
-    seconds = time.perf_counter() - started
-    output = done.stdout + done.stderr
-    log.write_text(output)
-    if done.returncode != 0 or "Did not run any tasks" not in output:
-        raise SystemExit(f"the no-op run was not a no-op (exit {done.returncode}); see {log}:\n"
-                         f"{output[-2000:]}")
-    return seconds
+    run = measure(command, log, cwd, env_for(config), check=False, timeout=600)
+    if run.exit_code != 0 or "Did not run any tasks" not in log.read_text(errors="replace"):
+        raise SystemExit(f"the no-op run was not a no-op (exit {run.exit_code}); see {log}:\n"
+                         f"{log_tail(log)}")
+    return run.wall_s
 
 
 def part_a(work: Path, logs: Path, repeat: int) -> Json:
@@ -263,13 +255,10 @@ def part_a(work: Path, logs: Path, repeat: int) -> Json:
             "central_tasks_known_to_luigid": scheduled, "config": str(local_config)}
 
 
-def import_seconds(config: Path, cwd: Path) -> Json:
+def import_seconds(config: Path, cwd: Path, logs: Path) -> Json:
     """Interpreter start alone, and with ``import pipeline`` (what every luigi run pays)."""
     def wall(code: str) -> float:
-        started = time.perf_counter()
-        subprocess.run([PYTHON, "-c", code], cwd=cwd, env=env_for(config), check=True,
-                       stdin=subprocess.DEVNULL)
-        return time.perf_counter() - started
+        return measure([PYTHON, "-c", code], logs / "import.log", cwd, env_for(config)).wall_s
 
     bare = [wall("pass") for _ in range(3)]
     luigi_only = [wall("import luigi") for _ in range(3)]
@@ -280,16 +269,10 @@ def import_seconds(config: Path, cwd: Path) -> Json:
 
 def in_process(config: Path, cwd: Path, logs: Path, profile: bool) -> Json:
     """The no-op in a fresh interpreter, with counted complete() calls or under cProfile."""
-    out = logs / ("inproc-profile.json" if profile else "inproc-count.json")
-    command = [PYTHON, str(Path(__file__).resolve()), "_inproc", str(out)]
-    if profile:
-        command.append(str(logs / "noop.pstats"))
-    with open(logs / (out.stem + ".log"), "wb") as log:
-        code = subprocess.call(command, cwd=cwd, env=env_for(config), stdout=log,
-                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    if code != 0 or not out.exists():
-        raise SystemExit(f"in-process no-op failed (exit {code}); see {log.name}")
-    result = json.loads(out.read_text())
+    log = logs / ("inproc-profile.log" if profile else "inproc-count.log")
+    pstats_path = str(logs / "noop.pstats") if profile else None
+    _, result = run_child(__file__, "inproc", {"pstats": pstats_path}, log, cwd,
+                          env_for(config))
     if profile:
         result["profile"] = profile_summary(logs / "noop.pstats")
     return result
@@ -315,8 +298,10 @@ def profile_summary(path: Path, top: int = 12) -> Json:
             "self_time": sorted(rows, key=lambda r: -r["tottime"])[:top]}
 
 
-def child_inproc(argv: list[str]) -> int:
-    """``_inproc OUT.json [PROFILE.pstats]``: the no-op Backfill via luigi.build."""
+@child("inproc")
+def child_inproc(a: Json) -> Json:
+    """The no-op Backfill via luigi.build: its complete() calls counted, or (with
+    ``a["pstats"]``) under cProfile."""
     started = time.perf_counter()
     import luigi
 
@@ -339,7 +324,7 @@ def child_inproc(argv: list[str]) -> int:
                 entry[1] += time.perf_counter() - t0
         return wrapper
 
-    profile_path = argv[1] if len(argv) > 1 else None
+    profile_path = a["pstats"]
     open_duckdb = duckdb_load._open
     if not profile_path:  # counting wrappers would blur the profile
         family = lambda task: f"{task.task_family}.complete()"  # noqa: E731
@@ -369,8 +354,7 @@ def child_inproc(argv: list[str]) -> int:
     }
     if not profile_path:
         result["alternatives"] = check_alternatives(open_duckdb)
-    Path(argv[0]).write_text(json.dumps(result, indent=2))
-    return 0 if ok else 1
+    return result
 
 
 def check_alternatives(open_duckdb: Any) -> Json:
@@ -553,14 +537,9 @@ def schedule_once(server: Luigid, lake: Path, log_path: Path, timeout: float) ->
 
 def schedule_profile(config: Path, lake: Path, logs: Path) -> Json:
     """The scheduling phase alone (``Worker.add`` of the 10-year Backfill) under cProfile."""
-    out, pstats_path = logs / "schedule-profile.json", logs / "schedule.pstats"
-    with open(logs / "schedule-profile.log", "wb") as log:
-        code = subprocess.call([PYTHON, str(Path(__file__).resolve()), "_schedprof", str(out),
-                                str(pstats_path)], cwd=lake, env=env_for(config), stdout=log,
-                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=900)
-    if code != 0 or not out.exists():
-        raise SystemExit(f"scheduling profile failed (exit {code}); see {log.name}")
-    result = json.loads(out.read_text())
+    pstats_path = logs / "schedule.pstats"
+    _, result = run_child(__file__, "schedprof", {"pstats": str(pstats_path)},
+                          logs / "schedule-profile.log", lake, env_for(config), timeout=900)
     raw = pstats.Stats(str(pstats_path)).stats  # type: ignore[attr-defined]
     wanted = {
         "worker._add_task (RPC add_task, incl. waiting)": ("luigi/worker.py", "_add_task"),
@@ -578,8 +557,9 @@ def schedule_profile(config: Path, lake: Path, logs: Path) -> Json:
     return result
 
 
-def child_schedprof(argv: list[str]) -> int:
-    """``_schedprof OUT.json PSTATS``: Worker.add of the 10-year Backfill on luigid, profiled."""
+@child("schedprof")
+def child_schedprof(a: Json) -> Json:
+    """Worker.add of the 10-year Backfill on luigid, profiled into ``a["pstats"]``."""
     import cProfile
 
     import luigi.configuration
@@ -598,11 +578,8 @@ def child_schedprof(argv: list[str]) -> int:
     started = time.perf_counter()
     ok = profiler.runcall(worker.add, task)
     seconds = time.perf_counter() - started
-    profiler.dump_stats(argv[1])
-    Path(argv[0]).write_text(json.dumps({"ok": ok, "add_seconds": seconds,
-                                         "tasks": len(worker._scheduled_tasks)}))
-    sys.stdout.flush()
-    os._exit(0)  # no run: the tasks stay PENDING on a luigid that is stopped next
+    profiler.dump_stats(a["pstats"])
+    return {"ok": ok, "add_seconds": seconds, "tasks": len(worker._scheduled_tasks)}
 
 
 # --------------------------------------------------------------------------- report
@@ -685,10 +662,12 @@ def report(results: Json) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] == "_inproc":
-        return child_inproc(argv[1:])
-    if argv and argv[0] == "_schedprof":
-        return child_schedprof(argv[1:])
+    if is_child(argv):
+        code = child_main(argv[1:])
+        if argv[1] == "schedprof":  # no run: the tasks stay PENDING on a luigid stopped next
+            sys.stdout.flush()
+            os._exit(code)
+        return code
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rows", type=int, default=1000,
@@ -723,7 +702,7 @@ def main(argv: list[str] | None = None) -> int:
         state = work / "state"
         config = Path(noop["config"])
         if not args.no_profile:
-            noop["imports"] = import_seconds(config, state)
+            noop["imports"] = import_seconds(config, state, logs)
             noop["inproc"] = in_process(config, state, logs, profile=False)
             noop["profile"] = in_process(config, state, logs, profile=True)
         results["noop"] = noop
