@@ -8,7 +8,6 @@ line. The defaults work on a laptop with no cloud account; luigi.cfg documents e
 from __future__ import annotations
 
 from datetime import date
-from pathlib import Path
 
 import luigi
 
@@ -89,10 +88,17 @@ class source(luigi.Config):
 
 
 class lake(luigi.Config):
-    root: str = luigi.Parameter(default="data/lake", description="local lake directory")
-
-    def path(self) -> Path:
-        return Path(self.root).absolute()
+    root: str = luigi.Parameter(
+        default="data/lake",
+        description="the lake: a local directory, or gs://bucket/prefix (everything the lake "
+                    "holds in the bucket; local disk only scratch); any other URL is refused",
+    )
+    scratch: str = luigi.Parameter(
+        default="",
+        description="local directory where tasks stage files (a bucket lake's downloads, "
+                    "Parquet before its upload, months loaded into DuckDB or PostgreSQL); "
+                    "empty = taxi-pipeline-scratch under the system temp dir",
+    )
 
 
 class duckdb(luigi.Config):
@@ -123,16 +129,20 @@ class postgres(luigi.Config):
 
 class gcs(luigi.Config):
     bucket: str = luigi.Parameter(
-        default="", description="bucket the Parquet months are published to (sink gcs)"
+        default="",
+        description="bucket a local lake's Parquet months are copied to (sink gcs, and the "
+                    "bigquery sink's source when the lake is local)",
     )
     prefix: str = luigi.Parameter(
         default="nyc-tlc", description="folder in the bucket: {prefix}/parquet/{service}/..."
     )
     chunk_mib: float = luigi.FloatParameter(
-        default=100.0, description="resumable upload chunk in MiB, a multiple of 0.25"
+        default=100.0,
+        description="resumable upload chunk in MiB, a multiple of 0.25 (every upload: the "
+                    "gcs sink's and a bucket lake's)",
     )
     timeout: float = luigi.FloatParameter(
-        default=60.0, description="seconds to connect, and for each request"
+        default=60.0, description="seconds to connect, and for each request to GCS"
     )
 
 

@@ -122,19 +122,37 @@ class BigQueryEmulator:
 
 
 @pytest.fixture(scope="session")
-def emulators(tmp_path_factory: pytest.TempPathFactory
-              ) -> Iterator[tuple[FakeGCS, BigQueryEmulator]]:
+def fake_gcs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeGCS]:
+    """fake-gcs-server alone (the lake tests need no BigQuery)."""
     base = tmp_path_factory.mktemp("cloud")
     (base / "gcs").mkdir()
     gcs = FakeGCS(base / "gcs")
-    bq = BigQueryEmulator(gcs.root, base)  # starts while fake-gcs-server does
     try:
         gcs.start()
-        bq.wait()
-        yield gcs, bq
+        yield gcs
     finally:
         gcs.stop()
+
+
+@pytest.fixture(scope="session")
+def emulators(fake_gcs: FakeGCS) -> Iterator[tuple[FakeGCS, BigQueryEmulator]]:
+    bq = BigQueryEmulator(fake_gcs.root, fake_gcs.root.parent)
+    try:
+        bq.wait()
+        yield fake_gcs, bq
+    finally:
         stop(bq.process)
+
+
+@pytest.fixture
+def gcs_bucket(fake_gcs: FakeGCS, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh bucket on the session's fake-gcs-server, which this test's clients talk to."""
+    if fake_gcs.process is None or fake_gcs.process.poll() is not None:
+        fake_gcs.start()  # a test stopped it and failed before starting it again
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", fake_gcs.url)
+    name = f"lake-{os.getpid()}-{next(_names)}"
+    storage.Client(project=PROJECT_ID, credentials=AnonymousCredentials()).create_bucket(name)
+    return name
 
 
 @dataclass

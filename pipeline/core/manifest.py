@@ -11,6 +11,7 @@ not know (``new_columns``: kept in the raw file only).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -129,12 +130,22 @@ class Manifest:
 
     def describes(self, parquet: Path, expected_fingerprint: str) -> bool:
         """True when ``parquet`` is the file this manifest was written for."""
+        try:
+            size = parquet.stat().st_size
+        except OSError:
+            return False
+        return self.describes_file(size, lambda: pq.read_metadata(parquet), expected_fingerprint)
+
+    def describes_file(self, size: int | None, footer: Callable[[], pq.FileMetaData],
+                       expected_fingerprint: str) -> bool:
+        """True when a file of ``size`` bytes whose footer ``footer()`` reads is the one this
+        manifest was written for (wherever the file is stored)."""
         if self.schema_fingerprint != expected_fingerprint or self.format != FORMAT:
             return False
+        if size != self.parquet_bytes:
+            return False
         try:
-            if parquet.stat().st_size != self.parquet_bytes:
-                return False
-            meta = pq.read_metadata(parquet)
+            meta = footer()
         except (OSError, ValueError):
             return False
         return (

@@ -14,7 +14,9 @@ from pipeline import config
 from pipeline.core.months import month_key
 from pipeline.demo import samples
 from pipeline.demo.mirror import ReleaseMirror
+from pipeline.lake.keys import PARQUET_PREFIX
 from pipeline.tasks.flows import IngestMonth
+from pipeline.tasks.storage import lake
 
 SERVICES = ("yellow", "green", "fhv")
 ROWS = {"yellow": 200_000, "green": 40_000, "fhv": 100_000}
@@ -50,11 +52,12 @@ def run(months: list[date], source_dir: Path, scale: float = 1.0, workers: int =
 
 
 def show(months: list[date]) -> None:
-    lake = config.lake().path()
+    the_lake = lake()
     warehouse = Path(config.duckdb().path).absolute()
-    print(f"lake:      {lake}")
-    for path in sorted(lake.glob("parquet/*/year=*/month=*/*.parquet")):
-        print(f"           {path.relative_to(lake)}  ({path.stat().st_size / 1e6:.1f} MB)")
+    print(f"lake:      {the_lake.url_root}")
+    for key in the_lake.keys(PARQUET_PREFIX):
+        if key.endswith(".parquet"):
+            print(f"           {key}  ({(the_lake.target(key).size() or 0) / 1e6:.1f} MB)")
     print(f"warehouse: {warehouse}")
     with duckdb.connect(str(warehouse), read_only=True) as con:
         counts = pd.concat(

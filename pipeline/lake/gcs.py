@@ -1,18 +1,21 @@
 """Google Cloud Storage as a lake, on google-cloud-storage (not ``luigi.contrib.gcs``, which
 uses the old discovery client and writes non-atomically).
 
-A ``GCSTarget`` has the interface of ``pipeline.lake.targets``. Writes are resumable uploads with
-an explicit chunk size and timeout, conditioned on the object's generation (no blind
-overwrite), and verified: the stored object's crc32c must equal that of the bytes read, and
-their sha256 the one the object is uploaded with (its ``sha256`` metadata), or the object is
-removed and the write fails. (A crash between the upload and that check can leave an
-unverified object: ``pipeline.tasks.publish`` publishes a manifest after the check and verifies
-an object it finds without one before keeping it.)
+A ``GCSTarget`` is a ``pipeline.lake.targets.LakeTarget``. Writes are resumable uploads with
+an explicit chunk size and timeout (``GCSSettings``, given by the caller: this module reads
+no configuration), conditioned on the object's generation (no blind overwrite), and verified:
+the stored object's crc32c must equal that of the bytes read, and their sha256 the one the
+object is uploaded with (its ``sha256`` metadata), or the object is removed and the write
+fails. (A crash between the upload and that check can leave an unverified object: the
+pipeline publishes a manifest after the check, and verifies an object it finds without one
+before keeping it.) Local files an upload needs (``open("w")``, ``staging()``) and files a
+read needs (``local_file()``) live in the caller's scratch directory and are removed after.
 
-Bulk completeness: a target made with ``listed=<prefix URL>`` answers exists()/info() from
-one listing of that prefix, kept per process for ``LISTING_TTL_SECONDS`` and updated by this
-process's own writes, so checking a backfill of many months costs one request, not one per
-object. A fork starts with an empty cache (luigi runs tasks in forked workers).
+Bulk completeness: a target made with ``listed=<prefix URL>`` answers ``stat()``/``info()``
+from one listing of that prefix, kept per process for ``LISTING_TTL_SECONDS`` and updated by
+this process's own writes, so checking a backfill of many months costs one request, not one
+per object. A fork starts with an empty cache (luigi runs tasks in forked workers), and
+``pipeline.lake.targets.forget_cached_listings()`` empties it.
 
 Credentials: Application Default Credentials, or none when ``STORAGE_EMULATOR_HOST`` names
 an emulator. Nothing here logs a credential; error messages leave out resumable session ids.
@@ -20,17 +23,18 @@ an emulator. Nothing here logs a credential; error messages leave out resumable 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import BinaryIO
 
 import google.auth.exceptions
+import luigi.format
 import luigi.target
 import requests
 from google.api_core import exceptions as api
@@ -38,20 +42,24 @@ from google.api_core.retry import Retry
 from google.cloud import storage
 from google.cloud.storage.retry import DEFAULT_RETRY
 
-from pipeline import config
+from pipeline.core.errors import SettingsError
+from pipeline.core.text import Progress, one_line
+from pipeline.lake.scratch import Scratch
 from pipeline.lake.targets import (
     AtomicWrite,
     ChecksumMismatch,
     Digests,
+    HashingReader,
+    HashingWriter,
     LakeConflict,
     LakeError,
+    LakeTarget,
     ObjectInfo,
-    Progress,
+    Staged,
     check_expected,
     file_digests,
-    file_format,
+    register_listing_cache,
 )
-from pipeline.lake.targets import HashingReader as _HashingReader
 
 SCHEME = "gs://"
 SHA256_KEY = "sha256"
@@ -63,23 +71,52 @@ SESSION_ATTEMPTS = 3
 # by the client, resuming from the last byte the server holds, for at most this long.
 RETRY_SECONDS = 60.0
 LIST_FIELDS = "items(name,size,crc32c,metadata,generation),nextPageToken"
-_SECRET_PARAMS = re.compile(r"(upload_id|access_token|X-Goog-Signature)=[^&\s\"']+", re.I)
+CHUNK_QUANTUM = 256 * 1024
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
 
 
 class GCSError(LakeError):
     """GCS refused or failed a request. The message is one line and names the bucket."""
 
 
-def redact(text: str) -> str:
-    """A one-line error text without session ids or tokens that could be replayed."""
-    return _SECRET_PARAMS.sub(r"\1=…", " ".join(str(text).split()))[:300]
+@dataclass(frozen=True)
+class GCSSettings:
+    """How this process talks to GCS: resumable upload chunk (MiB, a multiple of 0.25) and
+    seconds to connect and per request. ``[gcs] chunk_mib`` and ``[gcs] timeout``."""
+
+    chunk_mib: float = 100.0
+    timeout: float = 60.0
+
+    def __post_init__(self) -> None:
+        chunk = round(self.chunk_mib * (1 << 20))
+        if chunk <= 0 or chunk % CHUNK_QUANTUM:
+            raise SettingsError(f"[gcs] chunk_mib = {self.chunk_mib:g} is not a positive "
+                                "multiple of 0.25 (256 KiB)")
+        if self.timeout <= 0:
+            raise SettingsError(f"[gcs] timeout = {self.timeout:g} is not a positive number "
+                                "of seconds")
+
+    @property
+    def chunk_bytes(self) -> int:
+        return round(self.chunk_mib * (1 << 20))
+
+    @property
+    def timeouts(self) -> tuple[float, float]:
+        return (self.timeout, self.timeout)
 
 
 def split_url(url: str) -> tuple[str, str]:
+    """``gs://bucket/key`` -> (bucket, key); refuses anything else."""
     if not url.startswith(SCHEME) or "/" not in url[len(SCHEME):]:
         raise ValueError(f"not a gs://bucket/key URL: {url!r}")
     bucket, _, key = url[len(SCHEME):].partition("/")
+    if not _BUCKET.match(bucket):
+        raise ValueError(f"not a GCS bucket name: {bucket!r}")
     return bucket, key
+
+
+def is_bucket_name(name: str) -> bool:
+    return bool(_BUCKET.match(name))
 
 
 def _info(blob: storage.Blob) -> ObjectInfo:
@@ -108,14 +145,9 @@ def _retry() -> Retry:
     return DEFAULT_RETRY.with_timeout(RETRY_SECONDS)
 
 
-def _timeout() -> tuple[float, float]:
-    seconds = config.gcs().timeout
-    return (seconds, seconds)
-
-
-def _missing_bucket(bucket: str) -> GCSError:
+def missing_bucket(bucket: str, origin: str) -> GCSError:
     return GCSError(f"GCS bucket {bucket!r} does not exist or these credentials cannot see it: "
-                    "create it once (see README, Google Cloud) or fix [gcs] bucket")
+                    f"create it once (see README, Google Cloud) or fix {origin}")
 
 
 @dataclass
@@ -124,17 +156,59 @@ class _Listing:
     objects: dict[str, ObjectInfo]
 
 
-class GCSFileSystem(luigi.target.FileSystem):
-    """Object operations and the per-process listing cache."""
+@dataclass
+class ListingCache:
+    """The per-process listings of prefixes (bulk completeness checks)."""
 
-    def __init__(self) -> None:
-        self._listings: dict[tuple[str, str], _Listing] = {}
-        self._lock = threading.Lock()
-        self.list_calls = 0
+    listings: dict[tuple[str, str], _Listing] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    list_calls: int = 0
 
     def forget(self) -> None:
-        with self._lock:
-            self._listings.clear()
+        with self.lock:
+            self.listings.clear()
+
+    def fresh(self, bucket: str, prefix: str) -> dict[str, ObjectInfo] | None:
+        with self.lock:
+            cached = self.listings.get((bucket, prefix))
+            if cached and time.monotonic() - cached.taken < LISTING_TTL_SECONDS:
+                return cached.objects
+        return None
+
+    def keep(self, bucket: str, prefix: str, taken: float,
+             objects: dict[str, ObjectInfo]) -> None:
+        with self.lock:
+            self.listings[(bucket, prefix)] = _Listing(taken, objects)
+
+    def remember(self, bucket: str, key: str, info: ObjectInfo | None) -> None:
+        """Keep cached listings that cover ``key`` true to this process's own writes."""
+        with self.lock:
+            for (list_bucket, prefix), listing in self.listings.items():
+                if list_bucket == bucket and key.startswith(prefix):
+                    if info is None:
+                        listing.objects.pop(key, None)
+                    else:
+                        listing.objects[key] = info
+
+
+LISTINGS = ListingCache()
+register_listing_cache(LISTINGS.forget)
+os.register_at_fork(after_in_child=LISTINGS.forget)
+
+
+class GCSFileSystem(luigi.target.FileSystem):
+    """Object operations on ``gs://`` URLs with one set of settings; luigi's file-system
+    interface (exists, remove, listdir, isdir, mkdir, copy, move, rename_dont_move)."""
+
+    def __init__(self, settings: GCSSettings | None = None) -> None:
+        self.settings = settings or GCSSettings()
+
+    @property
+    def list_calls(self) -> int:
+        return LISTINGS.list_calls
+
+    def forget(self) -> None:
+        LISTINGS.forget()
 
     # -- reading state ---------------------------------------------------------------------
     def info(self, url: str, listed: str | None = None) -> ObjectInfo | None:
@@ -143,28 +217,30 @@ class GCSFileSystem(luigi.target.FileSystem):
             list_bucket, prefix = split_url(listed)
             if list_bucket == bucket and key.startswith(prefix):
                 return self._listing(bucket, prefix).get(key)
-        blob = client().bucket(bucket).get_blob(key, timeout=_timeout(), retry=_retry())
+        try:
+            blob = client().bucket(bucket).get_blob(key, timeout=self.settings.timeouts,
+                                                    retry=_retry())
+        except api.Forbidden as e:
+            raise GCSError(f"GCS refused to read {url}: {one_line(e)}") from None
         return _info(blob) if blob else None
 
     def exists(self, path: str) -> bool:
         return self.info(path) is not None
 
     def _listing(self, bucket: str, prefix: str) -> dict[str, ObjectInfo]:
-        with self._lock:
-            cached = self._listings.get((bucket, prefix))
-            if cached and time.monotonic() - cached.taken < LISTING_TTL_SECONDS:
-                return cached.objects
+        cached = LISTINGS.fresh(bucket, prefix)
+        if cached is not None:
+            return cached
         taken = time.monotonic()
-        objects = {name: info for name, info in self._list(bucket, prefix)}
-        with self._lock:
-            self._listings[(bucket, prefix)] = _Listing(taken, objects)
+        objects = dict(self._list(bucket, prefix))
+        LISTINGS.keep(bucket, prefix, taken, objects)
         return objects
 
     def _list(self, bucket: str, prefix: str) -> Iterator[tuple[str, ObjectInfo]]:
-        self.list_calls += 1
+        LISTINGS.list_calls += 1
         try:
             for blob in client().list_blobs(bucket, prefix=prefix, fields=LIST_FIELDS,
-                                            timeout=_timeout(), retry=_retry()):
+                                            timeout=self.settings.timeouts, retry=_retry()):
                 yield blob.name, _info(blob)
         except api.NotFound:
             # A missing bucket holds nothing; a write to it fails naming it. (Raising here
@@ -178,22 +254,12 @@ class GCSFileSystem(luigi.target.FileSystem):
 
     def isdir(self, path: str) -> bool:
         bucket, key = split_url(path.rstrip("/") + "/")
-        blobs = client().list_blobs(bucket, prefix=key, max_results=1, timeout=_timeout())
+        blobs = client().list_blobs(bucket, prefix=key, max_results=1,
+                                    timeout=self.settings.timeouts)
         return any(True for _ in blobs)
 
     def mkdir(self, path: str, parents: bool = True, raise_if_exists: bool = False) -> None:
         """Folders are implied by object names in GCS."""
-
-    def _remember(self, url: str, info: ObjectInfo | None) -> None:
-        """Keep cached listings that cover ``url`` true to this process's own writes."""
-        bucket, key = split_url(url)
-        with self._lock:
-            for (list_bucket, prefix), listing in self._listings.items():
-                if list_bucket == bucket and key.startswith(prefix):
-                    if info is None:
-                        listing.objects.pop(key, None)
-                    else:
-                        listing.objects[key] = info
 
     # -- writing ----------------------------------------------------------------------------
     def remove(self, path: str, recursive: bool = True, skip_trash: bool = True,
@@ -208,70 +274,165 @@ class GCSFileSystem(luigi.target.FileSystem):
                 raise LakeConflict(f"{path} changed since it was read: not removed")
         try:
             client().bucket(bucket).delete_blob(key, if_generation_match=if_generation,
-                                                timeout=_timeout(), retry=_retry())
+                                                timeout=self.settings.timeouts, retry=_retry())
         except api.NotFound:
             pass
         except api.PreconditionFailed:
             raise LakeConflict(f"{path} changed since it was read: not removed") from None
-        self._remember(path, None)
+        LISTINGS.remember(bucket, key, None)
+
+    def copy(self, path: str, dest: str, *, if_absent: bool = False) -> ObjectInfo:
+        """A server-side copy of the object (its checksums and metadata included); with
+        ``if_absent``, only when ``dest`` does not exist (``FileAlreadyExists``)."""
+        bucket, key = split_url(path)
+        dest_bucket, dest_key = split_url(dest)
+        source = self.info(path)
+        if source is None:
+            raise FileNotFoundError(f"no object {path}")
+        if if_absent and self.info(dest) is not None:
+            raise luigi.target.FileAlreadyExists(f"{dest} exists: not overwritten")
+        try:
+            copied = client().bucket(bucket).copy_blob(
+                client().bucket(bucket).blob(key), client().bucket(dest_bucket), dest_key,
+                if_generation_match=0 if if_absent else None,
+                if_source_generation_match=source.generation,
+                timeout=self.settings.timeouts, retry=_retry())
+        except api.PreconditionFailed:
+            if if_absent:
+                raise luigi.target.FileAlreadyExists(f"{dest} exists: not overwritten") from None
+            raise LakeConflict(f"{path} changed while it was copied") from None
+        except api.NotFound:
+            raise FileNotFoundError(f"no object {path} or no bucket {dest_bucket!r}") from None
+        info = _info(copied)
+        if (info.size, info.crc32c) != (source.size, source.crc32c):
+            self.remove(dest, if_generation=info.generation)
+            raise ChecksumMismatch(f"the copy of {path} at {dest} differs from it; removed")
+        LISTINGS.remember(dest_bucket, dest_key, info)
+        return info
+
+    def move(self, path: str, dest: str, raise_if_exists: bool = False) -> None:
+        """Copy, then remove the source version that was copied."""
+        if raise_if_exists and self.info(dest) is not None:
+            raise luigi.target.FileAlreadyExists(f"{dest} exists: not overwritten")
+        source = self.info(path)
+        if source is None:
+            raise FileNotFoundError(f"no object {path}")
+        self.copy(path, dest, if_absent=raise_if_exists)
+        self.remove(path, if_generation=source.generation)
+
+    def rename_dont_move(self, path: str, dest: str) -> None:
+        """``move`` that never replaces ``dest`` (``FileAlreadyExists``)."""
+        self.move(path, dest, raise_if_exists=True)
 
 
-GCS = GCSFileSystem()
-os.register_at_fork(after_in_child=GCS.forget)
+_filesystems: dict[GCSSettings, GCSFileSystem] = {}
+
+
+def filesystem(settings: GCSSettings | None = None) -> GCSFileSystem:
+    settings = settings or GCSSettings()
+    if settings not in _filesystems:
+        _filesystems[settings] = GCSFileSystem(settings)
+    return _filesystems[settings]
+
+
+# The default-settings file system (tests and benchmarks count its listings).
+GCS = filesystem()
 
 
 class _Upload(AtomicWrite):
-    """``open("w")``: written to a local temporary file, uploaded on a clean close."""
+    """``open("w")``: written to a file in scratch, uploaded on a clean close."""
 
     def __init__(self, target: GCSTarget) -> None:
         self._target = target
         super().__init__(target.path)
 
     def generate_tmp_path(self, path: str) -> str:
-        fd, name = tempfile.mkstemp(prefix="lake-upload-", suffix=".tmp")
-        os.close(fd)
-        return name
+        scratch = self._target.scratch.ready()
+        return str(scratch / f"{os.getpid()}-{os.urandom(6).hex()}-upload.tmp")
 
     def publish(self, tmp: Path) -> None:
         self._target.put(tmp)
 
 
-class GCSTarget(luigi.target.FileSystemTarget):
+class GCSTarget(LakeTarget):
     """One object, ``gs://bucket/key``. See the module docstring for the guarantees."""
 
-    fs = GCS
-
-    def __init__(self, url: str, listed: str | None = None) -> None:
-        super().__init__(url)
+    def __init__(self, url: str, format: luigi.format.Format | None = None, *,
+                 listed: str | None = None, settings: GCSSettings | None = None,
+                 scratch: Scratch | None = None, origin: str = "the setting that names it"
+                 ) -> None:
+        super().__init__(url, format)
+        self.origin = origin  # the setting a message about a missing bucket names
         self.bucket, self.key = split_url(url)
         self.listed = listed
+        self.settings = settings or GCSSettings()
+        self.scratch = scratch or Scratch()
+        self._fs = filesystem(self.settings)
 
-    def __str__(self) -> str:
-        return self.path
+    @property
+    def fs(self) -> GCSFileSystem:
+        return self._fs
 
-    def exists(self) -> bool:
-        return self.info() is not None
+    def stat(self) -> ObjectInfo | None:
+        found = self.info()
+        return found and ObjectInfo(found.size, None, None, found.generation)
 
     def info(self) -> ObjectInfo | None:
-        return GCS.info(self.path, self.listed)
+        return self.fs.info(self.path, self.listed)
 
     def _blob(self, **kwargs: object) -> storage.Blob:
         return client().bucket(self.bucket).blob(self.key, **kwargs)
 
-    def open(self, mode: str = "r") -> IO:
-        fmt = file_format(mode)
-        if "w" in mode:
-            return fmt.pipe_writer(_Upload(self))
-        current = GCS.info(self.path)
+    def _writer(self) -> AtomicWrite:
+        return _Upload(self)
+
+    def _reader(self) -> BinaryIO:
+        current = self.fs.info(self.path)
         if current is None:
             raise FileNotFoundError(f"no object {self.path}")
         # Pinned to the generation just seen: a replaced object fails the read, never mixes.
-        reader = self._blob().open("rb", if_generation_match=current.generation,
-                                   timeout=_timeout(), retry=_retry())
-        return fmt.pipe_reader(reader)
+        return self._blob().open("rb", if_generation_match=current.generation,
+                                 timeout=self.settings.timeouts, retry=_retry())
+
+    @contextlib.contextmanager
+    def staging(self) -> Iterator[Staged]:
+        with self.scratch.file(self.key) as path:
+            yield Staged(path, lambda local, generation, sha256, progress: self.put(
+                local, if_generation=generation, sha256=sha256, progress=progress))
+
+    @contextlib.contextmanager
+    def local_file(self, *, sha256: str | None = None, progress: Progress | None = None
+                   ) -> Iterator[Path]:
+        """The object downloaded into scratch, pinned to one generation; its crc32c (and
+        ``sha256`` when given) checked against the bytes received."""
+        current = self.fs.info(self.path)
+        if current is None:
+            raise FileNotFoundError(f"no object {self.path}")
+        with self.scratch.file(self.key) as path:
+            with open(path, "wb") as f:
+                writer = HashingWriter(f, progress, current.size)
+                try:
+                    self._blob().download_to_file(
+                        writer, if_generation_match=current.generation, checksum=None,
+                        timeout=self.settings.timeouts, retry=_retry())
+                except api.PreconditionFailed:
+                    raise LakeConflict(f"{self.path} was replaced while it was read") from None
+                except api.NotFound:
+                    raise FileNotFoundError(f"no object {self.path}") from None
+                except (api.GoogleAPICallError, requests.RequestException) as e:
+                    raise GCSError(f"download of {self.path} failed: {one_line(e)}") from None
+            got = writer.digests()
+            if (got.size, got.crc32c) != (current.size, current.crc32c):
+                raise ChecksumMismatch(
+                    f"{self.path}: the {got.size} bytes received (crc32c {got.crc32c}) are not "
+                    f"the object's {current.size} (crc32c {current.crc32c})")
+            if sha256 is not None and got.sha256 != sha256:
+                raise ChecksumMismatch(f"{self.path}: sha256 {got.sha256[:16]}… is not the "
+                                       f"expected {sha256[:16]}…")
+            yield path
 
     def remove(self, if_generation: int | None = None) -> None:
-        GCS.remove(self.path, if_generation=if_generation)
+        self.fs.remove(self.path, if_generation=if_generation)
 
     def put(self, local: Path, *, if_generation: int | None = None, sha256: str | None = None,
             progress: Progress | None = None) -> ObjectInfo:
@@ -284,7 +445,7 @@ class GCSTarget(luigi.target.FileSystemTarget):
             # Checked before any byte is sent, and again by GCS when the upload completes
             # (fake-gcs-server only does the first: it ignores preconditions on resumable
             # uploads, so a lost race is caught by GCS alone).
-            current = GCS.info(self.path)
+            current = self.fs.info(self.path)
             if (current.generation if current else 0) != if_generation:
                 raise self._conflict(if_generation)
         for attempt in range(1, SESSION_ATTEMPTS + 1):
@@ -295,13 +456,13 @@ class GCSTarget(luigi.target.FileSystemTarget):
                 if attempt > 1 and self._is_copy_of(local):
                     # An earlier attempt did finish: its response was lost, not its object.
                     blob = self._blob()
-                    blob.reload(timeout=_timeout(), retry=_retry())
+                    blob.reload(timeout=self.settings.timeouts, retry=_retry())
                     digests = file_digests(local)
                     break
                 raise self._conflict(if_generation) from None
             except api.NotFound:
-                if not client().bucket(self.bucket).exists(timeout=_timeout()):
-                    raise _missing_bucket(self.bucket) from None
+                if not client().bucket(self.bucket).exists(timeout=self.settings.timeouts):
+                    raise missing_bucket(self.bucket, self.origin) from None
                 if attempt == SESSION_ATTEMPTS:
                     raise GCSError(f"upload of {self.path} lost its session "
                                    f"{SESSION_ATTEMPTS} times; giving up") from None
@@ -309,9 +470,9 @@ class GCSTarget(luigi.target.FileSystemTarget):
                     requests.RequestException, ConnectionError) as e:
                 # Still failing after the client's own retries: start over, a few times.
                 if attempt == SESSION_ATTEMPTS:
-                    raise GCSError(f"upload of {self.path} failed: {redact(e)}") from None
+                    raise GCSError(f"upload of {self.path} failed: {one_line(e)}") from None
             except api.GoogleAPICallError as e:
-                raise GCSError(f"GCS refused the upload of {self.path}: {redact(e)}") from None
+                raise GCSError(f"GCS refused the upload of {self.path}: {one_line(e)}") from None
         try:
             if blob.crc32c != digests.crc32c or int(blob.size or 0) != digests.size:
                 raise ChecksumMismatch(
@@ -323,18 +484,19 @@ class GCSTarget(luigi.target.FileSystemTarget):
             self.remove(if_generation=blob.generation)
             raise
         info = _info(blob)
-        GCS._remember(self.path, info)
+        LISTINGS.remember(self.bucket, self.key, info)
         return info
 
     def _upload(self, local: Path, size: int, if_generation: int | None, sha256: str,
                 progress: Progress | None) -> tuple[storage.Blob, Digests]:
-        blob = self._blob(chunk_size=chunk_bytes())
+        blob = self._blob(chunk_size=self.settings.chunk_bytes)
         blob.metadata = {SHA256_KEY: sha256}
-        with open(local, "rb") as f, _HashingReader(f, progress, size) as reader:
+        with open(local, "rb") as f, HashingReader(f, progress, size) as reader:
             # size=None keeps every upload resumable (the client sends files up to 8 MiB
             # in one request when it knows their size, and such a request is not resumed).
             blob.upload_from_file(reader, size=None, if_generation_match=if_generation,
-                                  checksum=None, timeout=_timeout(), retry=_retry())
+                                  checksum=None, timeout=self.settings.timeouts,
+                                  retry=_retry())
             return blob, reader.digests()
 
     def _conflict(self, if_generation: int | None) -> LakeConflict:
@@ -343,15 +505,5 @@ class GCSTarget(luigi.target.FileSystemTarget):
                             "not overwritten")
 
     def _is_copy_of(self, local: Path) -> bool:
-        current = GCS.info(self.path)
+        current = self.fs.info(self.path)
         return current is not None and current.crc32c == file_digests(local).crc32c
-
-
-def chunk_bytes() -> int:
-    """``[gcs] chunk_mib`` in bytes: GCS takes chunks in multiples of 256 KiB."""
-    quantum = 256 * 1024
-    chunk = round(config.gcs().chunk_mib * (1 << 20))
-    if chunk <= 0 or chunk % quantum:
-        raise GCSError(f"[gcs] chunk_mib = {config.gcs().chunk_mib} is not a positive multiple "
-                       "of 0.25 (256 KiB)")
-    return chunk

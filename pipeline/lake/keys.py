@@ -1,41 +1,38 @@
-"""The lake: where each (service, month) lives, and how files get there atomically.
+"""Where each (service, month) lives in the lake: the one place its layout is spelled.
 
-Every path in the pipeline comes from the key functions here, never from string
-formatting in tasks. Keys are relative (``raw/yellow/yellow_tripdata_2021-01.csv.gz``)
-and resolve under ``[lake] root``.
+Every path in the pipeline comes from the key functions here, never from string formatting
+elsewhere. Keys are relative (``raw/yellow/yellow_tripdata_2021-01.csv.gz``) and resolve under
+a lake root (``pipeline.lake.root.Lake``): a local directory or ``gs://bucket/prefix``, with
+the same layout. The inverse functions (``raw_month``, ``manifest_month``) read a month back
+from a key by building the key again, so they can never disagree with the layout.
 """
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import os
-import uuid
-from collections.abc import Iterator
+import re
 from datetime import date
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 from pipeline.core.datasets import ZONES, Service
-from pipeline.core.errors import PipelineError
 from pipeline.core.months import month_key
 
-if TYPE_CHECKING:
-    from pipeline.lake.targets import LakeTarget
-
 MANIFEST_NAME = "_manifest.json"
-
-
-class LakeFull(PipelineError):
-    """The lake's file system has no room for an output; nothing was published."""
-
-
+RAW_PREFIX = "raw/"
+PARQUET_PREFIX = "parquet/"
 RAW_SUFFIX = {"csv": ".csv.gz", "parquet": ".parquet"}
+_YEAR_MONTH = re.compile(r"(\d{4})\D{1,8}(\d{2})")
 
 
 def raw_key(service: Service, month: date, source_format: str = "csv") -> str:
     """The month's download as published: ``.csv.gz`` from the mirror, ``.parquet`` from TLC."""
-    return f"raw/{service.name}/{service.file_stem(month_key(month))}{RAW_SUFFIX[source_format]}"
+    return f"{raw_prefix(service)}{service.file_stem(month_key(month))}{RAW_SUFFIX[source_format]}"
+
+
+def raw_prefix(service: Service) -> str:
+    return f"{RAW_PREFIX}{service.name}/"
+
+
+def parquet_prefix(service: Service) -> str:
+    return f"{PARQUET_PREFIX}{service.name}/"
 
 
 def source_record_key(service: Service, month: date, source_format: str = "csv") -> str:
@@ -45,7 +42,7 @@ def source_record_key(service: Service, month: date, source_format: str = "csv")
 
 
 def parquet_dir_key(service: Service, month: date) -> str:
-    return f"parquet/{service.name}/year={month:%Y}/month={month:%m}"
+    return f"{parquet_prefix(service)}year={month:%Y}/month={month:%m}"
 
 
 def parquet_key(service: Service, month: date) -> str:
@@ -57,69 +54,43 @@ def manifest_key(service: Service, month: date) -> str:
 
 
 def zones_key() -> str:
-    return f"raw/zones/{ZONES.file_name}"
+    return f"{RAW_PREFIX}zones/{ZONES.file_name}"
 
 
-def local_path(root: Path, key: str) -> Path:
-    """The file of ``key`` under the lake root; refuses anything that would leave it."""
-    root = root.absolute()
-    path = (root / key).resolve()
-    if not path.is_relative_to(root.resolve()):
-        raise ValueError(f"lake key {key!r} points outside the lake root {root}")
-    return path
+def _month_in(key: str) -> date | None:
+    match = _YEAR_MONTH.search(key)
+    if not match or not 1 <= int(match[2]) <= 12:
+        return None
+    return date(int(match[1]), int(match[2]), 1)
 
 
-@contextlib.contextmanager
-def atomic_path(final: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``final``; publish it under ``final`` only on success.
-
-    The temporary name starts with a dot and ends in ``.tmp`` so that nothing reading the
-    lake mistakes it for output. It is fsynced before the rename, so a crash right after
-    publication never leaves an empty file under the final name.
-    """
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex[:12]}.tmp")
-    try:
-        yield tmp
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, final)
-        _fsync_dir(final.parent)
-    except OSError as e:
-        if e.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise LakeFull(f"no space left in the lake for {final} ({e.strerror})") from None
-        raise
-    finally:
-        tmp.unlink(missing_ok=True)
+def raw_month(service: Service, key: str) -> date | None:
+    """The month whose raw file ``key`` is (either source format), else None."""
+    month = _month_in(key.removeprefix(raw_prefix(service)))
+    if month and any(raw_key(service, month, kind) == key for kind in RAW_SUFFIX):
+        return month
+    return None
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def manifest_month(service: Service, key: str) -> date | None:
+    """The month whose manifest ``key`` is, else None."""
+    month = _month_in(key.removeprefix(parquet_prefix(service)))
+    return month if month and manifest_key(service, month) == key else None
 
 
-def write_text_atomically(final: Path, text: str) -> None:
-    with atomic_path(final) as tmp:
-        tmp.write_text(text)
+def partition_root(url: str) -> str:
+    """The URL of a service's Parquet folder, from the URL of one of its month files: the
+    part before the ``year=YYYY/month=MM/`` folders (BigQuery's hive-partitioning prefix)."""
+    folder, found, _ = url.partition("/year=")
+    if not found:
+        raise ValueError(f"{url} is not in a year=YYYY/month=MM folder of the lake")
+    return folder
 
 
-def lake_target(url: str | Path, *, listed: str | None = None) -> LakeTarget:
-    """The target of a lake URL: a local path, or ``gs://bucket/key`` in Google Cloud Storage.
-
-    Both have one interface (``pipeline.lake.targets``: exists, info, open for reading, atomic
-    writes, remove, listing a prefix), so tasks never branch on the kind of storage.
-    ``listed`` names a prefix URL whose one listing may answer ``exists()`` and ``info()``
-    (bulk completeness checks); a local file is checked directly, which costs less.
-    """
-    text = str(url)
-    if text.startswith("gs://"):
-        # Imported here: google-cloud-storage is loaded only by runs that use it.
-        from pipeline.lake.gcs import GCSTarget
-
-        return GCSTarget(text, listed=listed)
-    from pipeline.lake.targets import LocalLakeTarget
-
-    return LocalLakeTarget(text)
+def check_key(key: str) -> str:
+    """A relative key of the lake: no leading slash, no empty, ``.`` or ``..`` segment."""
+    parts = key.split("/")
+    if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts[:-1]) \
+            or parts[-1] in (".", ".."):
+        raise ValueError(f"lake key {key!r} is not a relative path inside the lake")
+    return key

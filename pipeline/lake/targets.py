@@ -1,42 +1,48 @@
-"""The lake's storage interface, and its local implementation.
+"""The lake's storage interface: one Luigi target type for every root.
 
-``pipeline.lake.keys.lake_target(url)`` gives a target for a local path or a ``gs://`` object
-(``pipeline.lake.gcs``); both have this interface, so tasks never branch on the kind of storage:
+``LakeTarget`` is a ``luigi.target.FileSystemTarget``; ``pipeline.lake.local`` and
+``pipeline.lake.gcs`` implement it for a local directory and a Google Cloud Storage bucket, so
+tasks never branch on the kind of storage. What a target offers:
 
-- ``exists()``, ``info()`` (size, crc32c, sha256, generation) or None;
-- ``open("r" | "rb")`` to read (binary readers are seekable, so Parquet footers can be read);
-- ``open("w" | "wb")`` and ``put(local_file)`` to write atomically: the new content appears
-  whole under the final name, or not at all;
-- ``put`` verifies what it wrote (crc32c of the stored bytes against the bytes read, and an
-  expected sha256) and honours ``if_generation``: ``0`` = only if absent, ``N`` = only if
-  the current version is N, ``None`` = replace whatever is there;
-- ``remove()``, and ``fs.listdir(url)``: every file under a prefix, recursively.
+- luigi's contract: ``exists()``, ``open("r" | "w")`` through the target's luigi format
+  (``UTF8``, ``Gzip``, ``Nop``, a custom one), ``fs.move``/``fs.rename_dont_move``/``fs.copy``
+  /``fs.listdir``/``fs.remove``, ``temporary_path()``;
+- ``stat()`` (size and generation, cheap) and ``info()`` (with crc32c and sha256);
+- ``staging()``: a local file to write, published under the target on request
+  (``Staged.publish``) and removed in any case; ``put(local_file)`` copies a file in;
+- ``local_file()``: the stored file as a local path for code that reads files (a bucket's
+  object is downloaded to scratch, verified, and removed afterwards);
+- ``remove()``.
+
+Every write is atomic (the new content appears whole under the final name or not at all) and
+verified (crc32c of the stored bytes against the bytes read; an expected sha256 when given),
+and may be conditioned on the stored generation: ``if_generation=0`` = only if absent, ``N`` =
+only if the current version is N, ``None`` = replace whatever is there. ``open("rb"/"wb")``
+is accepted as well and means the ``Nop`` format when the target has none.
 
 Checksums are written as GCS writes them: crc32c is the base64 of the big-endian 4 bytes.
 """
 
 from __future__ import annotations
 
+import abc
 import base64
+import contextlib
 import hashlib
 import io
-import os
-import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, BinaryIO, Protocol
+from typing import IO, BinaryIO
 
 import google_crc32c
-import luigi
 import luigi.format
-import luigi.local_target
 import luigi.target
 
 from pipeline.core.errors import PipelineError
+from pipeline.core.text import Progress
 
-Progress = Callable[[int, int | None], None]
 READ_BLOCK = 8 << 20
 
 
@@ -52,10 +58,14 @@ class ChecksumMismatch(LakeError):
     """What was stored is not what was read, or not what the caller expected."""
 
 
+class LakeFull(LakeError):
+    """The lake's (or the scratch directory's) file system has no room; nothing was
+    published."""
+
+
 @dataclass(frozen=True)
 class ObjectInfo:
-    """What the lake knows about one stored file without reading it (GCS) or by reading
-    it (local files keep no checksums beside them)."""
+    """What the lake knows about one stored file. ``stat()`` leaves the checksums out."""
 
     size: int
     crc32c: str | None
@@ -70,24 +80,12 @@ class Digests:
     sha256: str
 
 
-class LakeTarget(Protocol):
-    path: str
-    fs: luigi.target.FileSystem  # listdir(url): every file under a prefix
-
-    def exists(self) -> bool: ...
-    def info(self) -> ObjectInfo | None: ...
-    def open(self, mode: str = "r") -> IO: ...
-    def put(self, local: Path, *, if_generation: int | None = None, sha256: str | None = None,
-            progress: Progress | None = None) -> ObjectInfo: ...
-    def remove(self, if_generation: int | None = None) -> None: ...
-
-
 def crc32c_text(checksum: google_crc32c.Checksum) -> str:
     return base64.b64encode(checksum.digest()).decode()
 
 
 class HashingReader(io.RawIOBase):
-    """Reads a local file for an upload and hashes every byte exactly once, in order.
+    """Reads a local file for an upload or a copy and hashes every byte exactly once, in order.
 
     An upload may seek back to resend a chunk; bytes already hashed are not hashed again.
     Hashing runs on a helper thread (hashlib and crc32c release the GIL), so it overlaps
@@ -145,11 +143,42 @@ class HashingReader(io.RawIOBase):
         super().close()
 
 
+class HashingWriter(io.RawIOBase):
+    """Writes to a local file and hashes what passes (a download into scratch)."""
+
+    def __init__(self, f: BinaryIO, progress: Progress | None = None,
+                 total: int | None = None) -> None:
+        super().__init__()
+        self._f, self._progress, self._total = f, progress, total
+        self._sha256, self._crc32c = hashlib.sha256(), google_crc32c.Checksum()
+        self._written = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
+        self._f.write(data)
+        self._sha256.update(data)
+        self._crc32c.update(bytes(data))
+        self._written += len(data)
+        if self._progress:
+            self._progress(self._written, self._total)
+        return len(data)
+
+    def digests(self) -> Digests:
+        return Digests(self._written, crc32c_text(self._crc32c), self._sha256.hexdigest())
+
+
 def file_digests(path: Path) -> Digests:
+    """Size, crc32c and sha256 of a local file, in one pass: the lake's one file-hash helper."""
     with open(path, "rb") as f, HashingReader(f) as reader:
         while reader.read(READ_BLOCK):
             pass
         return reader.digests()
+
+
+def bytes_sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def check_expected(digests: Digests, sha256: str | None, what: str) -> None:
@@ -159,27 +188,23 @@ def check_expected(digests: Digests, sha256: str | None, what: str) -> None:
             "(it changed after its manifest was written); nothing was published")
 
 
-def file_format(mode: str) -> luigi.format.Format:
-    if mode.replace("b", "").replace("t", "") not in ("r", "w"):
-        raise ValueError(f"mode must be 'r', 'rb', 'w' or 'wb', not {mode!r}")
-    return luigi.format.Nop if "b" in mode else luigi.format.get_default_format()
-
-
-def hidden_tmp(final: Path) -> Path:
-    """The temporary name a local write uses beside ``final`` (see ``lake.atomic_path``)."""
-    return final.with_name(f".{final.name}.{uuid.uuid4().hex[:12]}.tmp")
-
-
 def is_hidden_tmp(name: str) -> bool:
+    """A write in progress (``.name.<random>.tmp``): never output, whatever its content."""
     return name.startswith(".") and name.endswith(".tmp")
 
 
 class AtomicWrite(luigi.target.AtomicLocalFile):
-    """Written to a temporary file; ``publish(tmp)`` runs on a clean close only, and an
-    exception in the ``with`` block discards the write at once."""
+    """``open("w")``: written to a temporary file; ``publish(tmp)`` runs on a clean close
+    only, once, and an exception in the ``with`` block (or dropping the file unclosed)
+    discards the write."""
 
     def publish(self, tmp: Path) -> None:
         raise NotImplementedError
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        super().close()
 
     def move_to_final_destination(self) -> None:
         try:
@@ -195,98 +220,115 @@ class AtomicWrite(luigi.target.AtomicLocalFile):
         return super().__exit__(exc_type, exc, traceback)
 
 
-class _LocalWrite(AtomicWrite):
-    def __init__(self, target: LocalLakeTarget) -> None:
-        self._target = target
-        super().__init__(target.path)
+class Staged:
+    """A local file to be published under a lake target. ``publish()`` puts it there
+    (atomically, verified, conditioned on ``if_generation``); whether published or not, the
+    local file is gone when the ``staging()`` block ends."""
 
-    def generate_tmp_path(self, path: str) -> str:
-        return str(hidden_tmp(Path(path)))
+    def __init__(self, path: Path,
+                 publish: Callable[[Path, int | None, str | None, Progress | None], ObjectInfo]
+                 ) -> None:
+        self.path = path
+        self._publish = publish
+        self.published: ObjectInfo | None = None
 
-    def publish(self, tmp: Path) -> None:
-        self._target._publish(tmp, None)
+    def publish(self, *, if_generation: int | None = None, sha256: str | None = None,
+                progress: Progress | None = None) -> ObjectInfo:
+        if self.published is not None:
+            raise LakeError(f"{self.path} was published already")
+        self.published = self._publish(self.path, if_generation, sha256, progress)
+        return self.published
 
 
-class LocalLakeFileSystem(luigi.local_target.LocalFileSystem):
-    def listdir(self, path: str) -> list[str]:
-        """Every published file under ``path``, recursively, sorted (temporaries of running
-        writes left out)."""
-        return sorted(os.path.join(directory, name) for directory, _, files in os.walk(path)
-                      for name in files if not is_hidden_tmp(name))
+def text_or_binary(fmt: luigi.format.Format | None, mode: str) -> luigi.format.Format:
+    """The format a mode reads or writes in: the target's own, else text (``Nop`` for 'b')."""
+    if mode.replace("b", "").replace("t", "") not in ("r", "w"):
+        raise ValueError(f"mode must be 'r', 'rb', 'w' or 'wb', not {mode!r}")
+    if fmt is not None:
+        return fmt
+    return luigi.format.Nop if "b" in mode else luigi.format.get_default_format()
 
 
-class LocalLakeTarget(luigi.target.FileSystemTarget):
-    """A file of the local lake. The generation is the file's mtime in nanoseconds."""
+class LakeTarget(luigi.target.FileSystemTarget):
+    """One file of the lake, whatever the root (see the module docstring).
 
-    fs = LocalLakeFileSystem()
+    ``path`` is the file's URL: an absolute local path or ``gs://bucket/key``.
+    """
 
-    def __init__(self, path: str | Path) -> None:
-        super().__init__(str(Path(path).absolute()))
-
-    def exists(self) -> bool:
-        return os.path.isfile(self.path)
-
-    def info(self) -> ObjectInfo | None:
-        try:
-            generation = os.stat(self.path).st_mtime_ns
-            digests = file_digests(Path(self.path))
-        except FileNotFoundError:
-            return None
-        return ObjectInfo(digests.size, digests.crc32c, digests.sha256, generation)
+    def __init__(self, path: str, format: luigi.format.Format | None = None) -> None:
+        super().__init__(path)
+        self.format = format
 
     def open(self, mode: str = "r") -> IO:
-        fmt = file_format(mode)
+        fmt = text_or_binary(self.format, mode)
         if "w" in mode:
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            return fmt.pipe_writer(_LocalWrite(self))
-        return fmt.pipe_reader(open(self.path, "rb"))
+            return fmt.pipe_writer(self._writer())
+        return fmt.pipe_reader(self._reader())
 
+    @contextlib.contextmanager
+    def temporary_path(self) -> Iterator[str]:  # type: ignore[override]
+        """luigi's atomic-write helper: a local path to write; published when the block ends
+        without an exception, removed in any case."""
+        with self.staging() as staged:
+            yield str(staged.path)
+            staged.publish()
+
+    def exists(self) -> bool:
+        return self.stat() is not None
+
+    def size(self) -> int | None:
+        found = self.stat()
+        return found.size if found else None
+
+    # -- what each backend implements ---------------------------------------------------------
+    @abc.abstractmethod
+    def stat(self) -> ObjectInfo | None:
+        """Size and generation (no checksums), or None when absent."""
+
+    @abc.abstractmethod
+    def info(self) -> ObjectInfo | None:
+        """Size, crc32c, sha256 and generation, or None when absent."""
+
+    @abc.abstractmethod
+    def _writer(self) -> AtomicWrite: ...
+
+    @abc.abstractmethod
+    def _reader(self) -> BinaryIO: ...
+
+    @abc.abstractmethod
+    def staging(self) -> contextlib.AbstractContextManager[Staged]:
+        """A local file to write and then publish under this target (see ``Staged``)."""
+
+    @abc.abstractmethod
     def put(self, local: Path, *, if_generation: int | None = None, sha256: str | None = None,
             progress: Progress | None = None) -> ObjectInfo:
-        final = Path(self.path)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = hidden_tmp(final)
-        try:
-            with open(local, "rb") as src, HashingReader(src, progress, local.stat().st_size) \
-                    as reader, open(tmp, "wb") as dst:
-                while data := reader.read(READ_BLOCK):
-                    dst.write(data)
-                digests = reader.digests()
-            check_expected(digests, sha256, str(local))
-            written = file_digests(tmp)
-            if written != digests:
-                raise ChecksumMismatch(f"{self.path}: the copy's crc32c {written.crc32c} differs "
-                                       f"from the source's {digests.crc32c}; nothing was published")
-            self._publish(tmp, if_generation)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return ObjectInfo(digests.size, digests.crc32c, digests.sha256,
-                          os.stat(self.path).st_mtime_ns)
+        """Copy ``local`` in, verified, atomically; the local file is left as it is."""
 
-    def _publish(self, tmp: Path, if_generation: int | None) -> None:
-        # Best effort only: a local check-then-rename is not atomic, unlike GCS's preconditions.
-        if if_generation is not None:
-            current = self._generation()
-            if (current or 0) != if_generation:
-                tmp.unlink(missing_ok=True)
-                raise LakeConflict(f"{self.path} is at generation {current}, "
-                                   f"not {if_generation}: not overwritten")
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
-        fd = os.open(os.path.dirname(self.path), os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    @abc.abstractmethod
+    def local_file(self, *, sha256: str | None = None, progress: Progress | None = None
+                   ) -> contextlib.AbstractContextManager[Path]:
+        """The stored file as a local path for the block's duration (read only).
 
-    def _generation(self) -> int | None:
-        try:
-            return os.stat(self.path).st_mtime_ns
-        except FileNotFoundError:
-            return None
+        ``sha256``: what the file must hash to; a copy that does not is refused
+        (``ChecksumMismatch``). A local file is its own path and is not re-read for it.
+        """
 
-    def remove(self, if_generation: int | None = None) -> None:
-        if if_generation is not None and self._generation() not in (None, if_generation):
-            raise LakeConflict(f"{self.path} changed since it was read: not removed")
-        Path(self.path).unlink(missing_ok=True)
+    @abc.abstractmethod
+    def remove(self, if_generation: int | None = None) -> None:  # type: ignore[override]
+        """Delete the file (nothing to do when absent); with ``if_generation``, only that
+        version."""
+
+
+# Caches of listings kept by backends (per process), and how to drop them: what other
+# processes wrote since is not in them.
+_cache_forgetters: list[Callable[[], None]] = []
+
+
+def register_listing_cache(forget: Callable[[], None]) -> None:
+    _cache_forgetters.append(forget)
+
+
+def forget_cached_listings() -> None:
+    """Drop every backend's cached listings, so the next check asks the storage itself."""
+    for forget in _cache_forgetters:
+        forget()

@@ -11,11 +11,12 @@ status and its exit code (``not_run``, ``already_running``).
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import luigi
 import luigi.execution_summary as summary
+
+from pipeline.lake.targets import forget_cached_listings
 
 _PENDING = ("still_pending_ext", "still_pending_not_ext")
 _original = summary._partition_tasks
@@ -38,10 +39,8 @@ def _get_run_by_other_worker(worker: Any) -> set:
 
 
 def _forget_cached_listings() -> None:
-    """What other processes wrote is not in this process's cached GCS listings."""
-    gcs = sys.modules.get("pipeline.lake.gcs")
-    if gcs is not None:
-        gcs.GCS.forget()
+    """What other processes wrote is not in this process's cached listings."""
+    forget_cached_listings()
 
 
 def _complete(task: luigi.Task) -> bool:

@@ -15,16 +15,16 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from datetime import date
-from pathlib import Path
 
 from pipeline.core.datasets import SERVICES
 from pipeline.core.errors import PipelineError
 from pipeline.core.months import month_key, months_between
 from pipeline.core.text import one_line
-from pipeline.ops.upstream import FIRST_MONTH, check_source, current_month
+from pipeline.ops.upstream import check_source
 from pipeline.source.download import NotPublished
 from pipeline.tasks.lake_month import DownloadMonth, ParquetizeMonth
 from pipeline.tasks.sinks import SINKS
+from pipeline.tasks.storage import lake
 
 
 @dataclass
@@ -63,7 +63,7 @@ def _month_status(month: date, service: str, sinks: tuple[str, ...],
     manifest = parquetize.output().valid()
     status = MonthStatus(
         month=month_key(month), service=service,
-        raw_bytes=_size(Path(download.output().path)),
+        raw_bytes=download.output().size(),
         parquet_rows=manifest.rows if manifest else None,
         sinks={sink: counts[(sink, service)].get(month) for sink in sinks},
         new_columns=[c.describe() for c in manifest.new_columns] if manifest else [],
@@ -113,25 +113,14 @@ def _missing_month(status: MonthStatus, download: DownloadMonth) -> str:
     return "not downloaded"
 
 
-def _size(path: Path) -> int | None:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return None
-
-
-def lake_months(services: tuple[str, ...], today: date | None = None) -> list[date]:
-    """Every month from the first to the last one the lake holds for ``services`` (a raw
-    file or a manifest), from TLC's first month to the current one."""
-    found = [month for month in months_between(FIRST_MONTH, current_month(today))
-             for service in services if _held(service, month)]
+def lake_months(services: tuple[str, ...]) -> list[date]:
+    """Every month from the first to the last one the lake holds for ``services``: a raw
+    file or a manifest (from one listing of each per service)."""
+    the_lake = lake()
+    found = [month for service in services
+             for month in (*the_lake.raw_months(SERVICES[service]),
+                           *the_lake.manifest_months(SERVICES[service]))]
     return months_between(min(found), max(found)) if found else []
-
-
-def _held(service: str, month: date) -> bool:
-    parquetize = ParquetizeMonth(service=service, month=month)
-    return (Path(parquetize.requires().output().path).exists()
-            or parquetize.output().path.exists())
 
 
 def as_records(statuses: list[MonthStatus]) -> list[dict[str, object]]:

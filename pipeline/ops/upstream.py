@@ -11,12 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
+from pipeline.core.datasets import SERVICES
 from pipeline.core.errors import PipelineError
 from pipeline.core.manifest import SourceIdentity
 from pipeline.core.months import month_key, next_month
 from pipeline.source.download import NotPublished
 from pipeline.tasks.flows import IngestMonth
 from pipeline.tasks.lake_month import DownloadMonth, ParquetizeMonth, source_version
+from pipeline.tasks.storage import lake
 
 # TLC's first month (yellow 2009-01): nothing is published before it.
 FIRST_MONTH = date(2009, 1, 1)
@@ -90,17 +92,13 @@ def last_complete_month(service: str, since: date = FIRST_MONTH,
                         until: date | None = None) -> date | None:
     """The newest month from ``since`` to ``until`` that the lake holds a manifest for and
     every configured sink holds in full (``IngestMonth`` complete), or None."""
-    month = until or current_month()
-    while month >= since:
-        manifest = ParquetizeMonth(service=service, month=month).output()
-        if manifest.path.exists() and IngestMonth(month=month, services=(service,)).complete():
+    until = until or current_month()
+    held = lake().manifest_months(SERVICES[service])  # one listing of the lake
+    for month in reversed(held):
+        if since <= month <= until and IngestMonth(month=month, services=(service,)).complete():
             return month
-        month = _previous_month(month)
     return None
 
-
-def _previous_month(month: date) -> date:
-    return date(month.year - (month.month == 1), (month.month - 2) % 12 + 1, 1)
 
 
 @dataclass(frozen=True)

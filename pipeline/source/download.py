@@ -32,7 +32,7 @@ from pipeline.core.errors import PipelineError
 from pipeline.core.gzipstream import GzipError, Inflater
 from pipeline.core.text import Progress, one_line, redact
 from pipeline.core.version import __version__
-from pipeline.lake.keys import atomic_path
+from pipeline.lake.local import atomic_path
 
 log = logging.getLogger(__name__)
 

@@ -11,10 +11,16 @@ from pipeline.core.datasets import SERVICES, Service
 from pipeline.core.errors import PipelineError
 from pipeline.core.months import month_key
 from pipeline.tasks.params import MonthParameter, ServiceParameter
+from pipeline.tasks.storage import lake
 
 
 class PipelineTask(luigi.Task):
     _last_percentage = -1
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        # A lake root or scratch the pipeline cannot use fails here, before anything runs.
+        lake()
 
     def on_failure(self, exception: BaseException) -> str:
         # Shown in the visualiser: the message alone for an expected failure.
@@ -28,6 +34,11 @@ class PipelineTask(luigi.Task):
         if percentage != self._last_percentage:
             self._last_percentage = percentage
             self.report(message, percentage)
+
+    def publish_progress(self, done: int, total: int | None) -> None:
+        """Progress of storing a staged file in the lake (an upload, for a bucket lake)."""
+        self.report_progress(done, total,
+                             f"stored {megabytes(done)} of {megabytes(total)} in the lake")
 
     def report(self, message: str, percentage: int | None = None) -> None:
         """Status message (and percentage) for the visualiser; a no-op outside a worker."""

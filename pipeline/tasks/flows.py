@@ -12,6 +12,7 @@ from pipeline.core.datasets import SERVICES
 from pipeline.core.months import BadParameter, month_key, months_between, parse_names
 from pipeline.tasks.params import MonthParameter, NameListParameter
 from pipeline.tasks.sinks import month_tasks, parse_sinks
+from pipeline.tasks.storage import lake
 
 
 def configured_services() -> tuple[str, ...]:
@@ -31,6 +32,7 @@ class IngestMonth(luigi.WrapperTask):
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
         # Settings are checked now, so a bad one fails before anything is scheduled.
+        lake()
         self.sinks = parse_sinks(config.pipeline().sinks)
         self.selected_services = self.services or configured_services()
 
@@ -55,6 +57,7 @@ class Backfill(luigi.WrapperTask):
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
+        lake()  # a lake root the pipeline cannot use fails here, before anything is scheduled
         if self.end < self.start:
             raise BadParameter(
                 f"backfill ends ({month_key(self.end)}) before it starts ({month_key(self.start)})"

@@ -19,31 +19,27 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import luigi
+import pyarrow.parquet as pq
 
 from pipeline import config
 from pipeline.convert.normalize import normalize
 from pipeline.convert.parquetize import parquetize
 from pipeline.convert.result import ParquetStats
 from pipeline.core.datasets import ZONES, Service
-from pipeline.core.manifest import (
-    Manifest,
-    SourceIdentity,
-    read_manifest,
-    read_source_identity,
-)
+from pipeline.core.manifest import Manifest, SourceIdentity
 from pipeline.core.months import month_key
 from pipeline.core.text import redact
 from pipeline.core.version import __version__
 from pipeline.lake.keys import (
-    atomic_path,
-    local_path,
+    PARQUET_PREFIX,
+    RAW_PREFIX,
     manifest_key,
     parquet_key,
     raw_key,
     source_record_key,
-    write_text_atomically,
     zones_key,
 )
+from pipeline.lake.targets import LakeError, LakeTarget, ObjectInfo
 from pipeline.source.download import (
     NOT_PUBLISHED,
     DownloadReport,
@@ -56,13 +52,10 @@ from pipeline.source.download import (
 )
 from pipeline.source.probe import probe
 from pipeline.tasks.base import MonthTask, PipelineTask, megabytes
+from pipeline.tasks.storage import lake
 
 # Luigi's own logger: its lines reach the console of every run.
 log = logging.getLogger("luigi-interface")
-
-
-def lake_file(key: str) -> Path:
-    return local_path(config.lake().path(), key)
 
 
 def retry_policy() -> RetryPolicy:
@@ -114,23 +107,27 @@ class DownloadMonth(MonthTask):
             return self.dataset.parquet_url(s.parquet_base_url, key)
         return self.dataset.source_url(s.base_url, key)
 
-    def output(self) -> luigi.LocalTarget:
-        return luigi.LocalTarget(lake_file(raw_key(self.dataset, self.month,
-                                                   self.source_format)))
+    def output(self) -> LakeTarget:
+        return lake().target(raw_key(self.dataset, self.month, self.source_format),
+                             listed=RAW_PREFIX)
 
     @property
-    def source_record(self) -> Path:
+    def source_record(self) -> LakeTarget:
         """Where the source record of the raw file is (see the module's docstring)."""
-        return lake_file(source_record_key(self.dataset, self.month, self.source_format))
+        return lake().target(source_record_key(self.dataset, self.month, self.source_format),
+                             listed=RAW_PREFIX)
 
     def recorded_source(self) -> SourceIdentity | None:
         """The raw file's source record, when there is one that describes it."""
-        record = read_source_identity(self.source_record)
-        try:
-            size = Path(self.output().path).stat().st_size
-        except OSError:
+        size = self.output().size()
+        if size is None:
             return None
-        return record if record is not None and record.length == size else None
+        record = read_text(self.source_record)
+        try:
+            identity = SourceIdentity.from_json(record) if record is not None else None
+        except (ValueError, TypeError, AttributeError):
+            return None
+        return identity if identity is not None and identity.length == size else None
 
     def published(self) -> SourceIdentity:
         """What the source says the month's file is now (an HTTP HEAD); NotPublished when
@@ -145,21 +142,44 @@ class DownloadMonth(MonthTask):
         """Download the month over its raw file (atomically), then write its record;
         progress is shown on the task ``shown_on``."""
         # The record goes first: it comes back only beside the file it describes.
-        self.source_record.unlink(missing_ok=True)
-        report = download(
-            self.url,
-            Path(self.output().path),
-            new_check=ParquetCheck if self.source_format == "parquet" else GzipCsvCheck,
-            label=self.label,
-            policy=retry_policy(),
-            progress=lambda done, total: shown_on.report_progress(
-                done, total, f"downloaded {megabytes(done)} of {megabytes(total)}"),
-            missing=NOT_PUBLISHED[self.source_format],
-        )
+        record = self.source_record
+        record.remove()
+        target = self.output()
+        seen = target.stat()
+        with target.staging() as staged:
+            report = download(
+                self.url,
+                staged.path,
+                new_check=ParquetCheck if self.source_format == "parquet" else GzipCsvCheck,
+                label=self.label,
+                policy=retry_policy(),
+                progress=lambda done, total: shown_on.report_progress(
+                    done, total, f"downloaded {megabytes(done)} of {megabytes(total)}"),
+                missing=NOT_PUBLISHED[self.source_format],
+            )
+            staged.publish(if_generation=generation(seen), progress=shown_on.publish_progress)
         identity = SourceIdentity(report.etag, report.last_modified, report.bytes)
-        write_text_atomically(self.source_record, identity.to_json(
-            url=report.url, fetched_at=datetime.now(UTC).isoformat(timespec="seconds")))
+        with record.staging() as staged:
+            staged.path.write_text(identity.to_json(
+                url=report.url, fetched_at=datetime.now(UTC).isoformat(timespec="seconds")))
+            staged.publish(if_generation=0)
         return report
+
+
+def generation(seen: ObjectInfo | None) -> int:
+    """The precondition of a write that replaces what was seen: that version, or absent."""
+    return (seen.generation or 0) if seen else 0
+
+
+def read_text(target: LakeTarget) -> str | None:
+    """A small lake file's text, or None when it is missing or unreadable."""
+    if not target.exists():  # answered by a listing when many months are checked
+        return None
+    try:
+        with target.open("rb") as f:
+            return f.read().decode()
+    except (OSError, UnicodeDecodeError, LakeError):
+        return None
 
 
 def source_version(identity: SourceIdentity) -> str:
@@ -203,23 +223,42 @@ class RefetchMonth(MonthTask):
 
 
 class ManifestTarget(luigi.Target):
-    """Exists when the manifest is there and describes the Parquet file beside it."""
+    """Exists when the manifest is there and describes the Parquet file beside it (its size,
+    and the footer's rows, row groups and schema). Both are lake targets: a local file or a
+    bucket's object alike."""
 
-    def __init__(self, manifest: Path, parquet: Path, service: Service) -> None:
-        self.path, self.parquet, self.service = manifest, parquet, service
+    def __init__(self, manifest: LakeTarget, parquet: LakeTarget, service: Service) -> None:
+        self.manifest, self.parquet, self.service = manifest, parquet, service
+
+    @property
+    def path(self) -> str:
+        return self.manifest.path
 
     def exists(self) -> bool:
         return self.valid() is not None
 
+    def text(self) -> str | None:
+        """The manifest as stored, or None when it is missing or unreadable."""
+        return read_text(self.manifest)
+
     def read(self) -> Manifest | None:
-        return read_manifest(self.path)
+        text = self.text()
+        try:
+            return Manifest.from_json(text) if text is not None else None
+        except (ValueError, TypeError):
+            return None
 
     def valid(self) -> Manifest | None:
         """The manifest, when it describes the Parquet file beside it; else None."""
         manifest = self.read()
-        if manifest is None or not manifest.describes(self.parquet, self.service.fingerprint):
+        if manifest is None or not manifest.describes_file(
+                self.parquet.size(), self._footer, self.service.fingerprint):
             return None
         return manifest
+
+    def _footer(self) -> pq.FileMetaData:
+        with self.parquet.open("rb") as f:
+            return pq.read_metadata(f)
 
 
 class ParquetizeMonth(MonthTask):
@@ -233,9 +272,10 @@ class ParquetizeMonth(MonthTask):
         return DownloadMonth(service=self.service, month=self.month)
 
     def output(self) -> ManifestTarget:
+        the_lake = lake()
         return ManifestTarget(
-            lake_file(manifest_key(self.dataset, self.month)),
-            lake_file(parquet_key(self.dataset, self.month)),
+            the_lake.target(manifest_key(self.dataset, self.month), listed=PARQUET_PREFIX),
+            the_lake.target(parquet_key(self.dataset, self.month), listed=PARQUET_PREFIX),
             self.dataset,
         )
 
@@ -248,21 +288,22 @@ class ParquetizeMonth(MonthTask):
 
     def made_from_raw(self, manifest: Manifest) -> bool:
         download_month = self.requires()
-        try:
-            size = Path(download_month.output().path).stat().st_size
-        except FileNotFoundError:
+        size = download_month.output().size()
+        if size is None:
             return True
         return manifest.made_from(size, download_month.recorded_source())
 
     def run(self) -> None:
         target = self.output()
-        raw = Path(self.input().path)
         recorded = self.requires().recorded_source()
         previous = target.read()
+        seen = target.parquet.stat()
         # The old manifest goes first: from here on nothing claims the month is complete.
-        target.path.unlink(missing_ok=True)
-        with atomic_path(target.parquet) as tmp:
-            stats = self._convert(raw, tmp)
+        target.manifest.remove()
+        with self.input().local_file() as raw, target.parquet.staging() as staged:
+            stats = self._convert(raw, staged.path)
+            staged.publish(if_generation=generation(seen), sha256=stats.parquet_sha256,
+                           progress=self.publish_progress)
         identity = recorded
         if recorded is None and previous and previous.source_sha256 == stats.source_sha256:
             identity = previous.source_identity  # the same bytes: the record was lost
@@ -288,7 +329,10 @@ class ParquetizeMonth(MonthTask):
             source_etag=identity.etag if identity else None,
             source_last_modified=identity.last_modified if identity else None,
         )
-        write_text_atomically(target.path, manifest.to_json())
+        # Last: only now does the month count as complete.
+        with target.manifest.staging() as staged:
+            staged.path.write_text(manifest.to_json())
+            staged.publish(if_generation=0)
         self.report(
             f"{stats.rows:,} rows ({stats.rows_outside_month:,} outside the month), "
             f"{megabytes(stats.parquet_bytes)} of Parquet")
@@ -319,15 +363,19 @@ def _zones_header(names: list[str]) -> list[str]:
 class Zones(PipelineTask):
     """The taxi zone lookup (265 zones) as published, at ``raw/zones/taxi_zone_lookup.csv``."""
 
-    def output(self) -> luigi.LocalTarget:
-        return luigi.LocalTarget(lake_file(zones_key()))
+    def output(self) -> LakeTarget:
+        return lake().target(zones_key(), listed=RAW_PREFIX)
 
     def run(self) -> None:
         check = header_check(_zones_header)
-        download(
-            config.source().zones_url,
-            Path(self.output().path),
-            new_check=lambda: PlainCsvCheck(check),
-            label="zones",
-            policy=retry_policy(),
-        )
+        target = self.output()
+        seen = target.stat()
+        with target.staging() as staged:
+            download(
+                config.source().zones_url,
+                staged.path,
+                new_check=lambda: PlainCsvCheck(check),
+                label="zones",
+                policy=retry_policy(),
+            )
+            staged.publish(if_generation=generation(seen))

@@ -10,15 +10,16 @@ checksum for the zones.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import ClassVar
 
 import luigi
 
+from pipeline.core.manifest import Manifest
 from pipeline.tasks.base import MonthTask, PipelineTask
 from pipeline.tasks.lake_month import ManifestTarget, ParquetizeMonth, Zones
-from pipeline.tasks.publish import UploadMonth
+from pipeline.tasks.publish import bucket_month, bucket_parquet_url
 from pipeline.warehouses.base import (
     ZONES_TABLE,
     LoadedTarget,
@@ -62,14 +63,15 @@ class ZonesLoad(PipelineTask):
         return LoadedTarget(lambda: self.engine().loaded(ZONES_TABLE, None), self._expected)
 
     def _expected(self) -> tuple[int, str] | None:
-        path = Path(self.input().path)
-        if not path.exists():
+        if not self.input().exists():
             return None
-        table, checksum = read_zones(path)
+        with self.input().local_file() as path:
+            table, checksum = read_zones(path)
         return table.num_rows, checksum
 
     def run(self) -> None:
-        self.engine().load_zones(*read_zones(Path(self.input().path)))
+        with self.input().local_file() as path:
+            self.engine().load_zones(*read_zones(path))
 
 
 class MonthLoad(MonthTask):
@@ -86,9 +88,13 @@ class MonthLoad(MonthTask):
     def manifest_target(self) -> ManifestTarget:
         return ParquetizeMonth(service=self.service, month=self.month).output()
 
-    def month_source(self) -> str:
-        """Where the engine reads the month from: the lake's Parquet file."""
-        return str(self.manifest_target().parquet)
+    @contextlib.contextmanager
+    def month_source(self, manifest: Manifest) -> Iterator[str]:
+        """Where the engine reads the month from while the block runs: the lake's Parquet
+        file as a local path (a bucket lake's object staged in scratch, checked against the
+        manifest's sha256, removed after) — the one staging point of every load."""
+        with self.manifest_target().parquet.local_file(sha256=manifest.parquet_sha256) as path:
+            yield str(path)
 
     def output(self) -> LoadedTarget:
         manifest = self.manifest_target()
@@ -105,7 +111,8 @@ class MonthLoad(MonthTask):
             raise WarehouseError(f"{self.label}: the month's manifest is missing from the lake; "
                                  "re-run to rebuild it")
         self.report(f"loading {manifest.rows:,} rows into {engine.NAME}", 0)
-        rows = engine.load_month(self.dataset, self.month, self.month_source(), manifest)
+        with self.month_source(manifest) as source:
+            rows = engine.load_month(self.dataset, self.month, source, manifest)
         self.report(f"loaded {rows:,} rows into {engine.NAME} {trips_table(self.dataset)}", 100)
 
 
@@ -149,18 +156,16 @@ class LoadBigQueryZones(ZonesLoad):
 
 class LoadBigQuery(MonthLoad):
     """The month's rows in ``{project}.{dataset}.{service}_tripdata``, loaded from the
-    month's object in the bucket (so it requires UploadMonth: ``bigquery`` implies ``gcs``);
-    complete when its load log and a count of the month's rows equal the manifest's."""
+    month's object in a bucket: the lake's own when the lake is a bucket, else the gcs
+    sink's copy (``bigquery`` then implies ``gcs``); complete when its load log and a count
+    of the month's rows equal the manifest's."""
 
     engine = staticmethod(bigquery)
     zones_task = LoadBigQueryZones
 
     def requires(self) -> dict[str, luigi.Task]:
-        return {"month": self._upload(), "zones": self.zones_task()}
+        return {"month": bucket_month(self.service, self.month), "zones": self.zones_task()}
 
-    def _upload(self) -> UploadMonth:
-        return UploadMonth(service=self.service, month=self.month)
-
-    def month_source(self) -> str:
-        parquet_url, _ = self._upload().urls()
-        return parquet_url
+    @contextlib.contextmanager
+    def month_source(self, manifest: Manifest) -> Iterator[str]:
+        yield bucket_parquet_url(self.service, self.month)

@@ -1,10 +1,13 @@
-"""Publish a month's Parquet and its manifest to the cloud lake (``[gcs] bucket``/``prefix``),
-checksum-verified, through the lake's storage interface (``pipeline.lake.keys.lake_target``)."""
+"""The gcs sink: a copy of a local lake's Parquet months and manifests in a bucket
+(``[gcs] bucket``/``prefix``, laid out as the lake is), checksum-verified, for BigQuery.
+
+A lake rooted in a bucket needs no copy: BigQuery loads from the lake's own objects. Which
+object a BigQuery load reads, and which task puts it there, is decided here
+(``bucket_lake``, ``bucket_month``), not in the load tasks.
+"""
 
 from __future__ import annotations
 
-import hashlib
-import re
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
@@ -12,58 +15,87 @@ from pathlib import Path
 import luigi
 
 from pipeline import config
-from pipeline.core.datasets import Service
+from pipeline.core.datasets import SERVICES, Service
 from pipeline.core.errors import PipelineError, SettingsError
 from pipeline.core.manifest import Manifest
-from pipeline.lake.keys import MANIFEST_NAME, lake_target, manifest_key, parquet_key
-from pipeline.lake.targets import LakeTarget, file_digests
+from pipeline.lake.keys import PARQUET_PREFIX, manifest_key, parquet_key
+from pipeline.lake.root import Lake
+from pipeline.lake.targets import LakeTarget, bytes_sha256, file_digests
 from pipeline.tasks.base import MonthTask, megabytes
 from pipeline.tasks.lake_month import ManifestTarget, ParquetizeMonth
+from pipeline.tasks.storage import gcs_settings, lake
 
-PARQUET_PREFIX = "parquet/"
-_MANIFEST_URL = re.compile(rf"/year=(\d{{4}})/month=(\d{{2}})/{re.escape(MANIFEST_NAME)}$")
-
-
-def check_settings() -> None:
-    cloud_root()
+COPY_SETTING = "[gcs] bucket"
 
 
-def cloud_root() -> str:
-    """``gs://{bucket}/{prefix}``: where the lake's keys are published."""
+def copy_lake() -> Lake:
+    """``gs://{bucket}/{prefix}``: where the gcs sink copies a local lake's months."""
     settings = config.gcs()
     bucket, prefix = settings.bucket.strip(), settings.prefix.strip("/")
     if not bucket:
+        if lake().in_bucket:
+            raise SettingsError(
+                f"sink 'gcs' copies a local lake to [gcs] bucket, which is empty; this lake is "
+                f"already in {lake().url_root} (BigQuery loads from it): leave gcs out of "
+                "[pipeline] sinks")
         raise SettingsError("sink 'gcs' needs [gcs] bucket (the bucket the months are "
                             "published to, created once: see README, Google Cloud)")
-    return f"gs://{bucket}/{prefix}" if prefix else f"gs://{bucket}"
+    root = f"gs://{bucket}/{prefix}" if prefix else f"gs://{bucket}"
+    return Lake(root, scratch=lake().scratch, settings=gcs_settings(), setting=COPY_SETTING)
 
 
-def cloud_url(key: str) -> str:
-    """``gs://{bucket}/{prefix}/{key}`` for a lake key."""
-    return f"{cloud_root()}/{key}"
+def check_settings() -> None:
+    """The gcs sink: a bucket to copy to that is not the lake itself."""
+    copy, own = copy_lake().url_root, lake().url_root
+    if copy == own or copy.startswith(own + "/") or own.startswith(copy + "/"):
+        raise SettingsError(f"sink 'gcs' would copy the lake {own} onto {copy}, inside itself: "
+                            "name another [gcs] bucket or prefix, or leave gcs out of sinks")
+
+
+def bucket_lake() -> Lake:
+    """Where BigQuery reads months from: the lake itself when it is a bucket, else the gcs
+    sink's copy."""
+    return lake() if lake().in_bucket else copy_lake()
+
+
+def check_bucket_source() -> None:
+    """The bigquery sink's source: nothing to set up for a bucket lake; the gcs sink's
+    settings for a local one."""
+    if not lake().in_bucket:
+        check_settings()
+
+
+def bucket_month(service: str, month: date) -> luigi.Task:
+    """The task whose output is the month's Parquet object in ``bucket_lake()``."""
+    if lake().in_bucket:
+        return ParquetizeMonth(service=service, month=month)
+    return UploadMonth(service=service, month=month)
+
+
+def bucket_parquet_url(service: str, month: date) -> str:
+    return bucket_lake().url(parquet_key(SERVICES[service], month))
 
 
 class PublishedTarget(luigi.Target):
     """Exists when the Parquet object has the manifest's size and sha256, and the manifest
-    object is the local manifest. Both come from one listing of the Parquet prefix when
+    object is the lake's manifest. Both come from one listing of the Parquet prefix when
     many months are checked."""
 
     def __init__(self, parquet: LakeTarget, manifest: LakeTarget, local: ManifestTarget) -> None:
         self.parquet, self.manifest, self.local = parquet, manifest, local
 
     def exists(self) -> bool:
-        # The cloud first: when nothing is published, one listing answers for every month.
+        # The copy first: when nothing is published, one listing answers for every month.
         published = self.manifest.info()
         if published is None:
             return False
-        try:
-            text = self.local.path.read_bytes()
-            manifest = Manifest.from_json(text.decode())
-        except (OSError, ValueError, TypeError):
+        text = self.local.text()
+        manifest = self.local.read()
+        if text is None or manifest is None:
             return False
         parquet = self.parquet.info()
         return (
-            published.sha256 == hashlib.sha256(text).hexdigest()
+            published.sha256 == bytes_sha256(text.encode())
             and parquet is not None
             and parquet.size == manifest.parquet_bytes
             and parquet.sha256 == manifest.parquet_sha256
@@ -93,40 +125,38 @@ def publish(parquet: Path, manifest_file: Path, manifest: Manifest, parquet_targ
 
 
 class UploadMonth(MonthTask):
-    """The month's Parquet and ``_manifest.json`` in the cloud lake, at
+    """The month's Parquet and ``_manifest.json`` copied to the gcs sink's bucket, at
     ``gs://{bucket}/{prefix}/parquet/{service}/year={YYYY}/month={MM}/``; the manifest is
-    uploaded only after the Parquet object was verified (crc32c against the local bytes,
+    uploaded only after the Parquet object was verified (crc32c against the bytes read,
     sha256 against the manifest). Complete when the Parquet object has the manifest's size
-    and sha256 and the manifest object is the local manifest.
+    and sha256 and the manifest object is the lake's manifest.
     """
 
     def requires(self) -> ParquetizeMonth:
         return ParquetizeMonth(service=self.service, month=self.month)
 
-    def urls(self, root: str | None = None) -> tuple[str, str]:
-        root = root or cloud_root()
-        return (f"{root}/{parquet_key(self.dataset, self.month)}",
-                f"{root}/{manifest_key(self.dataset, self.month)}")
+    def targets(self, listed: bool = True) -> tuple[LakeTarget, LakeTarget]:
+        copy, prefix = copy_lake(), PARQUET_PREFIX if listed else None
+        return (copy.target(parquet_key(self.dataset, self.month), listed=prefix),
+                copy.target(manifest_key(self.dataset, self.month), listed=prefix))
 
     def output(self) -> PublishedTarget:
-        root = cloud_root()
-        parquet, manifest = self.urls(root)
-        listed = f"{root}/{PARQUET_PREFIX}"
-        return PublishedTarget(lake_target(parquet, listed=listed),
-                               lake_target(manifest, listed=listed), self.requires().output())
+        return PublishedTarget(*self.targets(), self.requires().output())
 
     def run(self) -> None:
         local = self.input()
         manifest = local.read()
         if manifest is None:
-            raise PipelineError(f"{self.label}: the local manifest {local.path} is unreadable")
-        parquet_url, manifest_url = self.urls()
-        self.report(f"uploading {megabytes(manifest.parquet_bytes)} of Parquet", 0)
+            raise PipelineError(f"{self.label}: the lake's manifest {local.path} is unreadable")
         # Fresh targets: what run() decides on must not come from a cached listing.
-        uploaded = publish(local.parquet, local.path, manifest, lake_target(parquet_url),
-                           lake_target(manifest_url), progress=self._progress)
+        parquet_target, manifest_target = self.targets(listed=False)
+        self.report(f"uploading {megabytes(manifest.parquet_bytes)} of Parquet", 0)
+        with local.parquet.local_file(sha256=manifest.parquet_sha256) as parquet, \
+                local.manifest.local_file() as manifest_file:
+            uploaded = publish(parquet, manifest_file, manifest, parquet_target,
+                               manifest_target, progress=self._progress)
         self.report(f"{'uploaded' if uploaded else 'kept'} {megabytes(manifest.parquet_bytes)} "
-                    f"at {parquet_url}", 100)
+                    f"at {parquet_target.path}", 100)
 
     def _progress(self, done: int, total: int | None) -> None:
         self.report_progress(done, total, f"uploaded {megabytes(done)} of {megabytes(total)}")
@@ -135,12 +165,10 @@ class UploadMonth(MonthTask):
 
 
 def rows_by_month(service: Service) -> dict[date, int]:
-    """Rows of each month published for ``service`` (one listing; rows from the manifests)."""
-    folder = cloud_url(f"{PARQUET_PREFIX}{service.name}/")
-    months = [date(int(m[1]), int(m[2]), 1) for url in lake_target(folder).fs.listdir(folder)
-              if (m := _MANIFEST_URL.search(url))]
+    """Rows of each month the gcs sink's copy holds for ``service`` (one listing; rows from
+    the manifests)."""
     rows = {}
-    for month in months:
+    for month in copy_lake().manifest_months(service):
         task = UploadMonth(service=service.name, month=month)
         if task.complete() and (manifest := task.requires().output().read()):
             rows[month] = manifest.rows

@@ -40,8 +40,8 @@ SINKS: dict[str, Sink] = {
     "duckdb": _warehouse(LoadDuckDB),
     "postgres": _warehouse(LoadPostgres),
     "gcs": Sink(UploadMonth, publish.rows_by_month, publish.check_settings),
-    # Loads from the bucket, so it requires UploadMonth: bigquery implies gcs.
-    "bigquery": _warehouse(LoadBigQuery, publish.check_settings),
+    # Loads from a bucket: the lake's own, or (a local lake) the gcs sink's copy.
+    "bigquery": _warehouse(LoadBigQuery, publish.check_bucket_source),
 }
 
 

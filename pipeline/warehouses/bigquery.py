@@ -39,7 +39,8 @@ from pipeline.core.errors import SettingsError
 from pipeline.core.manifest import Manifest
 from pipeline.core.months import month_key
 from pipeline.core.text import one_line
-from pipeline.lake.keys import lake_target
+from pipeline.lake.keys import partition_root
+from pipeline.lake.root import lake_target
 from pipeline.warehouses import base
 from pipeline.warehouses.base import LOAD_LOG, SOURCE_MONTH, trips_table
 
@@ -244,12 +245,9 @@ def _load_config(schema: pa.Schema, **options: object) -> bigquery.LoadJobConfig
 
 def _hive_options(url: str) -> bigquery.HivePartitioningOptions:
     """The lake's ``year=YYYY/month=MM`` folders as INT64 columns, named as on the emulator."""
-    folder, found, _ = url.partition("/year=")
-    if not found:
-        raise ValueError(f"{url} is not in a year=YYYY/month=MM folder of the lake")
     options = bigquery.HivePartitioningOptions()
     options.mode = "CUSTOM"
-    options.source_uri_prefix = folder + "/{year:INTEGER}/{month:INTEGER}"
+    options.source_uri_prefix = partition_root(url) + "/{year:INTEGER}/{month:INTEGER}"
     return options
 
 

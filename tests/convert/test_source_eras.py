@@ -144,7 +144,7 @@ def test_every_era_lands_exactly_once_downloaded(env: Env, eras: EraRelease,
         expected = eras.months[era.key].expected
         registry = SERVICES[era.service]
         task = ParquetizeMonth(service=era.service, month=era.month)
-        published = pq.read_table(task.output().parquet)
+        published = pq.read_table(task.output().parquet.path)
         # One Parquet schema per service, and exactly the values of the source file.
         assert published.schema == registry.schema, era.key
         assert published.equals(expected), era.key
@@ -203,10 +203,10 @@ def test_a_new_column_lands_the_month_and_stays_in_the_raw_file(
     assert "tip_source (large_string, 500 non-null)" in named[0]
     manifest = ParquetizeMonth(service="yellow", month=datetime(2026, 7, 1).date()).output()
     assert manifest.valid().new_columns == (NewColumn("tip_source", "large_string", 500),)
-    assert json.loads(manifest.path.read_text())["new_columns"] == [
+    assert json.loads(Path(manifest.path).read_text())["new_columns"] == [
         {"name": "tip_source", "type": "large_string", "non_null": 500}]
     # The month lands with the registry's columns; the raw file keeps the new one.
-    assert pq.read_table(manifest.parquet).schema == SERVICES["yellow"].schema
+    assert pq.read_table(manifest.parquet.path).schema == SERVICES["yellow"].schema
     assert duck(env, "SELECT count(*) FROM yellow_tripdata") == [(ROWS,)]
     raw = env.lake / "raw" / "yellow" / f"yellow_tripdata_{NEW_MONTH}.parquet"
     assert pq.read_table(raw).column("tip_source").null_count == ROWS - 500

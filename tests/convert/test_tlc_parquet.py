@@ -359,7 +359,7 @@ def test_a_month_from_csv_and_from_parquet_is_the_same_table(
         task = ParquetizeMonth(service=service, month=month(key))
         assert env.build(task).status == LuigiStatusCode.SUCCESS
         tables[kind] = lake_table(env, service, key)
-        manifests[kind] = json.loads(task.output().path.read_text())
+        manifests[kind] = json.loads(task.output().manifest.file.read_text())
     assert tables["csv"].schema == tables["parquet"].schema == SERVICES[service].schema
     assert tables["csv"].equals(tables["parquet"])
     for field in ("rows", "rows_outside_month", "schema_fingerprint", "parquet_sha256"):

@@ -19,8 +19,9 @@ from luigi.execution_summary import LuigiStatusCode
 
 from pipeline import IngestMonth, LoadBigQuery, ParquetizeMonth, UploadMonth
 from pipeline.core.datasets import SERVICES
+from pipeline.core.text import one_line
 from pipeline.lake import gcs as gcs_module
-from pipeline.lake.keys import lake_target
+from pipeline.lake.root import lake_target
 from pipeline.tasks import publish as upload
 from pipeline.tasks.publish import SettingsError
 from pipeline.tasks.sinks import parse_sinks
@@ -89,11 +90,11 @@ def test_a_month_reaches_gcs_and_bigquery_beside_duckdb(env: Env, cloud: Cloud,
         local = ParquetizeMonth(service=service, month=JAN).output()
         blob = cloud.storage.bucket(cloud.bucket).get_blob(
             f"{cloud.prefix}/{PARQUET.format(s=service)}")
-        assert blob.crc32c == crc32c_of(local.parquet.read_bytes())
+        assert blob.crc32c == crc32c_of(local.parquet.file.read_bytes())
         assert blob.metadata["sha256"] == local.read().parquet_sha256
         manifest = cloud.storage.bucket(cloud.bucket).blob(
             f"{cloud.prefix}/{MANIFEST.format(s=service)}").download_as_bytes()
-        assert manifest == local.path.read_bytes()
+        assert manifest == local.manifest.file.read_bytes()
         assert cloud.query(f"SELECT source_month, count(*) FROM "
                            f"`{cloud.table(f'{service}_tripdata')}` GROUP BY 1") == [(JAN, rows)]
     assert cloud.query(f"SELECT count(*) FROM `{cloud.table('zones')}`") == [(265,)]
@@ -182,7 +183,7 @@ def test_a_local_file_that_differs_from_its_manifest_is_not_published(env: Env,
                                                                      cloud: Cloud) -> None:
     assert env.build(ParquetizeMonth(service="yellow", month=JAN)).status == \
         LuigiStatusCode.SUCCESS
-    parquet = ParquetizeMonth(service="yellow", month=JAN).output().parquet
+    parquet = ParquetizeMonth(service="yellow", month=JAN).output().parquet.file
     # One byte inside the data pages: size and footer unchanged, the sha256 not.
     data = bytearray(parquet.read_bytes())
     data[len(data) // 3] ^= 0xFF
@@ -201,7 +202,7 @@ def test_an_upload_survives_an_emulator_restart(env: Env, cloud: Cloud) -> None:
     assert env.build(ParquetizeMonth(service="yellow", month=JAN)).status == \
         LuigiStatusCode.SUCCESS
     local = ParquetizeMonth(service="yellow", month=JAN).output()
-    size = local.parquet.stat().st_size
+    size = local.parquet.file.stat().st_size
     assert size > 2 * 256 * 1024  # the kill below leaves two chunks or more to send
     killed = threading.Event()
 
@@ -290,5 +291,5 @@ def test_settings_are_checked_before_anything_runs(env: Env, cloud: Cloud, setti
 def test_errors_never_carry_a_resumable_session_id() -> None:
     text = ("404 PUT http://127.0.0.1:1/upload/storage/v1/b/b/o?uploadType=resumable&"
             "upload_id=ABCsecret123&name=x: {\"error\": \"Not Found\"}\n  more")
-    assert "ABCsecret123" not in gcs_module.redact(text)
-    assert "\n" not in gcs_module.redact(text)
+    assert "ABCsecret123" not in one_line(text)
+    assert "\n" not in one_line(text)

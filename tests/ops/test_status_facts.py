@@ -31,9 +31,9 @@ def records(env: Env, *args: str) -> tuple[int, dict[str, dict]]:
 def drop_lake_files(month: date) -> None:
     """The month's raw file, its source record and its Parquet folder, deleted."""
     download = DownloadMonth(service="yellow", month=month)
-    Path(download.output().path).unlink()
-    download.source_record.unlink()
-    shutil.rmtree(ParquetizeMonth(service="yellow", month=month).output().path.parent)
+    download.output().remove()
+    download.source_record.remove()
+    shutil.rmtree(Path(ParquetizeMonth(service="yellow", month=month).output().path).parent)
 
 
 def test_rows_a_warehouse_holds_stay_in_the_status_when_the_lake_lost_them(

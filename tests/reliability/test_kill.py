@@ -79,11 +79,11 @@ def large_month(release: Release) -> samples.SampleFacts:
 def test_kill_during_parquetize(env: Env, large_month: samples.SampleFacts) -> None:
     run = start_ingest(env, "2019-06")
     task = ParquetizeMonth(service="yellow", month=date(2019, 6, 1))
-    parquet_dir = task.output().parquet.parent
+    parquet_dir = task.output().parquet.file.parent
     kill_when(run, lambda: bool(temporaries(parquet_dir)))
     assert DownloadMonth(service="yellow", month=date(2019, 6, 1)).complete()
     assert not task.complete()
-    assert not task.output().path.exists()  # no manifest: nothing claims the month is done
+    assert not task.output().manifest.exists()  # no manifest: nothing claims the month is done
 
     finish = env.command("luigi", "--module", "pipeline", "IngestMonth", "--month", "2019-06",
                          "--services", "yellow", "--local-scheduler")

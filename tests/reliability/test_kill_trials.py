@@ -116,7 +116,7 @@ def check_after_kill(env: Env, release: Release, warehouses: Warehouses,
     if parquet.complete():
         manifest = parquet.output().read()
         assert manifest is not None and manifest.rows == new_rows
-        assert pq.read_table(parquet.output().parquet).num_rows == new_rows
+        assert pq.read_table(parquet.output().parquet.file).num_rows == new_rows
     allowed = {new_rows, OLD_ROWS} if had_old else {new_rows, 0}
     for sink, rows in warehouses.counts().items():
         assert rows in allowed, f"{sink} holds {rows} rows: a mix of two versions"

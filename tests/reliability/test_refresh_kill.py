@@ -65,7 +65,7 @@ def check_after_kill(env: Env, pg: Database, versions: tuple[bytes, bytes],
     download = DownloadMonth(service="green", month=JUNE)
     raw = Path(download.output().path).read_bytes()
     assert raw in versions, "the raw file is neither version"
-    record = read_source_identity(download.source_record)
+    record = read_source_identity(Path(download.source_record.path))
     if record is not None and record.length == len(raw):
         assert record.etag == etags[raw], "the source record names the other version"
     parquet = ParquetizeMonth(service="green", month=JUNE)
@@ -73,7 +73,7 @@ def check_after_kill(env: Env, pg: Database, versions: tuple[bytes, bytes],
         manifest = parquet.output().valid()
         rows = OLD_ROWS if raw == versions[0] else NEW_ROWS
         assert manifest.rows == rows and manifest.source_etag == etags[raw]
-        assert pq.read_metadata(parquet.output().parquet).num_rows == rows
+        assert pq.read_metadata(parquet.output().parquet.path).num_rows == rows
     for sink, rows in counts(env, pg).items():
         assert rows in (OLD_ROWS, NEW_ROWS), f"{sink} holds {rows} rows: a mix"
     for sink, load in (("duckdb", LoadDuckDB(service="green", month=JUNE)),

@@ -51,7 +51,7 @@ def test_disk_full_during_parquetize_fails_cleanly(env: Env, small_disk: Path) -
     task = ParquetizeMonth(service="yellow", month=JAN)
     assert DownloadMonth(service="yellow", month=JAN).complete()
     assert not task.complete()
-    assert [p.name for p in task.output().parquet.parent.iterdir()] == []  # temporary removed
+    assert [p.name for p in task.output().parquet.file.parent.iterdir()] == []  # temporary removed
     # Room again: the next run converts the month, without downloading it again.
     subprocess.run(["mount", "-o", "remount,size=8m", str(small_disk)], check=True)
     assert env.build(ParquetizeMonth(service="yellow", month=JAN)).status == \

@@ -106,7 +106,7 @@ def test_green_and_fhv_months_publish_one_schema(env: Env, release: Release) -> 
     tasks += [LoadDuckDB(service="fhv", month=m) for m in (date(2019, 1, 1), date(2020, 1, 1))]
     assert env.build(*tasks).status == LuigiStatusCode.SUCCESS
     for task in tasks:
-        parquet = ParquetizeMonth(service=task.service, month=task.month).output().parquet
+        parquet = ParquetizeMonth(service=task.service, month=task.month).output().parquet.file
         assert pq.read_schema(parquet) == SERVICES[task.service].schema
     fees = query(env, "SELECT source_month, count(ehail_fee) FROM green_tripdata GROUP BY 1 "
                  "ORDER BY 1")
@@ -120,8 +120,8 @@ def test_a_damaged_parquet_file_is_not_complete(env: Env) -> None:
         LuigiStatusCode.SUCCESS
     target = ParquetizeMonth(service="yellow", month=JAN).output()
     assert target.exists()
-    with open(target.parquet, "r+b") as f:
-        f.truncate(target.parquet.stat().st_size - 100)
+    with open(target.parquet.file, "r+b") as f:
+        f.truncate(target.parquet.file.stat().st_size - 100)
     assert not ParquetizeMonth(service="yellow", month=JAN).complete()
     # The next run re-converts it from the raw file without downloading again.
     with Runs() as runs:

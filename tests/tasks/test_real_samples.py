@@ -110,7 +110,7 @@ def test_three_real_green_months_land_exactly(real_env: Env, real_mirror: Releas
             assert manifest is not None and manifest.rows == rows
             assert manifest.rows_outside_month == outside(real, month) == out_of_month
             # The lake's Parquet holds the file's values under the registry's schema.
-            published = pq.read_table(task.output().parquet)
+            published = pq.read_table(task.output().parquet.path)
             assert published.schema == GREEN.schema
             for f in GREEN.schema:
                 if f.name in real.column_names:

@@ -114,7 +114,7 @@ def test_a_republished_month_is_replaced_end_to_end_in_every_sink(
     assert first.returncode == 0, first.stderr[-3000:]
     old_june = expected(OLD_ROWS, upstream.file(JUNE))
     may_manifest = ParquetizeMonth(service="green", month=MAY).output()
-    may_before = (may_manifest.path.read_bytes(), load_logs(env, cloud, postgres_db, MAY),
+    may_before = (Path(may_manifest.path).read_bytes(), load_logs(env, cloud, postgres_db, MAY),
                   cloud.storage.bucket(cloud.bucket).get_blob(
                       f"{cloud.prefix}/parquet/green/year=2026/month=05/_manifest.json").generation)
     old_etag = ParquetizeMonth(service="green", month=JUNE).output().read().source_etag
@@ -147,11 +147,11 @@ def test_a_republished_month_is_replaced_end_to_end_in_every_sink(
     assert (upstream.gets(MAY), upstream.gets(JUNE)) == (1, 2)
     raw = DownloadMonth(service="green", month=JUNE)
     assert Path(raw.output().path).read_bytes() == upstream.file(JUNE).read_bytes()
-    assert read_source_identity(raw.source_record).etag == new_etag
+    assert read_source_identity(Path(raw.source_record.path)).etag == new_etag
     june = ParquetizeMonth(service="green", month=JUNE)
     manifest = june.output().valid()
     assert june.complete() and manifest.rows == NEW_ROWS and manifest.source_etag == new_etag
-    assert pq.read_table(june.output().parquet).num_rows == NEW_ROWS
+    assert pq.read_table(june.output().parquet.path).num_rows == NEW_ROWS
     assert rows_everywhere(env, cloud, postgres_db, JUNE) == dict.fromkeys(
         ("duckdb", "postgres", "bigquery"), expected(NEW_ROWS, upstream.file(JUNE)))
     published = cloud.storage.bucket(cloud.bucket).get_blob(
@@ -160,7 +160,7 @@ def test_a_republished_month_is_replaced_end_to_end_in_every_sink(
     assert {log[0][0] for log in load_logs(env, cloud, postgres_db, JUNE).values()} == {
         manifest.parquet_sha256}
     # May untouched: its manifest, its load-log rows, its object in the bucket.
-    assert (may_manifest.path.read_bytes(), load_logs(env, cloud, postgres_db, MAY),
+    assert (Path(may_manifest.path).read_bytes(), load_logs(env, cloud, postgres_db, MAY),
             cloud.storage.bucket(cloud.bucket).get_blob(
                 f"{cloud.prefix}/parquet/green/year=2026/month=05/_manifest.json").generation
             ) == may_before

@@ -145,7 +145,7 @@ def test_two_green_months_land_in_postgres_and_duckdb(env: Env, pg: Database,
     assert pg.query('SELECT count(*) FILTER (WHERE "VendorID" IS NULL), '
                     "count(*) FILTER (WHERE store_and_fwd_flag = '') FROM green_tripdata "
                     "WHERE source_month = %s", [JAN20]) == [(jan.empty_tail_rows, 0)]
-    parquet = ParquetizeMonth(service="green", month=JAN20).output().parquet
+    parquet = ParquetizeMonth(service="green", month=JAN20).output().parquet.file
     columns = ", ".join(f'"{c}"' for c in GREEN.columns)
     in_pg = pg.query(f"SELECT {columns} FROM green_tripdata WHERE source_month = %s", [JAN20])
     in_lake = [tuple(r.values()) for r in pq.read_table(parquet).to_pylist()]
@@ -226,7 +226,7 @@ def test_loads_of_one_month_at_once_never_double_it(
     def load() -> None:
         start.wait()
         try:
-            postgres_load.load_month(GREEN, JAN20, target.parquet, manifest)
+            postgres_load.load_month(GREEN, JAN20, target.parquet.file, manifest)
         except BaseException as e:  # reported below
             errors.append(e)
 
@@ -247,7 +247,7 @@ def test_a_load_does_not_wait_for_a_running_load_of_another_month(
         assert env.build(ParquetizeMonth(service="green", month=month)).status == \
             LuigiStatusCode.SUCCESS
         target = ParquetizeMonth(service="green", month=month).output()
-        manifests[month] = (target.parquet, target.read())
+        manifests[month] = (target.parquet.file, target.read())
     postgres_load.load_month(GREEN, DEC19, *manifests[DEC19])
     # Another process in the middle of re-loading December: its transaction stays open.
     with psycopg.connect(pg.url) as other:
