@@ -115,6 +115,7 @@ def normalize(
         source_sha256=source_sha256,
         parquet_bytes=written.parquet_bytes,
         parquet_sha256=written.parquet_sha256,
+        quality=written.quality,
         dropped_columns=plan.dropped,
     )
 

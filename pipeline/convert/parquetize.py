@@ -21,7 +21,7 @@ import hashlib
 import queue
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import BinaryIO
@@ -55,6 +55,8 @@ class ParquetStats:
     source_sha256: str
     parquet_bytes: int
     parquet_sha256: str
+    # Rows per data-quality check, counted by the month writer.
+    quality: dict[str, int | None] = field(default_factory=dict)
 
 
 def parquetize(
@@ -95,6 +97,7 @@ def parquetize(
         source_sha256=pieces.sha256.hexdigest(),
         parquet_bytes=written.parquet_bytes,
         parquet_sha256=written.parquet_sha256,
+        quality=written.quality,
     )
 
 

@@ -8,8 +8,9 @@ the data: size, footer row count and schema fingerprint.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 
@@ -37,6 +38,12 @@ class Manifest:
     # Legacy source columns with no place in the canonical schema (2009-2010 yellow's
     # coordinates), dropped by the Parquet normalisation.
     dropped_columns: tuple[str, ...] = ()
+    # What the run that wrote the month did (``run_figures``): seconds per stage, rows,
+    # bytes, rows per second. Empty in manifests written before it was recorded.
+    run: dict[str, Any] = field(default_factory=dict)
+    # Rows per data-quality check (pipeline.convert.quality); None where a check does not
+    # apply. Empty in manifests written before the checks existed.
+    quality: dict[str, int | None] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
@@ -62,6 +69,20 @@ class Manifest:
             and meta.num_row_groups == self.row_groups
             and schema_fingerprint(meta.schema.to_arrow_schema()) == self.schema_fingerprint
         )
+
+
+def run_figures(rows: int, source_bytes: int, parquet_bytes: int,
+                seconds: dict[str, float | None]) -> dict[str, Any]:
+    """The manifest's ``run`` section: ``seconds`` per stage (``download``, ``convert``;
+    None for a stage not measured, e.g. a raw file fetched by an older version), rows,
+    bytes read and written, and the conversion's rows per second."""
+    convert = seconds.get("convert")
+    return {
+        "seconds": {stage: None if s is None else round(s, 3) for stage, s in seconds.items()},
+        "rows": rows,
+        "bytes": {"source": source_bytes, "parquet": parquet_bytes},
+        "rows_per_second": round(rows / convert) if convert else None,
+    }
 
 
 def read_manifest(path: Path) -> Manifest | None:

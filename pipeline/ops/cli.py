@@ -58,12 +58,10 @@ def backfill(args: argparse.Namespace) -> int:
 
 
 def status(args: argparse.Namespace) -> int:
-    import pandas as pd
-
     from pipeline import config
     from pipeline.core.datasets import SERVICES
     from pipeline.core.months import parse_names
-    from pipeline.ops.status import as_records, lake_months, report
+    from pipeline.ops.status import as_records, as_table, lake_months, report
     from pipeline.tasks.flows import configured_services
     from pipeline.tasks.sinks import parse_sinks
 
@@ -71,6 +69,7 @@ def status(args: argparse.Namespace) -> int:
         services = (parse_names(args.services, SERVICES, "services") if args.services
                     else configured_services())
         sinks = parse_sinks(config.pipeline().sinks)
+        config.quality().thresholds()
     except PipelineError as e:
         return _bad_input(e)
     if args.start or args.end:
@@ -84,21 +83,10 @@ def status(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps(records, indent=2))
     elif records:
-        table = pd.DataFrame([
-            {"month": r["month"], "service": r["service"],
-             "raw MB": "-" if r["raw_bytes"] is None else f"{r['raw_bytes'] / 1e6:,.1f}",
-             "parquet rows": _count(r["parquet_rows"]),
-             **{f"{sink} rows": _count(rows) for sink, rows in r["sinks"].items()},
-             "state": r["state"]}
-            for r in records])
-        print(table.to_string(index=False))
+        print(as_table(records))
     else:
         print("the lake holds no month yet: give --start and --end to ask about a range")
     return 0 if all(s.complete for s in statuses) else 1
-
-
-def _count(rows: object) -> str:
-    return "-" if rows is None else f"{rows:,}"
 
 
 def scheduler(args: argparse.Namespace) -> int:

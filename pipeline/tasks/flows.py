@@ -32,6 +32,7 @@ class IngestMonth(luigi.WrapperTask):
         super().__init__(*args, **kwargs)
         # Settings are checked now, so a bad one fails before anything is scheduled.
         self.sinks = parse_sinks(config.pipeline().sinks)
+        config.quality().blocking_checks()
         self.selected_services = self.services or configured_services()
 
     def requires(self) -> list[luigi.Task]:

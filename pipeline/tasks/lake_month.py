@@ -3,6 +3,7 @@ manifest; and the zone lookup every warehouse load needs."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,7 +14,7 @@ from pipeline import config
 from pipeline.convert.normalize import normalize
 from pipeline.convert.parquetize import ParquetStats, parquetize
 from pipeline.core.datasets import ZONES, Service
-from pipeline.core.manifest import Manifest, read_manifest
+from pipeline.core.manifest import Manifest, read_manifest, run_figures
 from pipeline.core.months import month_key
 from pipeline.core.version import __version__
 from pipeline.lake.keys import (
@@ -35,6 +36,7 @@ from pipeline.source.download import (
     redact,
 )
 from pipeline.tasks.base import MonthTask, PipelineTask, megabytes
+from pipeline.tasks.month_report import check_quality, download_seconds, record_download
 
 
 def lake_file(key: str) -> Path:
@@ -91,7 +93,8 @@ class DownloadMonth(MonthTask):
                 return ParquetCheck(columns)
             return GzipCsvCheck(check)
 
-        download(
+        started = time.monotonic()
+        report = download(
             self.url,
             Path(self.output().path),
             new_check=new_check,
@@ -100,6 +103,7 @@ class DownloadMonth(MonthTask):
             progress=lambda done, total: self.report_progress(
                 done, total, f"downloaded {megabytes(done)} of {megabytes(total)}"),
         )
+        record_download(Path(self.output().path), time.monotonic() - started, report)
 
 
 class ManifestTarget(luigi.Target):
@@ -144,8 +148,12 @@ class ParquetizeMonth(MonthTask):
         raw = Path(self.input().path)
         # The old manifest goes first: from here on nothing claims the month is complete.
         target.path.unlink(missing_ok=True)
+        started = time.monotonic()
         with atomic_path(target.parquet) as tmp:
             stats = self._convert(raw, tmp)
+            converted = time.monotonic() - started
+            # A blocking quality check fails the month here, before the file is renamed in.
+            check_quality(self.label, stats.quality, stats.rows)
         manifest = Manifest(
             service=self.service,
             month=month_key(self.month),
@@ -161,6 +169,9 @@ class ParquetizeMonth(MonthTask):
             pipeline_version=__version__,
             created_at=datetime.now(UTC).isoformat(timespec="seconds"),
             dropped_columns=tuple(getattr(stats, "dropped_columns", ())),
+            run=run_figures(stats.rows, stats.source_bytes, stats.parquet_bytes,
+                            {"download": download_seconds(raw), "convert": converted}),
+            quality=stats.quality,
         )
         write_text_atomically(target.path, manifest.to_json())
         self.report(

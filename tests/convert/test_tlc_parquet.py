@@ -213,7 +213,8 @@ def test_a_whole_2010_yellow_month_normalises_through_the_pipeline(
     task = ParquetizeMonth(service="yellow", month=month("2010-01"))
     assert env.build(task).status == LuigiStatusCode.SUCCESS
     assert [f for f in env.lake_files() if f.startswith("raw/")] == [
-        "raw/yellow/yellow_tripdata_2010-01.parquet"]
+        "raw/yellow/yellow_tripdata_2010-01.parquet",
+        "raw/yellow/yellow_tripdata_2010-01.parquet.download.json"]
     source = pq.read_table(tlc_release.tlc_file("yellow", "2010-01"))
     assert tuple(source.column_names) == YELLOW_2010
     table, manifest = lake_table(env, "yellow", "2010-01"), task.output().valid()
@@ -306,7 +307,8 @@ def test_a_fractional_id_fails_the_month_and_publishes_nothing(env: Env) -> None
     result = env.build(IngestMonth(month=month(FRACTIONAL)))
     assert result.status == LuigiStatusCode.FAILED
     assert [f for f in env.lake_files() if "zones" not in f] == [
-        "raw/yellow/yellow_tripdata_2021-10.parquet"]
+        "raw/yellow/yellow_tripdata_2021-10.parquet",
+        "raw/yellow/yellow_tripdata_2021-10.parquet.download.json"]
     assert not env.duckdb_path.exists() or duck(
         env, "SELECT count(*) FROM information_schema.tables "
         "WHERE table_name = 'yellow_tripdata'") == [(0,)]
@@ -339,7 +341,8 @@ def test_a_truncated_or_foreign_parquet_download_is_refused(env: Env,
     assert env.build(task).status == LuigiStatusCode.FAILED
     assert env.lake_files() == []
     assert env.build(task).status == LuigiStatusCode.SUCCESS
-    assert env.lake_files() == ["raw/yellow/yellow_tripdata_2021-08.parquet"]
+    assert env.lake_files() == ["raw/yellow/yellow_tripdata_2021-08.parquet",
+                                "raw/yellow/yellow_tripdata_2021-08.parquet.download.json"]
 
 
 # --------------------------------------------------------------------------- CSV == Parquet
@@ -383,7 +386,8 @@ def test_a_backfill_across_the_csv_parquet_boundary_lands_one_table(
     env.configure(pipeline={"services": "yellow"}, source={"kind": "auto"})
     result = env.build(Backfill(start=date(2021, 6, 1), end=date(2021, 9, 1)))
     assert result.status == LuigiStatusCode.SUCCESS
-    assert [f for f in env.lake_files() if f.startswith("raw/yellow")] == [
+    assert [f for f in env.lake_files() if f.startswith("raw/yellow")
+            and not f.endswith(".download.json")] == [
         "raw/yellow/yellow_tripdata_2021-06.csv.gz", "raw/yellow/yellow_tripdata_2021-07.csv.gz",
         "raw/yellow/yellow_tripdata_2021-08.parquet", "raw/yellow/yellow_tripdata_2021-09.parquet"]
     names = ", ".join(f'"{n}"' for n in YELLOW.columns)
@@ -428,7 +432,8 @@ def test_a_fhvhv_csv_month_lands_in_the_schema_of_the_parquet_months(
     result = env.build(IngestMonth(month=month(key), services=("fhvhv",)))
     assert result.status == LuigiStatusCode.SUCCESS
     assert [f for f in env.lake_files() if f.startswith("raw/fhvhv")] == [
-        "raw/fhvhv/fhvhv_tripdata_2019-02.csv.gz"]
+        "raw/fhvhv/fhvhv_tripdata_2019-02.csv.gz",
+        "raw/fhvhv/fhvhv_tripdata_2019-02.csv.gz.download.json"]
     # Fetched under the release path fhvhv/, through GitHub's redirect to the asset.
     served = mirror.requests_for("fhvhv_tripdata_2019-02.csv.gz")
     assert {(s.path, s.status) for s in served} == {
@@ -470,7 +475,8 @@ def test_a_fhvhv_backfill_across_the_csv_parquet_boundary_lands_one_table(
     env.configure(pipeline={"services": "fhvhv"})
     result = env.build(Backfill(start=month(keys[0]), end=month(keys[-1])))
     assert result.status == LuigiStatusCode.SUCCESS
-    assert [f for f in env.lake_files() if f.startswith("raw/fhvhv")] == [
+    assert [f for f in env.lake_files() if f.startswith("raw/fhvhv")
+            and not f.endswith(".download.json")] == [
         "raw/fhvhv/fhvhv_tripdata_2021-06.csv.gz", "raw/fhvhv/fhvhv_tripdata_2021-07.csv.gz",
         "raw/fhvhv/fhvhv_tripdata_2021-08.parquet", "raw/fhvhv/fhvhv_tripdata_2021-09.parquet"]
     columns = [c for (c,) in duck(env, "SELECT column_name FROM information_schema.columns "
