@@ -204,3 +204,17 @@ class quality(luigi.Config):
         except BadParameter as e:
             raise SettingsError(str(e)) from None
 
+
+class notify(luigi.Config):
+    """``[notify]``: where a batch job that ends with failures sends its one alert, besides
+    the e-mail of luigi's ``[email]``/``[smtp]`` settings."""
+
+    webhook_url: str = luigi.Parameter(
+        default="",
+        # Hidden from the visualiser: a Slack or Mattermost hook URL is itself the secret.
+        visibility=luigi.parameter.ParameterVisibility.PRIVATE,
+        description="URL the alert is POSTed to as JSON {\"text\": ...} (Slack, Mattermost "
+                    "incoming webhooks); empty: no webhook",
+    )
+    webhook_timeout: float = luigi.FloatParameter(
+        default=10.0, description="seconds to connect to the webhook, and to wait for its answer")
