@@ -80,6 +80,11 @@ def status(args: argparse.Namespace) -> int:
         months = lake_months(services)
     statuses = report(months, services, sinks, check_source=not args.no_source_check)
     records = as_records(statuses)
+    if args.html:
+        from pipeline.ops.coverage import write_page
+
+        write_page(Path(args.html), records)
+        print(f"coverage page: {Path(args.html).absolute()}", file=sys.stderr)
     if args.format == "json":
         print(json.dumps(records, indent=2))
     elif records:
@@ -148,6 +153,9 @@ def parser() -> argparse.ArgumentParser:
     st.add_argument("--format", choices=("table", "json"), default="table")
     st.add_argument("--no-source-check", action="store_true",
                     help="do not ask the source whether missing months are published")
+    st.add_argument("--html", metavar="FILE",
+                    help="also write a coverage page: one self-contained HTML file, a grid "
+                         "of months x services coloured by state (details on hover or click)")
     st.set_defaults(func=status)
 
     sch = sub.add_parser(
