@@ -12,6 +12,8 @@ from datetime import date
 import luigi
 
 from pipeline.core.datasets import NEW_COLUMNS, SERVICES
+from pipeline.core.errors import SettingsError
+from pipeline.core.months import BadParameter, parse_names
 
 RELEASES_URL = "https://github.com/DataTalksClub/nyc-tlc-data/releases/download"
 TLC_PARQUET_URL = "https://d37ci6vzurychx.cloudfront.net/trip-data"
@@ -171,3 +173,64 @@ class luigid(luigi.Config):
     logdir: str = luigi.Parameter(
         default="data/scheduler/logs", description="directory of luigid's log file"
     )
+
+
+class quality(luigi.Config):
+    """``[quality]``: thresholds of the per-month data-quality checks, each a share of the
+    month's rows (0.02 = 2 %). Above its threshold a check warns on one line; a check named
+    in ``blocking`` fails the month instead, before anything is published."""
+
+    negative_fare_or_total: float = luigi.FloatParameter(
+        default=0.02, description="rows with a negative fare or total")
+    dropoff_before_pickup: float = luigi.FloatParameter(
+        default=0.01, description="rows whose dropoff comes before the pickup")
+    pickup_outside_month: float = luigi.FloatParameter(
+        default=0.01, description="rows whose pickup lies outside the file's month")
+    zone_id_invalid: float = luigi.FloatParameter(
+        default=0.01, description="rows with a zone id outside 1..265 or null")
+    distance_over_1000_miles: float = luigi.FloatParameter(
+        default=0.005, description="rows with a trip distance over 1,000 miles")
+    passenger_count_invalid: float = luigi.FloatParameter(
+        default=0.05, description="rows with a passenger count of 0 or over 9")
+    null_id: float = luigi.FloatParameter(
+        default=0.10, description="rows with a null vendor id, base or licence")
+    blocking: str = luigi.Parameter(
+        default="", description="checks that fail the month above their threshold, "
+                                "comma-separated, or 'all'; empty: every check only warns")
+
+    def thresholds(self) -> dict[str, float]:
+        """Check -> share of a month's rows; refuses a share outside 0..1."""
+        shares = {name: getattr(self, name) for name, _ in self.get_params()
+                  if name != "blocking"}
+        bad = [f"{name} = {share}" for name, share in shares.items() if not 0 <= share <= 1]
+        if bad:
+            raise SettingsError(f"[quality] thresholds are shares of a month's rows, 0 to 1: "
+                                f"{', '.join(bad)}")
+        return shares
+
+    def blocking_checks(self) -> frozenset[str]:
+        """The checks that fail a month; refuses a name that is no check."""
+        checks = self.thresholds()
+        if self.blocking.strip() == "all":
+            return frozenset(checks)
+        if not self.blocking.strip():
+            return frozenset()
+        try:
+            return frozenset(parse_names(self.blocking, checks, "[quality] blocking check"))
+        except BadParameter as e:
+            raise SettingsError(str(e)) from None
+
+
+class notify(luigi.Config):
+    """``[notify]``: where a batch job that ends with failures sends its one alert, besides
+    the e-mail of luigi's ``[email]``/``[smtp]`` settings."""
+
+    webhook_url: str = luigi.Parameter(
+        default="",
+        # Hidden from the visualiser: a Slack or Mattermost hook URL is itself the secret.
+        visibility=luigi.parameter.ParameterVisibility.PRIVATE,
+        description="URL the alert is POSTed to as JSON {\"text\": ...} (Slack, Mattermost "
+                    "incoming webhooks); empty: no webhook",
+    )
+    webhook_timeout: float = luigi.FloatParameter(
+        default=10.0, description="seconds to connect to the webhook, and to wait for its answer")

@@ -151,6 +151,12 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if any(ran.values()):
         terminalreporter.write_line("reliability: " + ", ".join(
             f"{ran[k]} {name} ran, {held[k]} ended with nothing lost" for k, name in kinds.items()))
+    # Files a test made for people to look at (the coverage page's screenshot).
+    for outcome in ("passed", "failed"):
+        for report in terminalreporter.stats.get(outcome, []):
+            for key, value in getattr(report, "user_properties", ()):
+                if key == "screenshot":
+                    terminalreporter.write_line(f"screenshot ({report.nodeid}): {value}")
     # A kill can hit two tasks at once (with two workers): each counts for its stage.
     stages = Counter(stage for outcome in ("passed", "failed")
                      for report in terminalreporter.stats.get(outcome, [])

@@ -21,3 +21,14 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
+
+# A real browser for the coverage page's test (tests/ops/test_coverage_page.py), headless.
+# Optional: where it cannot be installed that test is skipped, saying why.
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "installing Debian package: chromium"
+  export DEBIAN_FRONTEND=noninteractive
+  if ! { apt-get update -qq &&
+         apt-get install -y -qq --no-install-recommends chromium >/dev/null; }; then
+    echo "could not install chromium: the coverage page's browser test will be skipped" >&2
+  fi
+fi

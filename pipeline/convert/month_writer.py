@@ -3,6 +3,9 @@ helper thread while the next group is gathered, with the file's sha256 computed 
 bytes go out. Both converters (CSV.gz in ``parquetize``, TLC Parquet in ``normalize``)
 feed it tables of the registry schema.
 
+Every table also passes through the month's quality counter (``pipeline.convert.quality``),
+so the data-quality report costs no second read of the file.
+
 Memory stays within two row groups: the gatherer runs at most ``ahead`` of a group ahead of
 the writer (the caller's choice: a whole group when producing rows costs as much as writing
 them, less when the writer sets the pace anyway), and a group is freed as soon as it is
@@ -13,18 +16,17 @@ from __future__ import annotations
 
 import hashlib
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
-from datetime import date, datetime
+from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from pipeline.convert.quality import Counts, QualityCounter
 from pipeline.core.datasets import Service
-from pipeline.core.months import next_month
 
 ROW_GROUP_ROWS = 1 << 20
 COMPRESSION = "snappy"
@@ -42,12 +44,15 @@ class Written:
     row_groups: int
     parquet_bytes: int
     parquet_sha256: str
+    # Rows per data-quality check (``pipeline.convert.quality.CHECKS``).
+    quality: Counts = field(default_factory=dict)
 
 
 class MonthWriter:
     """``with MonthWriter(service, month, out) as w: w.add(table) ...; written = w.finish()``.
 
-    Counts rows, and rows whose pickup lies outside the month, as tables are added.
+    Counts rows, and the rows that break each quality check (pickups outside the month
+    among them), as tables are added.
     """
 
     def __init__(self, service: Service, month: date, out: Path,
@@ -55,8 +60,8 @@ class MonthWriter:
         self.service, self.row_group_rows = service, row_group_rows
         # Rows gathered for the next group while the writer is still busy with one.
         self._ahead_rows = max(1, int(row_group_rows * ahead))
-        self.rows = self.rows_outside_month = self.row_groups = 0
-        self._window = (_at(month), _at(next_month(month)))
+        self.rows = self.row_groups = 0
+        self.quality = QualityCounter(service, month)
         self._gathered: list[pa.Table] = []
         self._gathered_rows = 0
         self._writing: Future[None] | None = None
@@ -79,8 +84,7 @@ class MonthWriter:
 
     def add(self, table: pa.Table) -> None:
         self.rows += table.num_rows
-        self.rows_outside_month += _count_outside(
-            table.column(self.service.pickup_column), *self._window)
+        self.quality.add(table)
         self._gathered.append(table)
         self._gathered_rows += table.num_rows
         if self._writing and self._gathered_rows >= self._ahead_rows:
@@ -105,7 +109,12 @@ class MonthWriter:
             self._writing.result()
         self._writer.close()
         return Written(self.rows, self.rows_outside_month, self.row_groups,
-                       self._hashed.size, self._hashed.sha256.hexdigest())
+                       self._hashed.size, self._hashed.sha256.hexdigest(),
+                       self.quality.counts())
+
+    @property
+    def rows_outside_month(self) -> int:
+        return self.quality.rows_outside_month
 
     def _hand_over(self, table: pa.Table) -> None:
         """Queue one row group once the previous one is written (bounded memory)."""
@@ -140,16 +149,6 @@ def _split(tables: list[pa.Table], rows: int) -> tuple[pa.Table, pa.Table]:
     """The first ``rows`` rows of the gathered tables, and the rest (zero-copy slices)."""
     whole = pa.concat_tables(tables)
     return whole.slice(0, rows), whole.slice(rows)
-
-
-def _at(month: date) -> pa.Scalar:
-    return pa.scalar(datetime(month.year, month.month, 1), pa.timestamp("us"))
-
-
-def _count_outside(pickup: pa.ChunkedArray, start: pa.Scalar, end: pa.Scalar) -> int:
-    """Rows whose pickup lies before the month or after it; null pickups are not counted."""
-    inside = pc.sum(pc.and_(pc.greater_equal(pickup, start), pc.less(pickup, end))).as_py()
-    return len(pickup) - pickup.null_count - (inside or 0)
 
 
 class _HashingFile:

@@ -126,6 +126,7 @@ def normalize(
         source_sha256=source_sha256,
         parquet_bytes=written.parquet_bytes,
         parquet_sha256=written.parquet_sha256,
+        quality=written.quality,
         dropped_columns=plan.dropped,
         new_columns=tuple(NewColumn(name, str(kinds.field(name).type), non_null[name])
                           for name in plan.new),

@@ -77,6 +77,7 @@ def parquetize(
         source_sha256=pieces.sha256.hexdigest(),
         parquet_bytes=written.parquet_bytes,
         parquet_sha256=written.parquet_sha256,
+        quality=written.quality,
     )
 
 

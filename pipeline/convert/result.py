@@ -3,7 +3,7 @@ both converters) or a refusal (``ConversionError``, one line)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pipeline.core.errors import PipelineError
 from pipeline.core.manifest import NewColumn
@@ -28,3 +28,5 @@ class ParquetStats:
     # the registry does not know, kept in the raw file only (TLC Parquet months).
     dropped_columns: tuple[str, ...] = ()
     new_columns: tuple[NewColumn, ...] = ()
+    # Rows per data-quality check, counted by the month writer (pipeline.convert.quality).
+    quality: dict[str, int | None] = field(default_factory=dict)

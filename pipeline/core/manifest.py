@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 
@@ -105,6 +106,13 @@ class Manifest:
     source_etag: str | None = None
     source_last_modified: str | None = None
 
+    # What the run that wrote the month did (``run_figures``): seconds per stage, rows,
+    # bytes, rows per second. Empty in manifests written before it was recorded.
+    run: dict[str, Any] = field(default_factory=dict)
+    # Rows per data-quality check (pipeline.convert.quality); None where a check does not
+    # apply. Empty in manifests written before the checks existed.
+    quality: dict[str, int | None] = field(default_factory=dict)
+
     @property
     def source_identity(self) -> SourceIdentity:
         return SourceIdentity(self.source_etag, self.source_last_modified, self.source_bytes)
@@ -153,6 +161,20 @@ class Manifest:
             and meta.num_row_groups == self.row_groups
             and schema_fingerprint(meta.schema.to_arrow_schema()) == self.schema_fingerprint
         )
+
+
+def run_figures(rows: int, source_bytes: int, parquet_bytes: int,
+                seconds: dict[str, float | None]) -> dict[str, Any]:
+    """The manifest's ``run`` section: ``seconds`` per stage (``download``, ``convert``;
+    None for a stage not measured, e.g. a raw file fetched by an older version), rows,
+    bytes read and written, and the conversion's rows per second."""
+    convert = seconds.get("convert")
+    return {
+        "seconds": {stage: None if s is None else round(s, 3) for stage, s in seconds.items()},
+        "rows": rows,
+        "bytes": {"source": source_bytes, "parquet": parquet_bytes},
+        "rows_per_second": round(rows / convert) if convert else None,
+    }
 
 
 def read_manifest(path: Path) -> Manifest | None:

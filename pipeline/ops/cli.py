@@ -167,15 +167,14 @@ def refresh(args: argparse.Namespace) -> int:
 
 
 def status(args: argparse.Namespace) -> int:
-    import pandas as pd
-
     from pipeline import config
-    from pipeline.ops.status import as_records, lake_months, report
+    from pipeline.ops.status import as_records, as_table, lake_months, report
     from pipeline.tasks.sinks import parse_sinks
 
     try:
         services = _services(args.services)
         sinks = parse_sinks(config.pipeline().sinks)
+        config.quality().thresholds()
     except PipelineError as e:
         return _bad_input(e)
     if args.start or args.end:
@@ -187,27 +186,18 @@ def status(args: argparse.Namespace) -> int:
     statuses = report(months, services, sinks, check_source=not args.no_source_check,
                       compare_source=args.check_source)
     records = as_records(statuses)
+    if args.html:
+        from pipeline.ops.coverage import write_page
+
+        write_page(Path(args.html), records)
+        print(f"coverage page: {Path(args.html).absolute()}", file=sys.stderr)
     if args.format == "json":
         print(json.dumps(records, indent=2))
     elif records:
-        noted = any(r["new_columns"] for r in records)
-        table = pd.DataFrame([
-            {"month": r["month"], "service": r["service"],
-             "raw MB": "-" if r["raw_bytes"] is None else f"{r['raw_bytes'] / 1e6:,.1f}",
-             "parquet rows": _count(r["parquet_rows"]),
-             **{f"{sink} rows": _count(rows) for sink, rows in r["sinks"].items()},
-             **({"new columns": ", ".join(c.split(" (")[0] for c in r["new_columns"]) or "-"}
-                if noted else {}),
-             "state": r["state"]}
-            for r in records])
-        print(table.to_string(index=False))
+        print(as_table(records))
     else:
         print("the lake holds no month yet: give --start and --end to ask about a range")
     return 0 if all(s.complete for s in statuses) else 1
-
-
-def _count(rows: object) -> str:
-    return "-" if rows is None else f"{rows:,}"
 
 
 def scheduler(args: argparse.Namespace) -> int:
@@ -298,6 +288,9 @@ def parser() -> argparse.ArgumentParser:
     st.add_argument("--check-source", action="store_true",
                     help="also ask the source about the months the lake holds (HEAD) and "
                          "mark those re-published upstream since they were fetched")
+    st.add_argument("--html", metavar="FILE",
+                    help="also write a coverage page: one self-contained HTML file, a grid "
+                         "of months x services coloured by state (details on hover or click)")
     st.set_defaults(func=status)
 
     sch = sub.add_parser(

@@ -1,5 +1,6 @@
 """Running tasks as a batch job: on the central scheduler or a local one, with luigi.cfg's
-exit codes, and a closing list of every task that failed and why.
+exit codes, a closing list of every task that failed and why, and one alert about them
+(``pipeline.ops.notify``) instead of luigi's e-mail per failed attempt.
 
 A job succeeds when what it asked for is complete, whoever did the work: with several
 processes on one luigid, a task run by another process counts as done once it is.
@@ -18,6 +19,7 @@ import luigi.worker
 from luigi.execution_summary import LuigiStatusCode
 from luigi.task import flatten
 
+from pipeline.ops import notify
 from pipeline.ops.scheduler import BackoffScheduler
 
 
@@ -37,8 +39,9 @@ class _Schedulers:
 
     def create_worker(self, scheduler: object, worker_processes: int,
                       assistant: bool = False) -> luigi.worker.Worker:
+        # One alert at the end of the job replaces luigi's e-mail per failed attempt.
         return luigi.worker.Worker(scheduler=scheduler, worker_processes=worker_processes,
-                                   assistant=assistant)
+                                   assistant=assistant, send_failure_email=False)
 
 
 @dataclass(frozen=True)
@@ -66,7 +69,14 @@ def run(tasks: list[luigi.Task], *, local_scheduler: bool, workers: int) -> int:
         print(f"{len(failures)} task(s) failed:", file=sys.stderr)
         for failure in failures:
             print(failure.line(), file=sys.stderr)
-    return exit_code(result.status)
+    code = exit_code(result.status)
+    notify.send(notify.failure_alert(job_name(tasks), [f.line() for f in failures], code))
+    return code
+
+
+def job_name(tasks: list[luigi.Task]) -> str:
+    """``Backfill(start=2020-11, end=2021-01, services=yellow)``: what the job asked for."""
+    return ", ".join(str(task) for task in tasks)
 
 
 def _central_url() -> str:

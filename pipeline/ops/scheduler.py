@@ -11,6 +11,10 @@ Two things luigi 3.8 does not do on its own, and why they are here:
   retry_delay``. ``BackoffScheduler`` doubles it after each failure of the same task (up to
   ``[retry_backoff] max_delay``), so a source that is down gets a short pause, then longer
   ones, within the ``retry_count`` attempts luigi allows.
+- **No e-mail per disabled task.** luigi's scheduler e-mails ``[email] receiver`` each time
+  it disables a task (unless it batches e-mails, which then come every hour). The batch
+  jobs send one alert per run instead (``pipeline.ops.notify``), so ``BackoffScheduler``,
+  in luigid as in a job's local scheduler, sends none.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import luigi
 import luigi.db_task_history
 import luigi.server
 import sqlalchemy
-from luigi.scheduler import Scheduler
+from luigi.scheduler import Scheduler, SimpleTaskState
 from luigi.task_status import FAILED
 
 from pipeline import config
@@ -48,8 +52,42 @@ def _upgrade_history_schema(engine: sqlalchemy.Engine) -> None:
                     "ALTER TABLE task_parameters ALTER COLUMN value TYPE TEXT"))
 
 
+class _NoDisableEmail:
+    """A scheduler config as the task state sees it: e-mails "batched", so the state sends
+    none when it disables a task (nor does anything batch them: the scheduler's own
+    ``batch_emails`` stays as configured, false by default)."""
+
+    batch_emails = True
+
+    def __init__(self, config: Any) -> None:
+        self._config = config
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._config, name)
+
+
+class _QuietTaskState(SimpleTaskState):
+    def set_status(self, task: Any, new_status: str, config: Any = None) -> None:
+        super().set_status(task, new_status, None if config is None else _NoDisableEmail(config))
+
+    def update_metrics(self, task: Any, config: Any) -> None:
+        # luigi's Prometheus collector times a failure from the task's start, and raises
+        # (failing the worker's RPC) for a task that failed without running: one whose
+        # completeness check or scheduling failed. Such a failure is counted, not timed.
+        if task.status == FAILED and task.time_running is None:
+            task.time_running = task.updated
+        super().update_metrics(task, config)
+
+
 class BackoffScheduler(Scheduler):
-    """luigi's scheduler, with the retry delay doubling at each failure of a task."""
+    """luigi's scheduler, with the retry delay doubling at each failure of a task, and no
+    e-mail of its own when it disables one."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        quiet = _QuietTaskState(self._config.state_path)
+        quiet._metrics_collector = self._state._metrics_collector
+        self._state = quiet
 
     def add_task(self, task_id: str | None = None, status: str = "PENDING",
                  **kwargs: Any) -> None:

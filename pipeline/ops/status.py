@@ -8,7 +8,8 @@ asked (an HTTP HEAD) about months the lake does not have, to tell "not published
 re-published upstream since they were fetched. What the source says is added to what the
 lake and the sinks say, never put in its place: a warehouse still holding a month whose
 lake files are gone says so. Every lake path comes from the tasks' outputs (the lake's key
-functions).
+functions). Each month's quality counts come from its manifest,
+weighed against today's ``[quality]`` thresholds.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from datetime import date
 
+from pipeline import config
+from pipeline.convert.quality import judge
 from pipeline.core.datasets import SERVICES
 from pipeline.core.errors import PipelineError
 from pipeline.core.months import month_key, months_between
@@ -39,6 +42,10 @@ class MonthStatus:
     new_columns: list[str] = field(default_factory=list)
     # What the source said when asked (a HEAD request); None when it was not asked.
     source: str | None = None
+    # Rows per quality check (from the manifest; None without one), and the checks above
+    # their [quality] threshold.
+    quality: dict[str, int | None] | None = None
+    quality_warnings: list[str] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
@@ -51,13 +58,15 @@ def report(months: list[date], services: tuple[str, ...], sinks: tuple[str, ...]
     the lake lacks, ``compare_source`` about the months it holds (re-published ones)."""
     counts = {(sink, service): SINKS[sink].rows_by_month(SERVICES[service])
               for sink in sinks for service in services}
-    return [_month_status(month, service, sinks, counts, check_source, compare_source)
+    thresholds = config.quality().thresholds()
+    return [_month_status(month, service, sinks, counts, check_source, compare_source,
+                          thresholds)
             for month in months for service in services]
 
 
 def _month_status(month: date, service: str, sinks: tuple[str, ...],
                   counts: dict[tuple[str, str], dict[date, int]], ask_missing: bool,
-                  compare: bool) -> MonthStatus:
+                  compare: bool, thresholds: dict[str, float]) -> MonthStatus:
     parquetize = ParquetizeMonth(service=service, month=month)
     download = parquetize.requires()
     manifest = parquetize.output().valid()
@@ -68,6 +77,10 @@ def _month_status(month: date, service: str, sinks: tuple[str, ...],
         sinks={sink: counts[(sink, service)].get(month) for sink in sinks},
         new_columns=[c.describe() for c in manifest.new_columns] if manifest else [],
     )
+    if manifest is not None and manifest.quality:
+        status.quality = dict(manifest.quality)
+        status.quality_warnings = [f.check for f in judge(manifest.quality, manifest.rows,
+                                                          thresholds)]
     problems = []
     absent = manifest is None and status.raw_bytes is None
     if absent:
@@ -125,3 +138,41 @@ def lake_months(services: tuple[str, ...]) -> list[date]:
 
 def as_records(statuses: list[MonthStatus]) -> list[dict[str, object]]:
     return [asdict(s) | {"complete": s.complete} for s in statuses]
+
+
+def quality_cell(record: dict) -> str:
+    """The status table's quality column: ``-`` (not counted), ``ok`` or the warnings."""
+    if record["quality"] is None:
+        return "-"
+    warnings = record["quality_warnings"]
+    return "warn: " + ",".join(warnings) if warnings else "ok"
+
+
+def as_table(records: list[dict]) -> str:
+    """The status table as text: a header, one line per month and service; numbers right-
+    aligned, the state (free text) last and left-aligned."""
+    sinks = list(records[0]["sinks"]) if records else []
+    # Columns the source added that the registry does not know: shown when any month has one.
+    noted = any(r.get("new_columns") for r in records)
+    header = ["month", "service", "raw MB", "parquet rows",
+              *(f"{sink} rows" for sink in sinks), *(["new columns"] if noted else []),
+              "quality", "state"]
+    rows = [[r["month"], r["service"],
+             "-" if r["raw_bytes"] is None else f"{r['raw_bytes'] / 1e6:,.1f}",
+             _count(r["parquet_rows"]), *(_count(r["sinks"][sink]) for sink in sinks),
+             *([", ".join(c.split(" (")[0] for c in r["new_columns"]) or "-"] if noted else []),
+             quality_cell(r), r["state"]] for r in records]
+    widths = [max(len(str(line[i])) for line in [header, *rows]) for i in range(len(header))]
+    last = len(header) - 1
+    text_columns = {0, 1, last - 1, last} | ({last - 2} if noted else set())
+    lines = []
+    for line in [header, *rows]:
+        cells = [str(cell).ljust(width) if i in text_columns
+                 else str(cell).rjust(width)
+                 for i, (cell, width) in enumerate(zip(line, widths, strict=True))]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def _count(rows: object) -> str:
+    return "-" if rows is None else f"{rows:,}"

@@ -34,6 +34,7 @@ class IngestMonth(luigi.WrapperTask):
         # Settings are checked now, so a bad one fails before anything is scheduled.
         lake()
         self.sinks = parse_sinks(config.pipeline().sinks)
+        config.quality().blocking_checks()
         self.selected_services = self.services or configured_services()
 
     def requires(self) -> list[luigi.Task]:

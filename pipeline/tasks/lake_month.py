@@ -13,7 +13,9 @@ sink's load (whose completeness compares its load log with the manifest).
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,7 +28,7 @@ from pipeline.convert.normalize import normalize
 from pipeline.convert.parquetize import parquetize
 from pipeline.convert.result import ParquetStats
 from pipeline.core.datasets import ZONES, Service
-from pipeline.core.manifest import Manifest, SourceIdentity
+from pipeline.core.manifest import Manifest, SourceIdentity, run_figures
 from pipeline.core.months import month_key
 from pipeline.core.text import redact
 from pipeline.core.version import __version__
@@ -52,6 +54,7 @@ from pipeline.source.download import (
 )
 from pipeline.source.probe import probe
 from pipeline.tasks.base import MonthTask, PipelineTask, megabytes
+from pipeline.tasks.month_report import check_quality
 from pipeline.tasks.storage import lake
 
 # Luigi's own logger: its lines reach the console of every run.
@@ -129,6 +132,15 @@ class DownloadMonth(MonthTask):
             return None
         return identity if identity is not None and identity.length == size else None
 
+    def download_seconds(self) -> float | None:
+        """How long the raw file's download took, as its source record says (None for a
+        raw file fetched before the pipeline recorded it)."""
+        text = read_text(self.source_record)
+        try:
+            return float(json.loads(text)["download"]["seconds"]) if text else None
+        except (ValueError, KeyError, TypeError):
+            return None
+
     def published(self) -> SourceIdentity:
         """What the source says the month's file is now (an HTTP HEAD); NotPublished when
         it has no such file."""
@@ -146,6 +158,7 @@ class DownloadMonth(MonthTask):
         record.remove()
         target = self.output()
         seen = target.stat()
+        started = time.monotonic()
         with target.staging() as staged:
             report = download(
                 self.url,
@@ -161,7 +174,11 @@ class DownloadMonth(MonthTask):
         identity = SourceIdentity(report.etag, report.last_modified, report.bytes)
         with record.staging() as staged:
             staged.path.write_text(identity.to_json(
-                url=report.url, fetched_at=datetime.now(UTC).isoformat(timespec="seconds")))
+                url=report.url, fetched_at=datetime.now(UTC).isoformat(timespec="seconds"),
+                # What the download did, copied into the manifest's run figures.
+                download={"seconds": round(time.monotonic() - started, 3),
+                          "fetched": report.fetched, "attempts": report.attempts,
+                          "resumed": report.resumed}))
             staged.publish(if_generation=0)
         return report
 
@@ -300,8 +317,12 @@ class ParquetizeMonth(MonthTask):
         seen = target.parquet.stat()
         # The old manifest goes first: from here on nothing claims the month is complete.
         target.manifest.remove()
+        started = time.monotonic()
         with self.input().local_file() as raw, target.parquet.staging() as staged:
             stats = self._convert(raw, staged.path)
+            converted = time.monotonic() - started
+            # A blocking quality check fails the month here, before the file is published.
+            check_quality(self.label, stats.quality, stats.rows)
             staged.publish(if_generation=generation(seen), sha256=stats.parquet_sha256,
                            progress=self.publish_progress)
         identity = recorded
@@ -328,6 +349,10 @@ class ParquetizeMonth(MonthTask):
             new_columns=stats.new_columns,
             source_etag=identity.etag if identity else None,
             source_last_modified=identity.last_modified if identity else None,
+            run=run_figures(stats.rows, stats.source_bytes, stats.parquet_bytes,
+                            {"download": self.requires().download_seconds(),
+                             "convert": converted}),
+            quality=stats.quality,
         )
         # Last: only now does the month count as complete.
         with target.manifest.staging() as staged:

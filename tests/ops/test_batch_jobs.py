@@ -34,10 +34,12 @@ def test_status_reports_each_stage_and_every_inconsistency(env: Env, release: Re
     records = {r["month"]: r for r in json.loads(run.stdout)}
     assert records["2020-11"]["state"] == "not published"
     dec = release.of("yellow", "2020-12").rows
-    assert records["2020-12"] | {"raw_bytes": None} == {
+    assert records["2020-12"] | {"raw_bytes": None, "quality": None} == {
         "month": "2020-12", "service": "yellow", "raw_bytes": None, "parquet_rows": dec,
         "sinks": {"duckdb": dec}, "state": "complete", "complete": True,
-        "new_columns": [], "source": None}
+        "new_columns": [], "source": None, "quality": None, "quality_warnings": []}
+    assert records["2020-12"]["quality"]["pickup_outside_month"] == release.of(
+        "yellow", "2020-12").rows_outside_month
     jan = records["2021-01"]
     assert jan["parquet_rows"] == release.of("yellow", "2021-01").rows
     assert jan["sinks"]["duckdb"] < jan["parquet_rows"]
