@@ -8,7 +8,6 @@ from pathlib import Path
 
 import duckdb
 import luigi
-import pandas as pd
 
 from pipeline import config
 from pipeline.core.months import month_key
@@ -59,17 +58,18 @@ def show(months: list[date]) -> None:
         if key.endswith(".parquet"):
             print(f"           {key}  ({(the_lake.target(key).size() or 0) / 1e6:.1f} MB)")
     print(f"warehouse: {warehouse}")
+    # DuckDB prints its own tables: no dataframe library needed to show a result.
     with duckdb.connect(str(warehouse), read_only=True) as con:
-        counts = pd.concat(
-            [con.execute(f"SELECT '{s}' AS service, source_month, count(*) AS trips "
-                         f"FROM {s}_tripdata GROUP BY ALL ORDER BY 2").df() for s in SERVICES])
+        counts = con.sql(" UNION ALL ".join(
+            f"(SELECT '{s}' AS service, source_month, count(*) AS trips "
+            f"FROM {s}_tripdata GROUP BY ALL ORDER BY 2)" for s in SERVICES))
         print("\ntrips per service and month:")
-        print(counts.to_string(index=False))
-        top = con.execute(
+        print(counts)
+        top = con.sql(
             "SELECT z.Borough, z.Zone, count(*) AS trips, round(avg(t.total_amount), 2) AS "
             "avg_total FROM yellow_tripdata t JOIN zones z ON z.LocationID = t.PULocationID "
             "WHERE t.source_month = ? GROUP BY ALL ORDER BY trips DESC LIMIT 5",
-            [months[0]],
-        ).df()
+            params=[months[0]],
+        )
         print(f"\nbusiest yellow pickup zones in {month_key(months[0])}:")
-        print(top.to_string(index=False))
+        print(top)

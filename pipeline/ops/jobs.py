@@ -17,17 +17,19 @@ import luigi.retcodes
 import luigi.rpc
 import luigi.worker
 from luigi.execution_summary import LuigiStatusCode
-from luigi.task import flatten
 
 from pipeline.ops import notify
+from pipeline.ops.progress import JobProgress, closure
 from pipeline.ops.scheduler import BackoffScheduler
 
 
 class _Schedulers:
-    """luigi.build's scheduler factory, keeping the scheduler to ask it about failures."""
+    """luigi.build's scheduler factory, keeping the scheduler to ask it about failures; the
+    worker reaches it through the job's progress display."""
 
-    def __init__(self) -> None:
+    def __init__(self, progress: JobProgress) -> None:
         self.scheduler: luigi.scheduler.Scheduler | luigi.rpc.RemoteScheduler | None = None
+        self.progress = progress
 
     def create_local_scheduler(self) -> BackoffScheduler:
         self.scheduler = BackoffScheduler(prune_on_get_work=True, record_task_history=False)
@@ -40,8 +42,9 @@ class _Schedulers:
     def create_worker(self, scheduler: object, worker_processes: int,
                       assistant: bool = False) -> luigi.worker.Worker:
         # One alert at the end of the job replaces luigi's e-mail per failed attempt.
-        return luigi.worker.Worker(scheduler=scheduler, worker_processes=worker_processes,
-                                   assistant=assistant, send_failure_email=False)
+        return luigi.worker.Worker(scheduler=self.progress.observe(scheduler),
+                                   worker_processes=worker_processes, assistant=assistant,
+                                   send_failure_email=False)
 
 
 @dataclass(frozen=True)
@@ -55,13 +58,20 @@ class Failure:
 
 
 def run(tasks: list[luigi.Task], *, local_scheduler: bool, workers: int) -> int:
-    """Build ``tasks``; print the failures; return the exit code (0 when all are complete)."""
-    schedulers = _Schedulers()
+    """Build ``tasks``, showing progress; print the failures and send one alert about them;
+    return the exit code (0 when all are complete)."""
+    progress = JobProgress(tasks, label=", ".join(t.task_family for t in tasks))
+    schedulers = _Schedulers(progress)
     where = "local (in this process)" if local_scheduler else _central_url()
     print(f"scheduler: {where}", file=sys.stderr, flush=True)
-    # luigi logs its execution summary itself; the failures and their reasons follow it.
-    result = luigi.build(tasks, worker_scheduler_factory=schedulers, detailed_summary=True,
-                         local_scheduler=local_scheduler, workers=workers)
+    # On a terminal the live progress line replaces luigi's step-by-step log (warnings and
+    # errors still show); elsewhere luigi logs as usual, its execution summary included.
+    quiet = {"log_level": "WARNING"} if progress.live else {}
+    with progress:
+        result = luigi.build(tasks, worker_scheduler_factory=schedulers, detailed_summary=True,
+                             local_scheduler=local_scheduler, workers=workers, **quiet)
+    if progress.live:
+        print(result.summary_text, file=sys.stderr)
     if all(task.complete() for task in tasks):
         return 0
     failures = failures_of(tasks, schedulers.scheduler)
@@ -98,7 +108,7 @@ def failures_of(roots: list[luigi.Task], scheduler: object) -> list[Failure]:
     """The failed or disabled tasks among ``roots`` and their dependencies, with the reason."""
     if scheduler is None:
         return []
-    wanted = {t.task_id: t for t in _closure(roots)}
+    wanted = {t.task_id: t for t in closure(roots)}
     failures = []
     for status in ("FAILED", "DISABLED"):
         for task_id in scheduler.task_list(status, ""):  # type: ignore[attr-defined]
@@ -118,14 +128,3 @@ def _why(explanation: str | None) -> str:
         pass
     lines = text.strip().splitlines()
     return lines[-1] if lines else "?"
-
-
-def _closure(roots: list[luigi.Task]) -> list[luigi.Task]:
-    seen: dict[str, luigi.Task] = {}
-    stack = list(roots)
-    while stack:
-        task = stack.pop()
-        if task.task_id not in seen:
-            seen[task.task_id] = task
-            stack.extend(flatten(task.requires()))
-    return list(seen.values())
