@@ -4,13 +4,23 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: venv system-deps demo test test-slow reliability lint bench clean
+.PHONY: venv system-deps demo test test-slow reliability lint lock bench clean
 
-$(STAMP): setup.cfg pyproject.toml
+# Exact versions with their hashes (requirements.lock, made by `make lock`), then the
+# project itself without resolving anything again.
+$(STAMP): requirements.lock setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,bench]'
+	$(BIN)/pip install --quiet --require-hashes -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(STAMP)
+
+## lock: resolve setup.cfg's dependencies (runtime, test, bench) again into requirements.lock
+lock:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet uv
+	$(BIN)/uv pip compile setup.cfg --extra test --extra bench --generate-hashes \
+		--python-version 3.11 --upgrade -o requirements.lock
 
 venv: $(STAMP)
 
