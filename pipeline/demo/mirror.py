@@ -6,11 +6,14 @@ as GitHub does, which serves the file with ``Content-Length`` and honours ``Rang
 (``mirror.inject(name, Fault(...))``): each request for the file takes the next one.
 Given a ``tlc_root``, it also serves TLC's own Parquet layout as CloudFront does:
 ``GET /trip-data/{service}_tripdata_{YYYY-MM}.parquet`` answers the file directly (no
-redirect), with the same ``Range`` support and faults. Binds 127.0.0.1 only.
+redirect), with the same ``Range`` support and faults. Binds 127.0.0.1 unless told another
+address (the multi-host tests serve it on a services host: ``python -m
+pipeline.demo.mirror ROOT --host ADDRESS --port PORT [--throttle FILE=BYTES_PER_SECOND]``).
 """
 
 from __future__ import annotations
 
+import argparse
 import re
 import socket
 import struct
@@ -65,14 +68,14 @@ class ReleaseMirror:
     ``fhvhv/`` as the course's release has them; ``misc/taxi_zone_lookup.csv``) on 127.0.0.1."""
 
     def __init__(self, root: Path, port: int = 0, prefix: str = RELEASES_PREFIX,
-                 tlc_root: Path | None = None) -> None:
+                 tlc_root: Path | None = None, host: str = "127.0.0.1") -> None:
         self.root, self.prefix = root.absolute(), prefix.rstrip("/")
         self.tlc_root = tlc_root.absolute() if tlc_root else None
         self.faults: dict[str, deque[Fault]] = defaultdict(deque)
         self.served: list[Served] = []
         self._lock = threading.Lock()
         handler = type("Handler", (_Handler,), {"mirror": self})
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+        self.server = ThreadingHTTPServer((host, port), handler)
         self.server.daemon_threads = True
         self._thread: threading.Thread | None = None
 
@@ -243,3 +246,26 @@ class _Handler(BaseHTTPRequestHandler):
         self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         self.close_connection = True
         self.connection.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve a release in the foreground until killed; print the base URL once ready."""
+    p = argparse.ArgumentParser(prog="python -m pipeline.demo.mirror", description=main.__doc__)
+    p.add_argument("root", type=Path, help="the release: {service}/{file}, misc/...")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--tlc-root", type=Path, help="TLC's Parquet layout, served at /trip-data")
+    p.add_argument("--throttle", action="append", default=[], metavar="FILE=BYTES_PER_SECOND",
+                   help="serve the first request for FILE at most this fast (repeatable)")
+    args = p.parse_args(argv)
+    mirror = ReleaseMirror(args.root, port=args.port, host=args.host, tlc_root=args.tlc_root)
+    for spec in args.throttle:
+        name, _, rate = spec.partition("=")
+        mirror.inject(name, Fault("throttle", rate=int(rate)))
+    mirror.start()
+    print(mirror.base_url, flush=True)
+    threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()
