@@ -26,7 +26,7 @@ from pipeline.tasks.sinks import parse_sinks
 from tests.conftest import Env, Release
 from tests.fixtures_cloud import PROJECT_ID, Cloud, CorruptingProxy, FakeGCS
 from tests.fixtures_postgres import Database
-from tests.lake.test_cloud import Failures
+from tests.lake.test_cloud import Failures, Requests
 from tests.tasks.test_month_pipeline import Runs
 
 JAN = date(2021, 1, 1)
@@ -248,3 +248,21 @@ def test_a_month_damaged_in_the_bucket_is_not_loaded(env: Env, bucket: Bucket,
                                      for m in failures.messages), failures.text
     assert postgres_db.query("SELECT to_regclass('yellow_tripdata')") == [(None,)]
     assert scratch_files(env) == []
+
+
+def test_checking_a_backfill_of_a_bucket_lake_costs_one_listing_per_folder(
+        env: Env, bucket: Bucket) -> None:
+    assert env.build(ParquetizeMonth(service="yellow", month=JAN)).status == \
+        LuigiStatusCode.SUCCESS
+    months = [date(2019 + i // 12, i % 12 + 1, 1) for i in range(36)]
+    tasks = [task(service=s, month=m) for task in (DownloadMonth, ParquetizeMonth)
+             for s in ("yellow", "green", "fhv") for m in months]
+    with Requests() as sent:
+        complete = {t.task_id for t in tasks if t.complete()}
+    assert complete == {DownloadMonth(service="yellow", month=JAN).task_id,
+                        ParquetizeMonth(service="yellow", month=JAN).task_id}
+    # One listing of raw/ and one of parquet/ answer for all 216 tasks; the one complete
+    # month costs its manifest and its Parquet footer on top.
+    listing = f"GET /storage/v1/b/{bucket.name}/o"
+    assert sent.seen.count(listing) == 2, sent.seen
+    assert len(sent.seen) - 2 <= 6, sent.seen
