@@ -11,7 +11,7 @@ from datetime import date
 
 import luigi
 
-from pipeline.core.datasets import SERVICES
+from pipeline.core.datasets import NEW_COLUMNS, SERVICES
 
 RELEASES_URL = "https://github.com/DataTalksClub/nyc-tlc-data/releases/download"
 TLC_PARQUET_URL = "https://d37ci6vzurychx.cloudfront.net/trip-data"
@@ -68,6 +68,12 @@ class source(luigi.Config):
     )
     backoff_max: float = luigi.FloatParameter(
         default=60.0, description="longest wait between two attempts (Retry-After included)"
+    )
+    new_columns: str = luigi.ChoiceParameter(
+        default="keep-raw", choices=NEW_COLUMNS, var_type=str,
+        description="a TLC Parquet column the registry does not know: keep-raw (publish the "
+                    "month with the registry's columns, name it in the manifest, keep it in "
+                    "the raw file) or refuse (fail the month)",
     )
 
     def format_of(self, month: date) -> str:

@@ -10,6 +10,10 @@ fi
 if ! command -v curl >/dev/null 2>&1; then
   need_apt+=(curl)
 fi
+# systemd-analyze, to verify deploy/'s service and timer units (~10 MB; nothing starts).
+if ! command -v systemd-analyze >/dev/null 2>&1; then
+  need_apt+=(systemd)
+fi
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need_apt[*]}"

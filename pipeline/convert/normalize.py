@@ -8,8 +8,12 @@ schema of the registry, as the CSV months are, by these rules:
 - names match case-insensitively, then through the service's aliases (2009 yellow's
   ``Trip_Pickup_DateTime``...); a registry column the file lacks is all null (only the
   service's ``optional`` columns may be lacking); known legacy columns with no canonical
-  place (2009-2010 coordinates) are dropped and named in the manifest; any other column is
-  refused;
+  place (2009-2010 coordinates) and writer artefacts (``__index_level_0__``) are dropped
+  and named in the manifest;
+- a column the registry does not know (TLC adds some: ``request_source`` in 2026) follows
+  the source contract ``new_columns``: ``keep-raw`` publishes the month with the registry's
+  columns and names the new one (source type, non-null rows) for the manifest, the raw
+  file keeping it; ``refuse`` fails the month on one line;
 - casts are exact: a double id of 1.0 becomes 1; a value that is not a whole number, or a
   timestamp with a sub-microsecond part, stops the month with one line naming the month,
   the column and how many rows hold such values (counted over the whole file), and nothing
@@ -25,10 +29,7 @@ group is read (``pipeline.convert.month_writer``, as for the CSV months).
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
@@ -37,23 +38,19 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline.convert.month_writer import ROW_GROUP_ROWS, MonthWriter, all_null
-from pipeline.convert.parquetize import ConversionError, ParquetStats
-from pipeline.core.datasets import HeaderMismatch, Service, SourcePlan
+from pipeline.convert.result import ConversionError, ParquetStats
+from pipeline.core.checksums import file_sha256
+from pipeline.core.datasets import NEW_COLUMNS, HeaderMismatch, Service, SourcePlan
+from pipeline.core.manifest import NewColumn
 from pipeline.core.months import month_key
+from pipeline.core.text import Progress, one_line
 
 # Rows decoded at a time: larger batches cost memory, smaller ones allocator churn.
 BATCH_ROWS = 1 << 17
 READ_BUFFER = 1 << 20
 NOT_WHOLE = "values that are not whole numbers"
 SUB_MICROSECOND = "timestamps with a sub-microsecond part"
-HASH_BYTES = 4 << 20
 
-Progress = Callable[[int, int], None]
-
-
-@dataclass(frozen=True)
-class NormalizedStats(ParquetStats):
-    dropped_columns: tuple[str, ...] = ()
 
 
 class _Inexact(Exception):
@@ -73,41 +70,55 @@ def normalize(
     progress: Progress | None = None,
     row_group_rows: int = ROW_GROUP_ROWS,
     batch_rows: int = BATCH_ROWS,
-) -> NormalizedStats:
-    """Convert one month's TLC Parquet at ``raw`` into canonical Parquet at ``out``."""
+    new_columns: str = "keep-raw",
+) -> ParquetStats:
+    """Convert one month's TLC Parquet at ``raw`` into canonical Parquet at ``out``;
+    ``new_columns`` (one of ``NEW_COLUMNS``) says what to do with columns the registry does
+    not know."""
+    if new_columns not in NEW_COLUMNS:
+        raise ValueError(f"new_columns is {new_columns!r}: expected one of {NEW_COLUMNS}")
     label = f"{service.name} {month_key(month)}"
     try:
         # Column chunks are read in pieces, not whole: less memory, same speed.
         source = pq.ParquetFile(raw, pre_buffer=False, buffer_size=READ_BUFFER)
     except (OSError, pa.ArrowException) as e:
         raise ConversionError(f"{label}: {raw.name} is not a readable Parquet file: "
-                              f"{_one_line(e)}") from None
+                              f"{one_line(e, 160)}") from None
     try:
         plan = service.source_plan(source.schema_arrow.names)
     except HeaderMismatch as e:
         raise ConversionError(f"{label}: {e}") from None
+    if plan.new and new_columns == "refuse":
+        raise ConversionError(
+            f"{label}: the file has columns the registry does not know: "
+            f"{', '.join(n[:40] for n in plan.new[:5])}; nothing was published "
+            "([source] new_columns = refuse)")
+    non_null = dict.fromkeys(plan.new, 0)
     total_rows = source.metadata.num_rows
     with ThreadPoolExecutor(1, "hash-source") as helper:
-        hashing = helper.submit(_sha256, raw)
+        hashing = helper.submit(file_sha256, raw)
         try:
             # Decoding is light next to writing, which sets the pace: gathering a whole
             # group ahead would gain nothing and hold ~120 MB more.
             with MonthWriter(service, month, out, row_group_rows, ahead=0.25) as writer:
                 batches = source.iter_batches(batch_size=batch_rows,
-                                              columns=list(plan.feeds.values()),
+                                              columns=[*plan.feeds.values(), *plan.new],
                                               use_threads=True)
                 for batch in batches:
                     try:
                         writer.add(conform(service, plan, batch))
                     except _Inexact as e:
                         raise _refusal(label, source, e) from None
+                    for name in plan.new:
+                        non_null[name] += batch.num_rows - batch.column(name).null_count
                     if progress:
                         progress(writer.rows, total_rows)
                 written = writer.finish()
         finally:
             source.close()
         source_bytes, source_sha256 = hashing.result()
-    return NormalizedStats(
+    kinds = source.schema_arrow
+    return ParquetStats(
         rows=written.rows,
         rows_outside_month=written.rows_outside_month,
         row_groups=written.row_groups,
@@ -116,6 +127,8 @@ def normalize(
         parquet_bytes=written.parquet_bytes,
         parquet_sha256=written.parquet_sha256,
         dropped_columns=plan.dropped,
+        new_columns=tuple(NewColumn(name, str(kinds.field(name).type), non_null[name])
+                          for name in plan.new),
     )
 
 
@@ -149,8 +162,10 @@ def cast_exactly(column: pa.Array, target: pa.DataType, name: str,
     if pa.types.is_null(kind):
         return all_null(len(column), target)
     text_codes = pa.types.is_string(kind) or pa.types.is_large_string(kind)
-    if values is not None and (renamed or text_codes != pa.types.is_string(target)):
-        # Codes written as text (``CASH``), or flags written as numbers (1.0 -> ``Y``).
+    if values is not None and (renamed or text_codes != pa.types.is_string(target)
+                               or (text_codes and not _canonical_text(column, values))):
+        # Codes written as text (``CASH``), flags written as numbers (1.0 -> ``Y``) or as
+        # other text (2010's ``0``/``1`` -> ``N``/``Y``).
         return _mapped(column, target, name, values)
     if kind == target:
         return column
@@ -177,6 +192,16 @@ def cast_exactly(column: pa.Array, target: pa.DataType, name: str,
         if pa.types.is_integer(kind):
             return column.cast(target)
     raise _Inexact(name, f"{kind} values, which have no exact {target} form", "")
+
+
+def _canonical_text(column: pa.Array, values: dict[str, int | str]) -> bool:
+    """True when every value of a text column is already one of the canonical codes the
+    value map gives (``N``/``Y``): it is then taken as it is."""
+    canonical = sorted({v for v in values.values() if isinstance(v, str)})
+    if not canonical:
+        return False
+    other = pc.invert(pc.is_in(column.cast(pa.string()), value_set=pa.array(canonical)))
+    return not pc.any(pc.and_(pc.is_valid(column), other)).as_py()
 
 
 def _safe_cast(column: pa.Array, target: pa.DataType, name: str, what: str) -> pa.Array:
@@ -267,15 +292,3 @@ def _count_rows(source: pq.ParquetFile, inexact: _Inexact) -> int | None:
             return None
     return count
 
-
-def _sha256(path: Path) -> tuple[int, str]:
-    digest, size = hashlib.sha256(), 0
-    with open(path, "rb") as f:
-        while data := f.read(HASH_BYTES):
-            digest.update(data)
-            size += len(data)
-    return size, digest.hexdigest()
-
-
-def _one_line(e: BaseException) -> str:
-    return " ".join(str(e).split())[:160]

@@ -20,8 +20,7 @@ import contextlib
 import hashlib
 import queue
 import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 from typing import BinaryIO
@@ -30,32 +29,15 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from pipeline.convert.month_writer import ROW_GROUP_ROWS, MonthWriter, all_null
-from pipeline.core.datasets import Service
-from pipeline.core.errors import PipelineError
+from pipeline.convert.result import ConversionError, ParquetStats
+from pipeline.core.datasets import HeaderMismatch, Service
 from pipeline.core.gzipstream import GzipError, Inflater
 from pipeline.core.months import month_key
+from pipeline.core.text import Progress
 
 PIECE_BYTES = 4 << 20
 READ_BYTES = 1 << 18
 PIECES_IN_FLIGHT = 2
-
-Progress = Callable[[int, int], None]
-
-
-class ConversionError(PipelineError):
-    """The raw file cannot become this month's Parquet. The message is one line."""
-
-
-@dataclass(frozen=True)
-class ParquetStats:
-    rows: int
-    rows_outside_month: int
-    row_groups: int
-    source_bytes: int
-    source_sha256: str
-    parquet_bytes: int
-    parquet_sha256: str
-
 
 def parquetize(
     service: Service,
@@ -113,6 +95,12 @@ class _PieceParser:
         try:
             names = header.decode("utf-8").split(",")
             self.columns = self.service.canonical_header([n.strip('"') for n in names])
+        except HeaderMismatch as e:
+            # The CSV mirror is frozen (copied in July 2022) and the registry knows every
+            # header it publishes: an unknown column there means another file, whatever
+            # [source] new_columns says (that contract is for TLC's living Parquet files).
+            frozen = "; CSV months take no new columns" if "unknown columns" in str(e) else ""
+            raise ConversionError(f"{self.label}: {e}{frozen}") from None
         except (UnicodeDecodeError, ValueError) as e:
             raise ConversionError(f"{self.label}: {e}") from None
         return piece[end + 1 :] if end >= 0 else b""

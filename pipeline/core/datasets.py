@@ -9,6 +9,7 @@ follow one rule: ids and codes int64, money and distances float64, timestamps
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -19,6 +20,12 @@ ID = pa.int64()
 MONEY = pa.float64()
 TIME = pa.timestamp("us")
 TEXT = pa.string()
+
+
+# What the conversion does with a source column the registry does not know
+# (``[source] new_columns``): keep it in the raw file only and publish the month with the
+# registry's columns, naming it in the manifest; or refuse the month.
+NEW_COLUMNS = ("keep-raw", "refuse")
 
 
 class UnknownService(PipelineError, ValueError):
@@ -37,12 +44,19 @@ class Alias:
     values: dict[str, int | str] | None = field(default=None, hash=False, compare=False)
 
 
+# Known artefacts of the writers TLC used: a pandas index written into the file (yellow
+# 2010-02 and 2010-03 carry ``__index_level_0__``). Never data: dropped, and named.
+ARTEFACT = re.compile(r"__index_level_\d+__")
+
+
 @dataclass(frozen=True)
 class SourcePlan:
-    """Canonical column -> the source file's column that feeds it; legacy columns dropped."""
+    """Canonical column -> the source file's column that feeds it; legacy columns and
+    writer artefacts dropped; ``new``: columns the registry does not know (yet)."""
 
     feeds: dict[str, str] = field(hash=False, compare=False)
     dropped: tuple[str, ...] = ()
+    new: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -113,28 +127,30 @@ class Service:
 
     def source_plan(self, names: list[str]) -> SourcePlan:
         """Which column of a Parquet file feeds each canonical column (case-insensitive
-        names and aliases), and which known legacy columns are dropped.
+        names and aliases), which known legacy columns and writer artefacts are dropped,
+        and which columns the registry does not know (``new``: the caller's contract
+        decides whether they are refused or kept in the raw file only).
 
-        Raises HeaderMismatch naming unknown, missing or repeated columns.
+        Raises HeaderMismatch naming missing or repeated columns.
         """
         feeds: dict[str, str] = {}
-        dropped, unknown, repeated = [], [], []
+        dropped, new, repeated = [], [], []
         for name in names:
             canonical = self.source_column(name)
             if canonical is None:
-                (dropped if name.strip().casefold() in self.dropped else unknown).append(name)
+                known = name.strip().casefold() in self.dropped or ARTEFACT.fullmatch(name)
+                (dropped if known else new).append(name)
             elif canonical in feeds:
                 repeated.append(canonical)
             else:
                 feeds[canonical] = name
         missing = [c for c in self.columns if c not in feeds and c not in self.optional]
         problems = [f"{what} columns {_some(found)}" for what, found in
-                    (("unknown", unknown), ("missing", missing), ("repeated", repeated))
-                    if found]
+                    (("missing", missing), ("repeated", repeated)) if found]
         if problems:
             raise HeaderMismatch(f"{self.name} Parquet columns do not match the registry: "
                                  + "; ".join(problems))
-        return SourcePlan(feeds, tuple(dropped))
+        return SourcePlan(feeds, tuple(dropped), tuple(new))
 
     @property
     def fingerprint(self) -> str:
@@ -167,14 +183,24 @@ _PAYMENT_TEXT: dict[str, int | str] = {
 _VENDOR_TEXT: dict[str, int | str] = {"cmt": 1, "vts": 2, "dds": 3}
 _FLAG_TEXT: dict[str, int | str] = {"0": "N", "1": "Y", "n": "N", "y": "Y"}
 
+# The parts of a taxi fare, in the order yellow and green files both carry them.
+_FARE_PARTS = (
+    ("fare_amount", MONEY),
+    ("extra", MONEY),
+    ("mta_tax", MONEY),
+    ("tip_amount", MONEY),
+    ("tolls_amount", MONEY),
+)
+
 YELLOW = Service(
     name="yellow",
     pickup_column="tpep_pickup_datetime",
     # The CSV months (2019-2021) lack the last two; 2009-2010 files lack the zone ids and
     # the surcharges introduced later.
     optional=frozenset({"congestion_surcharge", "airport_fee", "cbd_congestion_fee",
-                        "PULocationID", "DOLocationID", "improvement_surcharge"}),
-    parquet_only=frozenset({"airport_fee", "cbd_congestion_fee"}),
+                        "request_source", "PULocationID", "DOLocationID",
+                        "improvement_surcharge"}),
+    parquet_only=frozenset({"airport_fee", "cbd_congestion_fee", "request_source"}),
     aliases={
         "vendor_name": Alias("VendorID", _VENDOR_TEXT),
         "vendor_id": Alias("VendorID", _VENDOR_TEXT),
@@ -206,11 +232,7 @@ YELLOW = Service(
         ("PULocationID", ID),
         ("DOLocationID", ID),
         ("payment_type", ID),
-        ("fare_amount", MONEY),
-        ("extra", MONEY),
-        ("mta_tax", MONEY),
-        ("tip_amount", MONEY),
-        ("tolls_amount", MONEY),
+        *_FARE_PARTS,
         ("improvement_surcharge", MONEY),
         ("total_amount", MONEY),
         ("congestion_surcharge", MONEY),
@@ -218,14 +240,17 @@ YELLOW = Service(
         # them to existing tables.
         ("airport_fee", MONEY),
         ("cbd_congestion_fee", MONEY),
+        # From 2026-06 (issue 12); TLC has not said what it holds: text, null before.
+        ("request_source", TEXT),
     ),
 )
 
 GREEN = Service(
     name="green",
     pickup_column="lpep_pickup_datetime",
-    optional=frozenset({"ehail_fee", "congestion_surcharge", "cbd_congestion_fee"}),
-    parquet_only=frozenset({"cbd_congestion_fee"}),
+    optional=frozenset({"ehail_fee", "congestion_surcharge", "cbd_congestion_fee",
+                        "request_source"}),
+    parquet_only=frozenset({"cbd_congestion_fee", "request_source"}),
     schema=_schema(
         ("VendorID", ID),
         ("lpep_pickup_datetime", TIME),
@@ -236,11 +261,7 @@ GREEN = Service(
         ("DOLocationID", ID),
         ("passenger_count", ID),
         ("trip_distance", MONEY),
-        ("fare_amount", MONEY),
-        ("extra", MONEY),
-        ("mta_tax", MONEY),
-        ("tip_amount", MONEY),
-        ("tolls_amount", MONEY),
+        *_FARE_PARTS,
         ("ehail_fee", MONEY),
         ("improvement_surcharge", MONEY),
         ("total_amount", MONEY),
@@ -248,6 +269,7 @@ GREEN = Service(
         ("trip_type", ID),
         ("congestion_surcharge", MONEY),
         ("cbd_congestion_fee", MONEY),
+        ("request_source", TEXT),
     ),
 )
 

@@ -2,7 +2,10 @@
 
 It is the evidence behind ``complete()``, behind ``status`` and behind the warehouses'
 row-count reconciliation. ``describes()`` checks it against the file without reading
-the data: size, footer row count and schema fingerprint.
+the data: size, footer row count and schema fingerprint. It also says what the source
+file was when it was fetched (``SourceIdentity``: ETag, Last-Modified, length), so that a
+month the source re-publishes later is noticed, and which source columns the registry did
+not know (``new_columns``: kept in the raw file only).
 """
 
 from __future__ import annotations
@@ -17,6 +20,62 @@ import pyarrow.parquet as pq
 from pipeline.core.datasets import schema_fingerprint
 
 FORMAT = 1
+
+
+@dataclass(frozen=True)
+class SourceIdentity:
+    """What the source said a file was when it served it: its ``ETag``, its
+    ``Last-Modified`` (as sent) and its length in bytes; None for what it did not say."""
+
+    etag: str | None = None
+    last_modified: str | None = None
+    length: int | None = None
+
+    def change_from(self, earlier: SourceIdentity) -> str | None:
+        """How the source's file differs from ``earlier`` (a reason), or None when it does
+        not, as far as both say: the ETag when both have one, else Last-Modified, else the
+        length."""
+        for what, now, then in (("ETag", self.etag, earlier.etag),
+                                ("Last-Modified", self.last_modified, earlier.last_modified),
+                                ("length", self.length, earlier.length)):
+            if now is not None and then is not None:
+                return None if now == then else f"{what} {then} -> {now}"
+        return None
+
+    @property
+    def known(self) -> bool:
+        return self.etag is not None or self.last_modified is not None
+
+    def to_json(self, **extra: object) -> str:
+        return json.dumps(asdict(self) | extra, indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> SourceIdentity:
+        fields = json.loads(text)
+        length = fields.get("length")
+        return cls(etag=fields.get("etag"), last_modified=fields.get("last_modified"),
+                   length=int(length) if length is not None else None)
+
+
+def read_source_identity(path: Path) -> SourceIdentity | None:
+    """The source record at ``path`` (written beside a raw file), or None when it is
+    missing or unreadable."""
+    try:
+        return SourceIdentity.from_json(path.read_text())
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None
+
+
+@dataclass(frozen=True)
+class NewColumn:
+    """A source column the registry does not know: kept in the raw file, not published."""
+
+    name: str
+    type: str  # its Arrow type in the source file
+    non_null: int  # rows holding a value
+
+    def describe(self) -> str:
+        return f"{self.name} ({self.type}, {self.non_null:,} non-null)"
 
 
 @dataclass(frozen=True)
@@ -36,8 +95,19 @@ class Manifest:
     created_at: str
     format: int = FORMAT
     # Legacy source columns with no place in the canonical schema (2009-2010 yellow's
-    # coordinates), dropped by the Parquet normalisation.
+    # coordinates) and writer artefacts (``__index_level_0__``), dropped by the Parquet
+    # normalisation.
     dropped_columns: tuple[str, ...] = ()
+    # Source columns the registry does not know, kept in the raw file only.
+    new_columns: tuple[NewColumn, ...] = ()
+    # The source file as fetched (its length is ``source_bytes``); None when the source
+    # did not say, or the raw file was fetched before the pipeline recorded it.
+    source_etag: str | None = None
+    source_last_modified: str | None = None
+
+    @property
+    def source_identity(self) -> SourceIdentity:
+        return SourceIdentity(self.source_etag, self.source_last_modified, self.source_bytes)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
@@ -46,7 +116,17 @@ class Manifest:
     def from_json(cls, text: str) -> Manifest:
         fields = json.loads(text)
         fields["dropped_columns"] = tuple(fields.get("dropped_columns", ()))
+        fields["new_columns"] = tuple(NewColumn(**c) for c in fields.get("new_columns", ()))
         return cls(**fields)
+
+    def made_from(self, raw_bytes: int, source: SourceIdentity | None) -> bool:
+        """True when this manifest was made from a raw file of ``raw_bytes`` bytes whose
+        source record (None when there is none) is ``source``: a raw file replaced since
+        (a month re-published upstream and fetched again) no longer matches."""
+        if raw_bytes != self.source_bytes:
+            return False
+        return source is None or (source.etag, source.last_modified) == (
+            self.source_etag, self.source_last_modified)
 
     def describes(self, parquet: Path, expected_fingerprint: str) -> bool:
         """True when ``parquet`` is the file this manifest was written for."""

@@ -6,14 +6,21 @@ as GitHub does, which serves the file with ``Content-Length`` and honours ``Rang
 (``mirror.inject(name, Fault(...))``): each request for the file takes the next one.
 Given a ``tlc_root``, it also serves TLC's own Parquet layout as CloudFront does:
 ``GET /trip-data/{service}_tripdata_{YYYY-MM}.parquet`` answers the file directly (no
-redirect), with the same ``Range`` support and faults. Binds 127.0.0.1 unless told another
-address (the multi-host tests serve it on a services host: ``python -m
-pipeline.demo.mirror ROOT --host ADDRESS --port PORT [--throttle FILE=BYTES_PER_SECOND]``).
+redirect), with the same ``Range`` support and faults, and a key that does not exist gets
+what S3 behind CloudFront answers: ``403`` with an XML ``AccessDenied`` body (to ``HEAD``
+too, without the body). Every file is served with an ``ETag`` (the MD5 of its bytes, as
+S3 gives for a single-part upload) and its ``Last-Modified``, to ``GET`` and ``HEAD``;
+``republish()`` replaces a file's bytes as TLC does when it re-writes a month, giving it a
+new ETag and a later Last-Modified. Binds 127.0.0.1 unless told another address (the
+multi-host tests serve it on a services host: ``python -m pipeline.demo.mirror ROOT --host
+ADDRESS --port PORT [--throttle FILE=BYTES_PER_SECOND]``).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import os
 import re
 import socket
 import struct
@@ -21,6 +28,7 @@ import threading
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
+from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote
@@ -29,6 +37,10 @@ RELEASES_PREFIX = "/DataTalksClub/nyc-tlc-data/releases/download"
 ASSETS = "/release-assets"
 TLC_PREFIX = "/trip-data"
 SEND_BYTES = 1 << 20
+# What S3 (behind CloudFront) answers for a key that does not exist, when the bucket does
+# not let the caller list it: 403, not 404.
+ACCESS_DENIED = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code>'
+                 b"<Message>Access Denied</Message></Error>")
 
 
 @dataclass(frozen=True)
@@ -61,6 +73,7 @@ class Served:
     status: int
     body_bytes: int
     at: float = field(default_factory=time.monotonic)
+    method: str = "GET"
 
 
 class ReleaseMirror:
@@ -74,6 +87,7 @@ class ReleaseMirror:
         self.faults: dict[str, deque[Fault]] = defaultdict(deque)
         self.served: list[Served] = []
         self._lock = threading.Lock()
+        self._etags: dict[tuple[Path, int, int], str] = {}
         handler = type("Handler", (_Handler,), {"mirror": self})
         self.server = ThreadingHTTPServer((host, port), handler)
         self.server.daemon_threads = True
@@ -107,9 +121,37 @@ class ReleaseMirror:
         with self._lock:
             self.served.append(served)
 
-    def requests_for(self, file_name: str) -> list[Served]:
+    def requests_for(self, file_name: str, method: str | None = None) -> list[Served]:
+        """What requests for ``file_name`` got (only ``GET`` or ``HEAD`` ones if given)."""
         with self._lock:
-            return [s for s in self.served if s.path.endswith("/" + file_name)]
+            return [s for s in self.served if s.path.endswith("/" + file_name)
+                    and method in (None, s.method)]
+
+    def etag(self, file: Path) -> str:
+        """The file's ETag: the quoted MD5 of its bytes (kept while size and mtime hold)."""
+        stat = file.stat()
+        key = (file, stat.st_size, stat.st_mtime_ns)
+        with self._lock:
+            known = self._etags.get(key)
+        if known is None:
+            digest = hashlib.md5(usedforsecurity=False)
+            with open(file, "rb") as f:
+                while data := f.read(SEND_BYTES):
+                    digest.update(data)
+            known = f'"{digest.hexdigest()}"'
+            with self._lock:
+                self._etags[key] = known
+        return known
+
+    def republish(self, file: Path, data: bytes) -> None:
+        """Replace ``file`` (under a served root) with ``data``, as TLC re-writes a month:
+        atomically, with a Last-Modified at least a second later than before."""
+        before = file.stat().st_mtime if file.exists() else 0.0
+        tmp = file.with_name(f".{file.name}.republish")
+        tmp.write_bytes(data)
+        later = max(time.time(), before + 1.0)
+        os.utime(tmp, (later, later))
+        tmp.replace(file)
 
     def start(self) -> ReleaseMirror:
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -150,7 +192,7 @@ class _Handler(BaseHTTPRequestHandler):
         elif path.startswith(ASSETS + "/"):
             self._asset(path[len(ASSETS) + 1:], self.mirror.root)
         elif path.startswith(TLC_PREFIX + "/") and self.mirror.tlc_root:
-            self._asset(path[len(TLC_PREFIX) + 1:], self.mirror.tlc_root)
+            self._asset(path[len(TLC_PREFIX) + 1:], self.mirror.tlc_root, missing=403)
         else:
             self._plain(404, b"Not Found")
 
@@ -168,15 +210,19 @@ class _Handler(BaseHTTPRequestHandler):
         for key, value in (headers or {}).items():
             self.send_header(key, value)
         # Recorded before the answer leaves, so a client that has it finds it recorded.
-        self.mirror.record(Served(self.path, self.headers.get("Range"), status, len(body)))
+        self.mirror.record(Served(self.path, self.headers.get("Range"), status,
+                                  0 if self.head_only else len(body), method=self.command))
         self.end_headers()
         if not self.head_only:
             self.wfile.write(body)
 
-    def _asset(self, relative: str, root: Path) -> None:
+    def _asset(self, relative: str, root: Path, missing: int = 404) -> None:
         file = (root / relative).resolve()
         if not file.is_relative_to(root) or not file.is_file():
-            self._plain(404, b"Not Found")
+            if missing == 403:
+                self._plain(403, ACCESS_DENIED, "application/xml")
+            else:
+                self._plain(404, b"Not Found")
             return
         fault = self.mirror.next_fault(file.name)
         if fault and fault.kind == "status":
@@ -203,11 +249,16 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/octet-stream")
         self.send_header("Content-Length", str(announced))
         self.send_header("Accept-Ranges", "bytes")
+        self.send_header("ETag", self.mirror.etag(file))
+        self.send_header("Last-Modified", formatdate(file.stat().st_mtime, usegmt=True))
         if ranged:
             self.send_header("Content-Range", f"bytes {start}-{end - 1}/{size}")
-        self.end_headers()
         if self.head_only:
+            self.mirror.record(Served(self.path, self.headers.get("Range"),
+                                      206 if ranged else 200, 0, method="HEAD"))
+            self.end_headers()
             return
+        self.end_headers()
         stop_at = end
         if fault and fault.kind in ("reset", "stall"):
             stop_at = min(end, start + fault.at)

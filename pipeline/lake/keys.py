@@ -35,6 +35,12 @@ def parquet_prefix(service: Service) -> str:
     return f"{PARQUET_PREFIX}{service.name}/"
 
 
+def source_record_key(service: Service, month: date, source_format: str = "csv") -> str:
+    """What the source said the raw file was when it was fetched (ETag, Last-Modified,
+    length): ``raw/{service}/{file}.source.json``, written just after the raw file."""
+    return f"{raw_key(service, month, source_format)}.source.json"
+
+
 def parquet_dir_key(service: Service, month: date) -> str:
     return f"{parquet_prefix(service)}year={month:%Y}/month={month:%m}"
 

@@ -165,6 +165,12 @@ class LocalLakeTarget(LakeTarget):
 
         try:
             yield Staged(tmp, publish)
+        except OSError as e:
+            # The staged file is beside its final name, on the lake's own disk.
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise LakeFull(f"no space left in the lake for {self.file} ({e.strerror})"
+                               ) from None
+            raise
         finally:
             tmp.unlink(missing_ok=True)
 

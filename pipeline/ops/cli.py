@@ -2,7 +2,7 @@
 
 Settings come from luigi.cfg in the current directory (or LUIGI_CONFIG_PATH). Each job
 exits 0 when what it asked for is complete and non-zero otherwise, with luigi.cfg's
-``[retcode]`` codes (30: a task failed; 40: bad input).
+``[retcode]`` codes (30: a task failed, or the source could not be asked; 40: bad input).
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from pipeline.core.errors import PipelineError
 from pipeline.core.months import months_between
 from pipeline.tasks.params import MonthParameter
 
+LATEST = "latest"
+
 
 def _month(text: str) -> date:
     try:
@@ -28,9 +30,27 @@ def _month(text: str) -> date:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def _month_or_latest(text: str) -> date | str:
+    return LATEST if text == LATEST else _month(text)
+
+
 def _bad_input(error: PipelineError) -> int:
     print(f"error: {error}", file=sys.stderr)
     return luigi.retcodes.retcode().unhandled_exception
+
+
+def _source_failed(error: PipelineError) -> int:
+    """The source could not be asked (unreachable, an unexpected answer): one line, 30."""
+    print(f"error: {error}", file=sys.stderr)
+    return luigi.retcodes.retcode().task_failed or 1
+
+
+def _services(text: str | None) -> tuple[str, ...]:
+    from pipeline.core.datasets import SERVICES
+    from pipeline.core.months import parse_names
+    from pipeline.tasks.flows import configured_services
+
+    return parse_names(text, SERVICES, "services") if text else configured_services()
 
 
 def ingest(args: argparse.Namespace) -> int:
@@ -48,6 +68,8 @@ def backfill(args: argparse.Namespace) -> int:
     from pipeline.ops import jobs
     from pipeline.tasks.flows import Backfill
 
+    if args.end == LATEST:
+        return _catch_up(args, args.start, "backfill")
     try:
         task = Backfill(start=args.start, end=args.end, services=args.services or ())
     except PipelineError as e:
@@ -57,19 +79,102 @@ def backfill(args: argparse.Namespace) -> int:
     return jobs.run([task], local_scheduler=args.local_scheduler, workers=args.workers)
 
 
+def catch_up(args: argparse.Namespace) -> int:
+    return _catch_up(args, args.start, "catch-up")
+
+
+def _catch_up(args: argparse.Namespace, start: date | None, job: str) -> int:
+    """Ingest, per service, up to the newest month the source publishes (probed forward
+    with HEAD requests from the last complete month, or from ``start``)."""
+    from pipeline.ops import jobs
+    from pipeline.ops.upstream import NoCompleteMonth, plan_catch_up
+    from pipeline.tasks.flows import Backfill
+
+    try:
+        services = _services(args.services)
+    except PipelineError as e:
+        return _bad_input(e)
+    plans = []
+    for service in services:
+        try:
+            plans.append(plan_catch_up(service, start))
+        except NoCompleteMonth as e:
+            return _bad_input(e)
+        except PipelineError as e:
+            return _source_failed(e)
+        print(f"{job}: {plans[-1].describe()}", file=sys.stderr, flush=True)
+    tasks = [Backfill(start=span[0], end=span[1], services=(plan.service,))
+             for plan in plans if (span := plan.months)]
+    if not tasks:
+        return 0
+    return jobs.run(tasks, local_scheduler=args.local_scheduler, workers=args.workers)
+
+
+def refresh(args: argparse.Namespace) -> int:
+    """Find the months of the range the source re-published since the lake fetched them,
+    and replace them end to end: raw file, Parquet and manifest, every configured sink."""
+    from pipeline import config
+    from pipeline.ops import jobs
+    from pipeline.ops.upstream import check_source
+    from pipeline.tasks.flows import IngestMonth
+    from pipeline.tasks.lake_month import ParquetizeMonth, RefetchMonth
+    from pipeline.tasks.sinks import parse_sinks
+
+    try:
+        services = _services(args.services)
+        parse_sinks(config.pipeline().sinks)
+    except PipelineError as e:
+        return _bad_input(e)
+    if args.end < args.start:
+        return _bad_input(PipelineError("refresh ends before it starts"))
+    checks = []
+    for month in months_between(args.start, args.end):
+        for service in services:
+            try:
+                checked = check_source(service, month)
+            except PipelineError as e:
+                return _source_failed(e)
+            if checked is not None:
+                checks.append(checked)
+    republished = [c for c in checks if c.republished]
+    # Months a stopped refresh left behind: the lake holds the version published, some
+    # sink not yet (a normal run would finish them too; the refresh does it itself).
+    unfinished = [c for c in checks if c.published is not None and not c.republished
+                  and not IngestMonth(month=c.month, services=(c.service,)).complete()]
+    for c in checks:
+        if c.change or c.published is None:
+            print(f"refresh: {c.service} {c.month:%Y-%m} {c.describe()}", file=sys.stderr)
+    for c in unfinished:
+        print(f"refresh: {c.service} {c.month:%Y-%m} is not complete in every sink: "
+              "finishing it", file=sys.stderr)
+    print(f"refresh: {len(republished)} of the {len(checks)} months the lake holds "
+          "were re-published upstream", file=sys.stderr, flush=True)
+    if not republished and not unfinished:
+        return 0
+    # Three steps, each a run of its own: each one's completeness is judged only after
+    # the step before changed the lake (a sink looks complete until the manifest changes).
+    steps: list[list[luigi.Task]] = [
+        [RefetchMonth(service=c.service, month=c.month, version=c.version)
+         for c in republished],
+        [ParquetizeMonth(service=c.service, month=c.month) for c in republished + unfinished],
+        [IngestMonth(month=c.month, services=(c.service,)) for c in republished + unfinished],
+    ]
+    code = 0
+    for tasks in filter(None, steps):
+        code = code or jobs.run(tasks, local_scheduler=args.local_scheduler,
+                                workers=args.workers)
+    return code
+
+
 def status(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from pipeline import config
-    from pipeline.core.datasets import SERVICES
-    from pipeline.core.months import parse_names
     from pipeline.ops.status import as_records, lake_months, report
-    from pipeline.tasks.flows import configured_services
     from pipeline.tasks.sinks import parse_sinks
 
     try:
-        services = (parse_names(args.services, SERVICES, "services") if args.services
-                    else configured_services())
+        services = _services(args.services)
         sinks = parse_sinks(config.pipeline().sinks)
     except PipelineError as e:
         return _bad_input(e)
@@ -79,16 +184,20 @@ def status(args: argparse.Namespace) -> int:
         months = months_between(args.start, args.end)
     else:
         months = lake_months(services)
-    statuses = report(months, services, sinks, check_source=not args.no_source_check)
+    statuses = report(months, services, sinks, check_source=not args.no_source_check,
+                      compare_source=args.check_source)
     records = as_records(statuses)
     if args.format == "json":
         print(json.dumps(records, indent=2))
     elif records:
+        noted = any(r["new_columns"] for r in records)
         table = pd.DataFrame([
             {"month": r["month"], "service": r["service"],
              "raw MB": "-" if r["raw_bytes"] is None else f"{r['raw_bytes'] / 1e6:,.1f}",
              "parquet rows": _count(r["parquet_rows"]),
              **{f"{sink} rows": _count(rows) for sink, rows in r["sinks"].items()},
+             **({"new columns": ", ".join(c.split(" (")[0] for c in r["new_columns"]) or "-"}
+                if noted else {}),
              "state": r["state"]}
             for r in records])
         print(table.to_string(index=False))
@@ -143,9 +252,35 @@ def parser() -> argparse.ArgumentParser:
                     "that fails does not stop the others; at the end every failed task is "
                     "listed with its reason, and the exit code is non-zero.")
     fill.add_argument("--start", required=True, type=_month, help="first month, YYYY-MM")
-    fill.add_argument("--end", required=True, type=_month, help="last month, YYYY-MM")
+    fill.add_argument("--end", required=True, type=_month_or_latest,
+                      help="last month, YYYY-MM, or 'latest': per service, the newest month "
+                           "the source publishes (probed with HEAD requests)")
     _add_run_options(fill)
     fill.set_defaults(func=backfill)
+
+    up = sub.add_parser(
+        "catch-up", help="ingest every month up to the newest one published (for cron)",
+        description="Per service: from the month after the last complete one (or from "
+                    "--start), ingest every month up to the newest one the source publishes, "
+                    "found by probing forward with HEAD requests until a month is not "
+                    "published. Without --start the lake must hold a complete month. The "
+                    "job to schedule: see deploy/ and README (Scheduling).")
+    up.add_argument("--start", type=_month,
+                    help="first month, YYYY-MM (default: the month after the last complete)")
+    _add_run_options(up)
+    up.set_defaults(func=catch_up)
+
+    again = sub.add_parser(
+        "refresh", help="fetch again the months the source re-published, end to end",
+        description="Compare each month of the range the lake holds with the source (HEAD: "
+                    "ETag, Last-Modified, length, against the manifest's record) and replace "
+                    "exactly the re-published ones: the raw file, the Parquet and its "
+                    "manifest, then every configured sink. Unchanged months are not touched; "
+                    "a second run finds nothing to do.")
+    again.add_argument("--start", required=True, type=_month, help="first month, YYYY-MM")
+    again.add_argument("--end", required=True, type=_month, help="last month, YYYY-MM")
+    _add_run_options(again)
+    again.set_defaults(func=refresh)
 
     st = sub.add_parser(
         "status", help="which months are done, stage by stage",
@@ -160,6 +295,9 @@ def parser() -> argparse.ArgumentParser:
     st.add_argument("--format", choices=("table", "json"), default="table")
     st.add_argument("--no-source-check", action="store_true",
                     help="do not ask the source whether missing months are published")
+    st.add_argument("--check-source", action="store_true",
+                    help="also ask the source about the months the lake holds (HEAD) and "
+                         "mark those re-published upstream since they were fetched")
     st.set_defaults(func=status)
 
     sch = sub.add_parser(

@@ -3,23 +3,26 @@
 The file streams into a temporary name beside its final one. Transient failures (5xx, 429,
 408, connection errors, timeouts) are retried by tenacity with exponential back-off and
 full jitter, honouring ``Retry-After``; an attempt after a connection dropped mid-body asks
-for the rest with an HTTP ``Range`` request instead of starting over. The body is checked
-as it arrives (no extra pass): its length against ``Content-Length``, its gzip stream
-inflated to the end, its first line against the expected header. Only then is it renamed
-into place, so the final name never holds a partial or unverified file.
+for the rest with an HTTP ``Range`` request instead of starting over (and starts over when
+the file's ``ETag`` changed meanwhile). The bytes are checked as they arrive (no extra
+pass): their length against ``Content-Length``, a gzip stream inflated to the end, or a
+Parquet file's magic and footer; never an HTML page. What the file holds (its columns,
+its values) is the conversion's business, so a refusal of the content never costs another
+download. Only then is it renamed into place, so the final name never holds a partial or
+unverified file. The report says what the source said the file was (``ETag``,
+``Last-Modified``), for the month's source record.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import BinaryIO, Protocol
-from urllib.parse import urlsplit, urlunsplit
 
 import requests
 import tenacity
@@ -27,6 +30,7 @@ import urllib3
 
 from pipeline.core.errors import PipelineError
 from pipeline.core.gzipstream import GzipError, Inflater
+from pipeline.core.text import Progress, one_line, redact
 from pipeline.core.version import __version__
 from pipeline.lake.local import atomic_path
 
@@ -35,7 +39,6 @@ log = logging.getLogger(__name__)
 CHUNK = 1 << 20
 MAX_HEADER_LINE = 64 << 10
 
-Progress = Callable[[int, int | None], None]
 
 
 class SourceError(PipelineError):
@@ -43,7 +46,25 @@ class SourceError(PipelineError):
 
 
 class NotPublished(SourceError):
-    """The source answers 404/410 for this file: the month is not (yet) published."""
+    """The source says the file does not exist (404, 410, or TLC's 403, see
+    ``NOT_PUBLISHED``): the month is not (yet) published."""
+
+
+# Statuses that mean "no such file", by the kind of source: the CSV mirror (GitHub releases)
+# answers 404; TLC's trip-data host (S3 behind CloudFront) answers 403 AccessDenied, with
+# an XML body, for a key that does not exist (yet), to GET and HEAD alike.
+NOT_PUBLISHED: dict[str, frozenset[int]] = {
+    "csv": frozenset({404, 410}),
+    "parquet": frozenset({403, 404, 410}),
+}
+_S3_CODE = re.compile(rb"<Code>([A-Za-z]{1,40})</Code>")
+
+
+def not_published(label: str, url: str, status: int, body: bytes = b"") -> NotPublished:
+    """The one-line refusal for a file the source says does not exist."""
+    code = _S3_CODE.search(body[:4096])
+    why = f"HTTP {status} {code.group(1).decode()}" if code else f"HTTP {status}"
+    return NotPublished(f"{label} is not published at {redact(url)} ({why})")
 
 
 class TransientSourceError(Exception):
@@ -74,21 +95,14 @@ class DownloadReport:
     attempts: int = 0
     resumed: int = 0
     restarted: int = 0
+    # What the source said the file was (None when it did not say).
+    etag: str | None = None
+    last_modified: str | None = None
 
 
 class BodyCheck(Protocol):
     def feed(self, data: bytes) -> None: ...
     def finish(self) -> None: ...
-
-
-def redact(url: str) -> str:
-    """The URL without any user:password part, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 class FirstLine:
@@ -118,16 +132,19 @@ class FirstLine:
 
 
 class GzipCsvCheck:
-    """Inflates a gzip stream as it arrives: gzip, whole, starting with the expected header."""
+    """Inflates a gzip stream as it arrives: gzip and whole; with ``check_header``, also
+    starting with the expected header (a month's download leaves its header to the
+    conversion: see the module's docstring)."""
 
-    def __init__(self, check_header: Callable[[bytes], None]) -> None:
-        self._first_line = FirstLine(check_header)
+    def __init__(self, check_header: Callable[[bytes], None] | None = None) -> None:
+        self._first_line = FirstLine(check_header) if check_header else None
         self._inflater = Inflater()
 
     def feed(self, data: bytes) -> None:
         try:
             for text in self._inflater.feed(data):
-                self._first_line.feed(text)
+                if self._first_line:
+                    self._first_line.feed(text)
         except GzipError as e:
             raise SourceError(str(e)) from None
 
@@ -136,7 +153,8 @@ class GzipCsvCheck:
             self._inflater.finish()
         except GzipError as e:
             raise SourceError(str(e)) from None
-        self._first_line.finish()
+        if self._first_line:
+            self._first_line.finish()
 
 
 class PlainCsvCheck:
@@ -195,14 +213,9 @@ class ParquetCheck:
         try:
             meta = pq.read_metadata(pa.BufferReader(bytes(self._tail[-(footer + 8):])))
         except (OSError, pa.ArrowException) as e:
-            raise SourceError(f"the Parquet footer is unreadable: {_first(e)}") from None
+            raise SourceError(f"the Parquet footer is unreadable: {one_line(e, 160)}") from None
         if self._check_columns:
             self._check_columns(meta.schema.to_arrow_schema().names)
-
-
-def _first(e: BaseException) -> str:
-    text = " ".join(str(e).split())
-    return text[:160]
 
 
 def _preview(data: bytes) -> str:
@@ -217,15 +230,18 @@ def download(
     label: str,
     policy: RetryPolicy,
     progress: Progress | None = None,
+    missing: Collection[int] = NOT_PUBLISHED["csv"],
 ) -> DownloadReport:
-    """Fetch ``url`` into ``dest`` atomically; raise SourceError with a one-line message."""
+    """Fetch ``url`` into ``dest`` atomically; raise SourceError with a one-line message
+    (NotPublished when the source answers one of the ``missing`` statuses)."""
     report = DownloadReport(url=redact(url))
     with atomic_path(dest) as tmp:
-        with open(tmp, "wb") as out, _session() as session:
-            transfer = _Transfer(url, label, out, new_check, session, policy, report, progress)
+        with open(tmp, "wb") as out, http_session() as session:
+            transfer = _Transfer(url, label, out, new_check, session, policy, report, progress,
+                                 missing)
             retrying = tenacity.Retrying(
                 stop=tenacity.stop_after_attempt(max(1, policy.attempts)),
-                wait=_wait_for(policy),
+                wait=backoff_wait(policy),
                 retry=tenacity.retry_if_exception_type(TransientSourceError),
                 before_sleep=lambda state: log.warning(
                     "%s: attempt %d failed (%s); retrying",
@@ -249,7 +265,7 @@ def download(
     return report
 
 
-def _session() -> requests.Session:
+def http_session() -> requests.Session:
     session = requests.Session()
     # Identity: the bytes on disk must be the file as published, never a re-encoding.
     session.headers.update(
@@ -258,7 +274,7 @@ def _session() -> requests.Session:
     return session
 
 
-def _wait_for(policy: RetryPolicy) -> Callable[[tenacity.RetryCallState], float]:
+def backoff_wait(policy: RetryPolicy) -> Callable[[tenacity.RetryCallState], float]:
     jitter = tenacity.wait_random_exponential(multiplier=policy.backoff, max=policy.backoff_max)
 
     def wait(state: tenacity.RetryCallState) -> float:
@@ -287,11 +303,13 @@ class _Transfer:
         policy: RetryPolicy,
         report: DownloadReport,
         progress: Progress | None,
+        missing: Collection[int],
     ) -> None:
         self.url, self.label, self.out, self.session = url, label, out, session
         self.new_check = new_check
         self.check = new_check()
         self.policy, self.report, self.progress = policy, report, progress
+        self.missing = missing
         self.done = 0
         self.total: int | None = None
 
@@ -317,11 +335,12 @@ class _Transfer:
 
     def _accept(self, r: requests.Response) -> None:
         status = r.status_code
-        if status in (404, 410):
-            raise NotPublished(
-                f"{self.label} is not published at {self.report.url} (HTTP {status})")
+        if status in self.missing:
+            raise not_published(self.label, self.url, status,
+                                r.raw.read(4096, decode_content=False) or b"")
         if status in (408, 429) or status >= 500:
-            raise TransientSourceError(f"HTTP {status}", _retry_after(r.headers.get("Retry-After")))
+            raise TransientSourceError(f"HTTP {status}",
+                                       retry_after_seconds(r.headers.get("Retry-After")))
         if status == 416 and self.done:
             raise SourceError(
                 f"the server announced {self.total} bytes but has no more after {self.done} "
@@ -335,8 +354,13 @@ class _Transfer:
             if not match or int(match.group(1)) != self.done:
                 raise SourceError(f"bad Content-Range {r.headers.get('Content-Range')!r}")
             size = match.group(3)
-            if size != "*" and self.total is not None and int(size) != self.total:
-                raise SourceError("the file changed on the server during the download")
+            resized = size != "*" and self.total is not None and int(size) != self.total
+            if resized or r.headers.get("ETag") != self.report.etag:
+                # Re-published between two attempts: the rest is of another file.
+                self.report.restarted += 1
+                self._restart()
+                raise TransientSourceError("the file changed on the server during the "
+                                           "download; starting over")
             self.report.resumed += 1
             return
         if self.done:
@@ -345,6 +369,8 @@ class _Transfer:
             self._restart()
         length = r.headers.get("Content-Length")
         self.total = int(length) if length and length.isdigit() else None
+        self.report.etag = r.headers.get("ETag")
+        self.report.last_modified = r.headers.get("Last-Modified")
 
     def _restart(self) -> None:
         self.out.seek(0)
@@ -365,7 +391,7 @@ class _Transfer:
             self.progress(self.done, self.total)
 
 
-def _retry_after(value: str | None) -> float | None:
+def retry_after_seconds(value: str | None) -> float | None:
     if not value:
         return None
     if value.strip().isdigit():

@@ -1,8 +1,19 @@
 """The lake side of a month: download the source file, convert it to Parquet with its
-manifest; and the zone lookup every warehouse load needs."""
+manifest; fetch a month again when its source re-published it; and the zone lookup every
+warehouse load needs.
+
+A month's raw file has a source record beside it (``*.source.json``: the ETag,
+Last-Modified and length the source gave with it). The record is removed before a raw
+file is replaced and written after, so a record present always describes the raw file
+beside it. The manifest copies it; ``ParquetizeMonth`` is complete only while its manifest
+was made from the raw file that is there (same length, same record), so once the raw file
+is replaced (``RefetchMonth``) the conversion runs again, and with the new manifest every
+sink's load (whose completeness compares its load log with the manifest).
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,10 +23,12 @@ import pyarrow.parquet as pq
 
 from pipeline import config
 from pipeline.convert.normalize import normalize
-from pipeline.convert.parquetize import ParquetStats, parquetize
+from pipeline.convert.parquetize import parquetize
+from pipeline.convert.result import ParquetStats
 from pipeline.core.datasets import ZONES, Service
-from pipeline.core.manifest import Manifest
+from pipeline.core.manifest import Manifest, SourceIdentity
 from pipeline.core.months import month_key
+from pipeline.core.text import redact
 from pipeline.core.version import __version__
 from pipeline.lake.keys import (
     PARQUET_PREFIX,
@@ -23,26 +36,41 @@ from pipeline.lake.keys import (
     manifest_key,
     parquet_key,
     raw_key,
+    source_record_key,
     zones_key,
 )
 from pipeline.lake.targets import LakeError, LakeTarget, ObjectInfo
 from pipeline.source.download import (
+    NOT_PUBLISHED,
+    DownloadReport,
     GzipCsvCheck,
     ParquetCheck,
     PlainCsvCheck,
     RetryPolicy,
     SourceError,
     download,
-    redact,
 )
+from pipeline.source.probe import probe
 from pipeline.tasks.base import MonthTask, PipelineTask, megabytes
 from pipeline.tasks.storage import lake
+
+# Luigi's own logger: its lines reach the console of every run.
+log = logging.getLogger("luigi-interface")
 
 
 def retry_policy() -> RetryPolicy:
     s = config.source()
     return RetryPolicy(timeout=s.timeout, attempts=s.retries, backoff=s.backoff,
                        backoff_max=s.backoff_max)
+
+
+def probe_policy() -> RetryPolicy:
+    """A question to the source (HEAD) is cheap and asked of many months at once (status,
+    catch-up, refresh): at most 10 s each and two attempts, so a source that does not
+    answer stops a job in seconds, not in minutes."""
+    s = config.source()
+    return RetryPolicy(timeout=min(10.0, s.timeout), attempts=min(2, s.retries),
+                       backoff=s.backoff, backoff_max=min(10.0, s.backoff_max))
 
 
 def header_check(columns_of: Callable[[list[str]], list[str]]) -> Callable[[bytes], None]:
@@ -62,8 +90,10 @@ class DownloadMonth(MonthTask):
     """The month's source file exactly as published: the mirror's CSV.gz at
     ``raw/{service}/{service}_tripdata_{YYYY-MM}.csv.gz`` or TLC's Parquet at
     ``raw/{service}/{service}_tripdata_{YYYY-MM}.parquet``, as ``[source] kind`` decides for
-    the month. Complete once it is there (it is only ever renamed into place after its
-    length and its gzip stream and header, or its Parquet magic and footer, checked out).
+    the month, with its source record (``.source.json``) beside it. Complete once the file
+    is there (it is only ever renamed into place after its bytes checked out: length, gzip
+    stream or Parquet magic and footer). Its columns and values are the conversion's to
+    check, so refusing them never costs another download.
     """
 
     @property
@@ -81,32 +111,115 @@ class DownloadMonth(MonthTask):
         return lake().target(raw_key(self.dataset, self.month, self.source_format),
                              listed=RAW_PREFIX)
 
+    @property
+    def source_record(self) -> LakeTarget:
+        """Where the source record of the raw file is (see the module's docstring)."""
+        return lake().target(source_record_key(self.dataset, self.month, self.source_format),
+                             listed=RAW_PREFIX)
+
+    def recorded_source(self) -> SourceIdentity | None:
+        """The raw file's source record, when there is one that describes it."""
+        size = self.output().size()
+        if size is None:
+            return None
+        record = read_text(self.source_record)
+        try:
+            identity = SourceIdentity.from_json(record) if record is not None else None
+        except (ValueError, TypeError, AttributeError):
+            return None
+        return identity if identity is not None and identity.length == size else None
+
+    def published(self) -> SourceIdentity:
+        """What the source says the month's file is now (an HTTP HEAD); NotPublished when
+        it has no such file."""
+        return probe(self.url, label=self.label, policy=probe_policy(),
+                     missing=NOT_PUBLISHED[self.source_format])
+
     def run(self) -> None:
-        columns, check = self.dataset.source_plan, header_check(self.dataset.canonical_header)
+        self.fetch(shown_on=self)
 
-        def new_check() -> GzipCsvCheck | ParquetCheck:
-            if self.source_format == "parquet":
-                return ParquetCheck(columns)
-            return GzipCsvCheck(check)
-
+    def fetch(self, shown_on: MonthTask) -> DownloadReport:
+        """Download the month over its raw file (atomically), then write its record;
+        progress is shown on the task ``shown_on``."""
+        # The record goes first: it comes back only beside the file it describes.
+        record = self.source_record
+        record.remove()
         target = self.output()
         seen = target.stat()
         with target.staging() as staged:
-            download(
+            report = download(
                 self.url,
                 staged.path,
-                new_check=new_check,
+                new_check=ParquetCheck if self.source_format == "parquet" else GzipCsvCheck,
                 label=self.label,
                 policy=retry_policy(),
-                progress=lambda done, total: self.report_progress(
+                progress=lambda done, total: shown_on.report_progress(
                     done, total, f"downloaded {megabytes(done)} of {megabytes(total)}"),
+                missing=NOT_PUBLISHED[self.source_format],
             )
-            staged.publish(if_generation=generation(seen), progress=self.publish_progress)
+            staged.publish(if_generation=generation(seen), progress=shown_on.publish_progress)
+        identity = SourceIdentity(report.etag, report.last_modified, report.bytes)
+        with record.staging() as staged:
+            staged.path.write_text(identity.to_json(
+                url=report.url, fetched_at=datetime.now(UTC).isoformat(timespec="seconds")))
+            staged.publish(if_generation=0)
+        return report
 
 
 def generation(seen: ObjectInfo | None) -> int:
     """The precondition of a write that replaces what was seen: that version, or absent."""
     return (seen.generation or 0) if seen else 0
+
+
+def read_text(target: LakeTarget) -> str | None:
+    """A small lake file's text, or None when it is missing or unreadable."""
+    if not target.exists():  # answered by a listing when many months are checked
+        return None
+    try:
+        with target.open("rb") as f:
+            return f.read().decode()
+    except (OSError, UnicodeDecodeError, LakeError):
+        return None
+
+
+def source_version(identity: SourceIdentity) -> str:
+    """One string naming a version of a source file: its ETag, else its Last-Modified,
+    else its length."""
+    return identity.etag or identity.last_modified or f"{identity.length} bytes"
+
+
+class RecordedVersion(luigi.Target):
+    """Exists when the raw file's source record describes it and names ``version``."""
+
+    def __init__(self, download_month: DownloadMonth, version: str) -> None:
+        self.download_month, self.version = download_month, version
+
+    def exists(self) -> bool:
+        record = self.download_month.recorded_source()
+        return record is not None and source_version(record) == self.version
+
+
+class RefetchMonth(MonthTask):
+    """The month's source file fetched again because the source re-published it: the new
+    file replaces the raw file (atomically) and its source record. Complete when the
+    record names ``version`` (the new file's ETag, as a HEAD request gave it) and describes
+    the raw file. ``ParquetizeMonth`` then no longer matches the raw file and runs again;
+    with its new manifest, ``IngestMonth`` reloads every sink (``taxi-pipeline refresh``
+    runs the three in turn: a sink looks complete until the manifest changes).
+    """
+
+    version: str = luigi.Parameter(
+        description="the re-published file's ETag (else Last-Modified, else its length)")
+
+    def download_month(self) -> DownloadMonth:
+        return DownloadMonth(service=self.service, month=self.month)
+
+    def output(self) -> RecordedVersion:
+        return RecordedVersion(self.download_month(), self.version)
+
+    def run(self) -> None:
+        report = self.download_month().fetch(shown_on=self)
+        self.report(f"fetched {megabytes(report.bytes)} again (ETag {report.etag})", 100)
 
 
 class ManifestTarget(luigi.Target):
@@ -126,13 +239,7 @@ class ManifestTarget(luigi.Target):
 
     def text(self) -> str | None:
         """The manifest as stored, or None when it is missing or unreadable."""
-        if not self.manifest.exists():  # answered by a listing when many months are checked
-            return None
-        try:
-            with self.manifest.open("rb") as f:
-                return f.read().decode()
-        except (OSError, UnicodeDecodeError, LakeError):
-            return None
+        return read_text(self.manifest)
 
     def read(self) -> Manifest | None:
         text = self.text()
@@ -172,8 +279,24 @@ class ParquetizeMonth(MonthTask):
             self.dataset,
         )
 
+    def complete(self) -> bool:
+        """The manifest describes the Parquet file, and was made from the raw file that is
+        there (its length and source record; a raw file deleted to save room contradicts
+        nothing)."""
+        manifest = self.output().valid()
+        return manifest is not None and self.made_from_raw(manifest)
+
+    def made_from_raw(self, manifest: Manifest) -> bool:
+        download_month = self.requires()
+        size = download_month.output().size()
+        if size is None:
+            return True
+        return manifest.made_from(size, download_month.recorded_source())
+
     def run(self) -> None:
         target = self.output()
+        recorded = self.requires().recorded_source()
+        previous = target.read()
         seen = target.parquet.stat()
         # The old manifest goes first: from here on nothing claims the month is complete.
         target.manifest.remove()
@@ -181,6 +304,12 @@ class ParquetizeMonth(MonthTask):
             stats = self._convert(raw, staged.path)
             staged.publish(if_generation=generation(seen), sha256=stats.parquet_sha256,
                            progress=self.publish_progress)
+        identity = recorded
+        if recorded is None and previous and previous.source_sha256 == stats.source_sha256:
+            identity = previous.source_identity  # the same bytes: the record was lost
+        if stats.new_columns:
+            log.warning("%s: columns the registry does not know, kept in the raw file only: "
+                        "%s", self.label, ", ".join(c.describe() for c in stats.new_columns))
         manifest = Manifest(
             service=self.service,
             month=month_key(self.month),
@@ -195,7 +324,10 @@ class ParquetizeMonth(MonthTask):
             row_groups=stats.row_groups,
             pipeline_version=__version__,
             created_at=datetime.now(UTC).isoformat(timespec="seconds"),
-            dropped_columns=tuple(getattr(stats, "dropped_columns", ())),
+            dropped_columns=stats.dropped_columns,
+            new_columns=stats.new_columns,
+            source_etag=identity.etag if identity else None,
+            source_last_modified=identity.last_modified if identity else None,
         )
         # Last: only now does the month count as complete.
         with target.manifest.staging() as staged:
@@ -212,6 +344,7 @@ class ParquetizeMonth(MonthTask):
                 self.dataset, self.month, raw, out,
                 progress=lambda done, total: self.report_progress(
                     done, total, f"normalised {done:,} of {total:,} rows"),
+                new_columns=config.source().new_columns,
             )
         return parquetize(
             self.dataset, self.month, raw, out,

@@ -14,7 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.convert import parquetize as parquetize_module
-from pipeline.convert.parquetize import ConversionError, parquetize
+from pipeline.convert.parquetize import parquetize
+from pipeline.convert.result import ConversionError
 from pipeline.core.datasets import SERVICES
 from tests.conftest import Release
 

@@ -27,7 +27,7 @@ from pipeline import (
     ParquetizeMonth,
 )
 from pipeline.convert.normalize import cast_exactly, normalize
-from pipeline.convert.parquetize import ConversionError
+from pipeline.convert.result import ConversionError
 from pipeline.core.datasets import FHVHV, SERVICES, YELLOW
 from pipeline.core.months import next_month
 from pipeline.demo import samples, tlc_samples
@@ -212,8 +212,10 @@ def test_a_whole_2010_yellow_month_normalises_through_the_pipeline(
     env.configure(source={"kind": "parquet"})
     task = ParquetizeMonth(service="yellow", month=month("2010-01"))
     assert env.build(task).status == LuigiStatusCode.SUCCESS
+    # The raw file, and what the source said it was (ETag, Last-Modified, length).
     assert [f for f in env.lake_files() if f.startswith("raw/")] == [
-        "raw/yellow/yellow_tripdata_2010-01.parquet"]
+        "raw/yellow/yellow_tripdata_2010-01.parquet",
+        "raw/yellow/yellow_tripdata_2010-01.parquet.source.json"]
     source = pq.read_table(tlc_release.tlc_file("yellow", "2010-01"))
     assert tuple(source.column_names) == YELLOW_2010
     table, manifest = lake_table(env, "yellow", "2010-01"), task.output().valid()
@@ -296,9 +298,9 @@ def test_inexact_values_are_refused_on_one_line(tlc_release: TlcRelease, tmp_pat
                        "with a sub-microsecond part in 2 rows"):
         normalize(YELLOW, month(FRACTIONAL), write(tmp_path / "ns.parquet", four,
                                                    "tpep_pickup_datetime", ns), out)
-    with pytest.raises(ConversionError, match="unknown columns surprise"):
+    with pytest.raises(ConversionError, match="columns the registry does not know: surprise"):
         normalize(YELLOW, month(FRACTIONAL), write(tmp_path / "more.parquet", four, "surprise",
-                                                   ns), out)
+                                                   ns), out, new_columns="refuse")
 
 
 def test_a_fractional_id_fails_the_month_and_publishes_nothing(env: Env) -> None:
@@ -306,7 +308,8 @@ def test_a_fractional_id_fails_the_month_and_publishes_nothing(env: Env) -> None
     result = env.build(IngestMonth(month=month(FRACTIONAL)))
     assert result.status == LuigiStatusCode.FAILED
     assert [f for f in env.lake_files() if "zones" not in f] == [
-        "raw/yellow/yellow_tripdata_2021-10.parquet"]
+        "raw/yellow/yellow_tripdata_2021-10.parquet",
+        "raw/yellow/yellow_tripdata_2021-10.parquet.source.json"]
     assert not env.duckdb_path.exists() or duck(
         env, "SELECT count(*) FROM information_schema.tables "
         "WHERE table_name = 'yellow_tripdata'") == [(0,)]
@@ -339,7 +342,8 @@ def test_a_truncated_or_foreign_parquet_download_is_refused(env: Env,
     assert env.build(task).status == LuigiStatusCode.FAILED
     assert env.lake_files() == []
     assert env.build(task).status == LuigiStatusCode.SUCCESS
-    assert env.lake_files() == ["raw/yellow/yellow_tripdata_2021-08.parquet"]
+    assert env.lake_files() == ["raw/yellow/yellow_tripdata_2021-08.parquet",
+                                "raw/yellow/yellow_tripdata_2021-08.parquet.source.json"]
 
 
 # --------------------------------------------------------------------------- CSV == Parquet
@@ -383,7 +387,8 @@ def test_a_backfill_across_the_csv_parquet_boundary_lands_one_table(
     env.configure(pipeline={"services": "yellow"}, source={"kind": "auto"})
     result = env.build(Backfill(start=date(2021, 6, 1), end=date(2021, 9, 1)))
     assert result.status == LuigiStatusCode.SUCCESS
-    assert [f for f in env.lake_files() if f.startswith("raw/yellow")] == [
+    assert [f for f in env.lake_files() if f.startswith("raw/yellow")
+            and not f.endswith(".source.json")] == [
         "raw/yellow/yellow_tripdata_2021-06.csv.gz", "raw/yellow/yellow_tripdata_2021-07.csv.gz",
         "raw/yellow/yellow_tripdata_2021-08.parquet", "raw/yellow/yellow_tripdata_2021-09.parquet"]
     names = ", ".join(f'"{n}"' for n in YELLOW.columns)
@@ -428,7 +433,8 @@ def test_a_fhvhv_csv_month_lands_in_the_schema_of_the_parquet_months(
     result = env.build(IngestMonth(month=month(key), services=("fhvhv",)))
     assert result.status == LuigiStatusCode.SUCCESS
     assert [f for f in env.lake_files() if f.startswith("raw/fhvhv")] == [
-        "raw/fhvhv/fhvhv_tripdata_2019-02.csv.gz"]
+        "raw/fhvhv/fhvhv_tripdata_2019-02.csv.gz",
+        "raw/fhvhv/fhvhv_tripdata_2019-02.csv.gz.source.json"]
     # Fetched under the release path fhvhv/, through GitHub's redirect to the asset.
     served = mirror.requests_for("fhvhv_tripdata_2019-02.csv.gz")
     assert {(s.path, s.status) for s in served} == {
@@ -470,7 +476,8 @@ def test_a_fhvhv_backfill_across_the_csv_parquet_boundary_lands_one_table(
     env.configure(pipeline={"services": "fhvhv"})
     result = env.build(Backfill(start=month(keys[0]), end=month(keys[-1])))
     assert result.status == LuigiStatusCode.SUCCESS
-    assert [f for f in env.lake_files() if f.startswith("raw/fhvhv")] == [
+    assert [f for f in env.lake_files() if f.startswith("raw/fhvhv")
+            and not f.endswith(".source.json")] == [
         "raw/fhvhv/fhvhv_tripdata_2021-06.csv.gz", "raw/fhvhv/fhvhv_tripdata_2021-07.csv.gz",
         "raw/fhvhv/fhvhv_tripdata_2021-08.parquet", "raw/fhvhv/fhvhv_tripdata_2021-09.parquet"]
     columns = [c for (c,) in duck(env, "SELECT column_name FROM information_schema.columns "

@@ -80,7 +80,7 @@ def month_keys(service: str) -> list[str]:
     stem = f"{service}_tripdata_2021-01"
     return [f"parquet/{service}/year=2021/month=01/_manifest.json",
             f"parquet/{service}/year=2021/month=01/{stem}.parquet",
-            f"raw/{service}/{stem}.csv.gz"]
+            f"raw/{service}/{stem}.csv.gz", f"raw/{service}/{stem}.csv.gz.source.json"]
 
 
 def test_a_month_lives_in_the_bucket_and_loads_from_it_without_a_shared_disk(
@@ -226,7 +226,8 @@ def test_an_upload_damaged_in_transit_publishes_nothing_and_empties_scratch(
     assert corrupting_proxy_for_bucket.flipped >= 1
     assert "ChecksumMismatch" in failures.text
     # The raw file is untouched; no Parquet object, no manifest.
-    assert bucket.objects() == ["raw/yellow/yellow_tripdata_2021-01.csv.gz"]
+    assert bucket.objects() == ["raw/yellow/yellow_tripdata_2021-01.csv.gz",
+                                "raw/yellow/yellow_tripdata_2021-01.csv.gz.source.json"]
     assert scratch_files(env) == []
 
 

@@ -36,7 +36,8 @@ def test_status_reports_each_stage_and_every_inconsistency(env: Env, release: Re
     dec = release.of("yellow", "2020-12").rows
     assert records["2020-12"] | {"raw_bytes": None} == {
         "month": "2020-12", "service": "yellow", "raw_bytes": None, "parquet_rows": dec,
-        "sinks": {"duckdb": dec}, "state": "complete", "complete": True}
+        "sinks": {"duckdb": dec}, "state": "complete", "complete": True,
+        "new_columns": [], "source": None}
     jan = records["2021-01"]
     assert jan["parquet_rows"] == release.of("yellow", "2021-01").rows
     assert jan["sinks"]["duckdb"] < jan["parquet_rows"]

@@ -1,0 +1,149 @@
+"""The source as the jobs see it: which months it re-published since the lake fetched them,
+which is the newest month it publishes, and the last month the pipeline has complete.
+
+Everything here asks the source with HTTP ``HEAD`` requests (``DownloadMonth.published``),
+never downloads. A month the source answers "not published" for (404, 410, TLC's 403)
+ends a forward probe; any other failure to get an answer is an error, on one line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from pipeline.core.datasets import SERVICES
+from pipeline.core.errors import PipelineError
+from pipeline.core.manifest import SourceIdentity
+from pipeline.core.months import month_key, next_month
+from pipeline.source.download import NotPublished
+from pipeline.tasks.flows import IngestMonth
+from pipeline.tasks.lake_month import DownloadMonth, ParquetizeMonth, source_version
+from pipeline.tasks.storage import lake
+
+# TLC's first month (yellow 2009-01): nothing is published before it.
+FIRST_MONTH = date(2009, 1, 1)
+
+
+@dataclass(frozen=True)
+class SourceCheck:
+    """A month the lake holds, compared with what the source publishes now."""
+
+    service: str
+    month: date
+    published: SourceIdentity | None  # None: the source no longer publishes it
+    change: str | None  # how it differs from what the manifest recorded; None: it does not
+
+    @property
+    def republished(self) -> bool:
+        return self.published is not None and self.change is not None
+
+    @property
+    def version(self) -> str:
+        assert self.published is not None
+        return source_version(self.published)
+
+    def describe(self) -> str:
+        if self.published is None:
+            return "no longer published upstream"
+        return f"re-published upstream ({self.change})" if self.change else "unchanged upstream"
+
+
+def check_source(service: str, month: date) -> SourceCheck | None:
+    """The month's source compared with what the lake recorded of it: the manifest's
+    record, else (a conversion that did not finish) the raw file's; None when the lake
+    holds neither (nothing to compare)."""
+    parquetize = ParquetizeMonth(service=service, month=month)
+    manifest = parquetize.output().read()
+    recorded = manifest.source_identity if manifest else \
+        parquetize.requires().recorded_source()
+    if recorded is None:
+        return None
+    try:
+        published = parquetize.requires().published()
+    except NotPublished:
+        return SourceCheck(service, month, None, None)
+    return SourceCheck(service, month, published, published.change_from(recorded))
+
+
+def current_month(today: date | None = None) -> date:
+    today = today or date.today()
+    return date(today.year, today.month, 1)
+
+
+def is_published(service: str, month: date) -> bool:
+    """True when the source publishes the month's file now (a HEAD request)."""
+    try:
+        DownloadMonth(service=service, month=month).published()
+    except NotPublished:
+        return False
+    return True
+
+
+def newest_published(service: str, first: date, until: date) -> date | None:
+    """Probing forward from ``first``: the last month up to ``until`` before the first one
+    the source does not publish; None when ``first`` itself is not published."""
+    newest, month = None, first
+    while month <= until and is_published(service, month):
+        newest, month = month, next_month(month)
+    return newest
+
+
+def last_complete_month(service: str, since: date = FIRST_MONTH,
+                        until: date | None = None) -> date | None:
+    """The newest month from ``since`` to ``until`` that the lake holds a manifest for and
+    every configured sink holds in full (``IngestMonth`` complete), or None."""
+    until = until or current_month()
+    held = lake().manifest_months(SERVICES[service])  # one listing of the lake
+    for month in reversed(held):
+        if since <= month <= until and IngestMonth(month=month, services=(service,)).complete():
+            return month
+    return None
+
+
+
+@dataclass(frozen=True)
+class CatchUp:
+    """What a catch-up of one service ingests: ``first`` .. ``newest``, or nothing."""
+
+    service: str
+    last_complete: date | None
+    newest: date | None
+    first: date
+
+    @property
+    def months(self) -> tuple[date, date] | None:
+        if self.newest is None or self.newest < self.first:
+            return None
+        return self.first, self.newest
+
+    def describe(self) -> str:
+        done = f"last complete {month_key(self.last_complete)}" if self.last_complete \
+            else "none complete yet"
+        newest = (f"newest published {month_key(self.newest)}" if self.newest
+                  else f"nothing published from {month_key(self.first)}")
+        span = self.months
+        plan = (f"ingesting {month_key(span[0])} .. {month_key(span[1])}" if span
+                else "up to date")
+        return f"{self.service}: {done}, {newest}: {plan}"
+
+
+def plan_catch_up(service: str, start: date | None, today: date | None = None) -> CatchUp:
+    """The months a catch-up of ``service`` ingests: from ``start`` (else the month after
+    the last complete one) to the newest month published, found by probing forward from
+    the last complete month (or from ``start``) until a month is not published."""
+    until = current_month(today)
+    last = last_complete_month(service, since=start or FIRST_MONTH, until=until)
+    if last is None and start is None:
+        raise NoCompleteMonth(f"{service}: the lake holds no complete month yet: give --start")
+    if last is not None:
+        newer = newest_published(service, next_month(last), until)
+        newest = newer or last
+    else:
+        assert start is not None
+        newest = newest_published(service, start, until)
+    first = start or next_month(last)  # type: ignore[arg-type]
+    return CatchUp(service, last, newest, first)
+
+
+class NoCompleteMonth(PipelineError, ValueError):
+    """A catch-up without ``--start`` needs one complete month to start from."""
