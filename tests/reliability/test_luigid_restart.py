@@ -15,7 +15,13 @@ import pytest
 from pipeline.core.datasets import SERVICES
 from pipeline.core.months import month_key
 from pipeline.demo import samples
-from pipeline.lake.keys import manifest_key, parquet_key, raw_key, zones_key
+from pipeline.lake.keys import (
+    manifest_key,
+    parquet_key,
+    raw_key,
+    source_record_key,
+    zones_key,
+)
 from pipeline.tasks.lake_month import DownloadMonth
 from tests.fixtures_hosts import Hosts, Services, months, wait_until, worker_hosts
 
@@ -84,7 +90,7 @@ def test_a_backfill_survives_a_luigid_restart(
 
         expected = {f"lake/{zones_key()}"} | {
             f"lake/{key(SERVICES[s], m)}" for s in ROWS for m in MONTHS
-            for key in (raw_key, parquet_key, manifest_key)}
+            for key in (raw_key, source_record_key, parquet_key, manifest_key)}
         assert set(services.objects("")) == expected
         assert services.postgres is not None
         for service in ROWS:

@@ -21,7 +21,13 @@ import pytest
 from pipeline.core.datasets import SERVICES
 from pipeline.core.months import month_key
 from pipeline.demo import samples
-from pipeline.lake.keys import manifest_key, parquet_key, raw_key, zones_key
+from pipeline.lake.keys import (
+    manifest_key,
+    parquet_key,
+    raw_key,
+    source_record_key,
+    zones_key,
+)
 from pipeline.tasks.lake_month import DownloadMonth
 from tests.fixtures_hosts import (
     NamespaceHosts,
@@ -68,8 +74,8 @@ def expected_objects(services: Services, months_done: list[date]) -> set[str]:
     keys = {zones_key()}
     for service in ROWS:
         for month in months_done:
-            keys |= {raw_key(SERVICES[service], month), parquet_key(SERVICES[service], month),
-                     manifest_key(SERVICES[service], month)}
+            keys |= {key(SERVICES[service], month) for key in (
+                raw_key, source_record_key, parquet_key, manifest_key)}
     return {f"lake/{key}" for key in keys}
 
 
