@@ -11,11 +11,14 @@ what S3 behind CloudFront answers: ``403`` with an XML ``AccessDenied`` body (to
 too, without the body). Every file is served with an ``ETag`` (the MD5 of its bytes, as
 S3 gives for a single-part upload) and its ``Last-Modified``, to ``GET`` and ``HEAD``;
 ``republish()`` replaces a file's bytes as TLC does when it re-writes a month, giving it a
-new ETag and a later Last-Modified. Binds 127.0.0.1 only.
+new ETag and a later Last-Modified. Binds 127.0.0.1 unless told another address (the
+multi-host tests serve it on a services host: ``python -m pipeline.demo.mirror ROOT --host
+ADDRESS --port PORT [--throttle FILE=BYTES_PER_SECOND]``).
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import os
 import re
@@ -78,7 +81,7 @@ class ReleaseMirror:
     ``fhvhv/`` as the course's release has them; ``misc/taxi_zone_lookup.csv``) on 127.0.0.1."""
 
     def __init__(self, root: Path, port: int = 0, prefix: str = RELEASES_PREFIX,
-                 tlc_root: Path | None = None) -> None:
+                 tlc_root: Path | None = None, host: str = "127.0.0.1") -> None:
         self.root, self.prefix = root.absolute(), prefix.rstrip("/")
         self.tlc_root = tlc_root.absolute() if tlc_root else None
         self.faults: dict[str, deque[Fault]] = defaultdict(deque)
@@ -86,7 +89,7 @@ class ReleaseMirror:
         self._lock = threading.Lock()
         self._etags: dict[tuple[Path, int, int], str] = {}
         handler = type("Handler", (_Handler,), {"mirror": self})
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+        self.server = ThreadingHTTPServer((host, port), handler)
         self.server.daemon_threads = True
         self._thread: threading.Thread | None = None
 
@@ -294,3 +297,26 @@ class _Handler(BaseHTTPRequestHandler):
         self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         self.close_connection = True
         self.connection.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve a release in the foreground until killed; print the base URL once ready."""
+    p = argparse.ArgumentParser(prog="python -m pipeline.demo.mirror", description=main.__doc__)
+    p.add_argument("root", type=Path, help="the release: {service}/{file}, misc/...")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--tlc-root", type=Path, help="TLC's Parquet layout, served at /trip-data")
+    p.add_argument("--throttle", action="append", default=[], metavar="FILE=BYTES_PER_SECOND",
+                   help="serve the first request for FILE at most this fast (repeatable)")
+    args = p.parse_args(argv)
+    mirror = ReleaseMirror(args.root, port=args.port, host=args.host, tlc_root=args.tlc_root)
+    for spec in args.throttle:
+        name, _, rate = spec.partition("=")
+        mirror.inject(name, Fault("throttle", rate=int(rate)))
+    mirror.start()
+    print(mirror.base_url, flush=True)
+    threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()

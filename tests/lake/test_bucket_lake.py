@@ -5,7 +5,9 @@ cannot use is refused before anything runs — never taken for a local directory
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -26,7 +28,7 @@ from pipeline.tasks.sinks import parse_sinks
 from tests.conftest import Env, Release
 from tests.fixtures_cloud import PROJECT_ID, Cloud, CorruptingProxy, FakeGCS
 from tests.fixtures_postgres import Database
-from tests.lake.test_cloud import Failures
+from tests.lake.test_cloud import Failures, Requests
 from tests.tasks.test_month_pipeline import Runs
 
 JAN = date(2021, 1, 1)
@@ -64,9 +66,41 @@ def bucket(env: Env, gcs_bucket: str, fake_gcs: FakeGCS) -> Bucket:
     return b
 
 
+class UploadCorruptingProxy(CorruptingProxy):
+    """Flips one byte in the body of every upload request (``PUT /upload/...``), wherever it
+    starts on its connection (earlier requests on a kept-alive connection shift it)."""
+
+    BODY_OFFSET = 100
+
+    def _pump(self, src: socket.socket, dst: socket.socket, corrupt: bool) -> None:
+        if not corrupt:
+            return super()._pump(src, dst, corrupt)
+        history, flip_at, searched = bytearray(), set[int](), 0
+        with contextlib.suppress(OSError):
+            while data := src.recv(1 << 16):
+                start = len(history)
+                history += data
+                while (i := history.find(b"PUT /upload/", searched)) >= 0:
+                    end = history.find(b"\r\n\r\n", i)
+                    if end < 0:
+                        break
+                    flip_at.add(end + 4 + self.BODY_OFFSET)
+                    searched = end + 4
+                out = bytearray(data)
+                for position in sorted(p for p in flip_at if start <= p < start + len(data)):
+                    out[position - start] ^= 0xFF
+                    flip_at.discard(position)
+                    self.flipped += 1
+                dst.sendall(out)
+        for s in (src, dst):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+        return None
+
+
 @pytest.fixture
 def corrupting_proxy_for_bucket(fake_gcs: FakeGCS) -> Iterator[CorruptingProxy]:
-    proxy = CorruptingProxy(fake_gcs.port)
+    proxy = UploadCorruptingProxy(fake_gcs.port)
     yield proxy
     proxy.close()
 
@@ -249,3 +283,23 @@ def test_a_month_damaged_in_the_bucket_is_not_loaded(env: Env, bucket: Bucket,
                                      for m in failures.messages), failures.text
     assert postgres_db.query("SELECT to_regclass('yellow_tripdata')") == [(None,)]
     assert scratch_files(env) == []
+
+
+def test_checking_a_backfill_of_a_bucket_lake_costs_one_listing_per_folder(
+        env: Env, bucket: Bucket) -> None:
+    assert env.build(ParquetizeMonth(service="yellow", month=JAN)).status == \
+        LuigiStatusCode.SUCCESS
+    months = [date(2019 + i // 12, i % 12 + 1, 1) for i in range(36)]
+    tasks = [task(service=s, month=m) for task in (DownloadMonth, ParquetizeMonth)
+             for s in ("yellow", "green", "fhv") for m in months]
+    with Requests() as sent:
+        complete = {t.task_id for t in tasks if t.complete()}
+    assert complete == {DownloadMonth(service="yellow", month=JAN).task_id,
+                        ParquetizeMonth(service="yellow", month=JAN).task_id}
+    # One listing of raw/ and one of parquet/ answer for all 216 tasks; only the one
+    # complete month costs more (its manifest, source record and Parquet footer are read).
+    listing = f"GET /storage/v1/b/{bucket.name}/o"
+    assert sent.seen.count(listing) == 2, sent.seen
+    others = [r for r in sent.seen if r != listing]
+    assert others and all("yellow" in r and ("2021-01" in r or "month%3D01" in r)
+                          for r in others), others
