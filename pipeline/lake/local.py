@@ -50,29 +50,41 @@ def _generation(path: Path) -> int | None:
         return None
 
 
-def publish_file(tmp: Path, final: Path, if_generation: int | None = None) -> None:
-    """Rename ``tmp`` (written beside ``final``) into place, durably: the one way a file is
-    published in a local lake. ``if_generation`` as in ``pipeline.lake.targets``."""
+@contextlib.contextmanager
+def lake_full_in_one_line(final: Path) -> Iterator[None]:
+    """A full disk while writing beside ``final`` becomes one line (LakeFull)."""
     try:
-        if if_generation is not None:
-            current = _generation(final)
-            if (current or 0) != if_generation:
-                raise LakeConflict(f"{final} is at generation {current}, not {if_generation}: "
-                                   "not overwritten")
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, final)
-        fd = os.open(final.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        yield
     except OSError as e:
         if e.errno in (errno.ENOSPC, errno.EDQUOT):
             raise LakeFull(f"no space left in the lake for {final} ({e.strerror})") from None
         raise
+
+
+def publish_file(tmp: Path, final: Path, if_generation: int | None = None) -> None:
+    """Rename ``tmp`` (written beside ``final``) into place, durably: the one way a file is
+    published in a local lake. ``if_generation`` as in ``pipeline.lake.targets``."""
+    try:
+        with lake_full_in_one_line(final):
+            _publish(tmp, final, if_generation)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _publish(tmp: Path, final: Path, if_generation: int | None) -> None:
+    if if_generation is not None:
+        current = _generation(final)
+        if (current or 0) != if_generation:
+            raise LakeConflict(f"{final} is at generation {current}, not {if_generation}: "
+                               "not overwritten")
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, final)
+    fd = os.open(final.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager
@@ -82,12 +94,9 @@ def atomic_path(final: Path, if_generation: int | None = None) -> Iterator[Path]
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = hidden_tmp(final)
     try:
-        yield tmp
+        with lake_full_in_one_line(final):
+            yield tmp
         publish_file(tmp, final, if_generation)
-    except OSError as e:
-        if e.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise LakeFull(f"no space left in the lake for {final} ({e.strerror})") from None
-        raise
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -164,13 +173,9 @@ class LocalLakeTarget(LakeTarget):
             return found
 
         try:
-            yield Staged(tmp, publish)
-        except OSError as e:
             # The staged file is beside its final name, on the lake's own disk.
-            if e.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise LakeFull(f"no space left in the lake for {self.file} ({e.strerror})"
-                               ) from None
-            raise
+            with lake_full_in_one_line(self.file):
+                yield Staged(tmp, publish)
         finally:
             tmp.unlink(missing_ok=True)
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import luigi
 import luigi.retcodes
@@ -223,62 +225,64 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                         "[core] scheduler_host/scheduler_port")
 
 
+def _command(sub: Any, name: str, run: Callable[[argparse.Namespace], int], help: str,
+             description: str, *, job: bool = False) -> argparse.ArgumentParser:
+    """One sub-command; a batch ``job`` also takes --services, --workers, --local-scheduler."""
+    command = sub.add_parser(name, help=help, description=description)
+    command.set_defaults(func=run)
+    if job:
+        _add_run_options(command)
+    return command
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="taxi-pipeline", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser(
-        "ingest", help="ingest one month of every configured service",
-        description="Run IngestMonth for one month into the configured sinks; list every "
-                    "failed task and why. Exit 0 when the month is complete.")
+    run = _command(
+        sub, "ingest", ingest, "ingest one month of every configured service",
+        "Run IngestMonth for one month into the configured sinks; list every "
+        "failed task and why. Exit 0 when the month is complete.", job=True)
     run.add_argument("--month", required=True, type=_month, help="the month, YYYY-MM")
-    _add_run_options(run)
-    run.set_defaults(func=ingest)
 
-    fill = sub.add_parser(
-        "backfill", help="ingest every month of a range",
-        description="Run Backfill: every month from --start to --end, both included. A month "
-                    "that fails does not stop the others; at the end every failed task is "
-                    "listed with its reason, and the exit code is non-zero.")
+    fill = _command(
+        sub, "backfill", backfill, "ingest every month of a range",
+        "Run Backfill: every month from --start to --end, both included. A month "
+        "that fails does not stop the others; at the end every failed task is "
+        "listed with its reason, and the exit code is non-zero.", job=True)
     fill.add_argument("--start", required=True, type=_month, help="first month, YYYY-MM")
     fill.add_argument("--end", required=True, type=_month_or_latest,
                       help="last month, YYYY-MM, or 'latest': per service, the newest month "
                            "the source publishes (probed with HEAD requests)")
-    _add_run_options(fill)
-    fill.set_defaults(func=backfill)
 
-    up = sub.add_parser(
-        "catch-up", help="ingest every month up to the newest one published (for cron)",
-        description="Per service: from the month after the last complete one (or from "
-                    "--start), ingest every month up to the newest one the source publishes, "
-                    "found by probing forward with HEAD requests until a month is not "
-                    "published. Without --start the lake must hold a complete month. The "
-                    "job to schedule: see deploy/ and README (Scheduling).")
+    up = _command(
+        sub, "catch-up", catch_up, "ingest every month up to the newest one published (for cron)",
+        "Per service: from the month after the last complete one (or from "
+        "--start), ingest every month up to the newest one the source publishes, "
+        "found by probing forward with HEAD requests until a month is not "
+        "published. Without --start the lake must hold a complete month. The "
+        "job to schedule: see deploy/ and README (Scheduling).", job=True)
     up.add_argument("--start", type=_month,
                     help="first month, YYYY-MM (default: the month after the last complete)")
-    _add_run_options(up)
-    up.set_defaults(func=catch_up)
 
-    again = sub.add_parser(
-        "refresh", help="fetch again the months the source re-published, end to end",
-        description="Compare each month of the range the lake holds with the source (HEAD: "
-                    "ETag, Last-Modified, length, against the manifest's record) and replace "
-                    "exactly the re-published ones: the raw file, the Parquet and its "
-                    "manifest, then every configured sink. Unchanged months are not touched; "
-                    "a second run finds nothing to do.")
+    again = _command(
+        sub, "refresh", refresh, "fetch again the months the source re-published, end to end",
+        "Compare each month of the range the lake holds with the source (HEAD: "
+        "ETag, Last-Modified, length, against the manifest's record) and replace "
+        "exactly the re-published ones: the raw file, the Parquet and its "
+        "manifest, then every configured sink. Unchanged months are not touched; "
+        "a second run finds nothing to do.", job=True)
     again.add_argument("--start", required=True, type=_month, help="first month, YYYY-MM")
     again.add_argument("--end", required=True, type=_month, help="last month, YYYY-MM")
-    _add_run_options(again)
-    again.set_defaults(func=refresh)
 
-    st = sub.add_parser(
-        "status", help="which months are done, stage by stage",
-        description="A table of months x services x stages (raw, parquet, each configured "
-                    "sink) with row counts from the manifests and the warehouses, and what is "
-                    "missing or inconsistent. Without --start/--end: every month from the "
-                    "first to the last in the lake. Exit 0 when every month shown is "
-                    "complete, 1 otherwise.")
+    st = _command(
+        sub, "status", status, "which months are done, stage by stage",
+        "A table of months x services x stages (raw, parquet, each configured "
+        "sink) with row counts from the manifests and the warehouses, and what is "
+        "missing or inconsistent. Without --start/--end: every month from the "
+        "first to the last in the lake. Exit 0 when every month shown is "
+        "complete, 1 otherwise.")
     st.add_argument("--start", type=_month, help="first month, YYYY-MM")
     st.add_argument("--end", type=_month, help="last month, YYYY-MM")
     st.add_argument("--services", help="comma-separated services (default: [pipeline] services)")
@@ -291,29 +295,26 @@ def parser() -> argparse.ArgumentParser:
     st.add_argument("--html", metavar="FILE",
                     help="also write a coverage page: one self-contained HTML file, a grid "
                          "of months x services coloured by state (details on hover or click)")
-    st.set_defaults(func=status)
 
-    sch = sub.add_parser(
-        "scheduler", help="run the central scheduler (luigid) in the foreground",
-        description="Run luigid with the settings of luigi.cfg: state file, log directory, "
-                    "task history at /history, retries with growing delays. Stops cleanly "
-                    "on SIGTERM or SIGINT, saving its state.")
+    sch = _command(
+        sub, "scheduler", scheduler, "run the central scheduler (luigid) in the foreground",
+        "Run luigid with the settings of luigi.cfg: state file, log directory, "
+        "task history at /history, retries with growing delays. Stops cleanly "
+        "on SIGTERM or SIGINT, saving its state.")
     sch.add_argument("--port", type=int, default=8082)
     sch.add_argument("--address", default="127.0.0.1",
                      help="interface to listen on (default 127.0.0.1: this host only)")
-    sch.set_defaults(func=scheduler)
 
-    d = sub.add_parser(
-        "demo", help="offline demo on generated sample months",
-        description="Generate realistic sample months, serve them on 127.0.0.1 like the real "
-                    "releases, ingest them into the local lake and DuckDB, show the result.")
+    d = _command(
+        sub, "demo", demo, "offline demo on generated sample months",
+        "Generate realistic sample months, serve them on 127.0.0.1 like the real "
+        "releases, ingest them into the local lake and DuckDB, show the result.")
     d.add_argument("--months", default="2021-01,2021-02", help="comma-separated months")
     d.add_argument("--source-dir", default="data/demo-source",
                    help="where the sample release is generated (reused when present)")
     d.add_argument("--scale", type=float, default=1.0,
                    help="size factor for the sample months (1.0: 200k yellow rows a month)")
     d.add_argument("--workers", type=int, default=2, help="parallel worker processes")
-    d.set_defaults(func=demo)
     return p
 
 
