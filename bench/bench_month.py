@@ -24,6 +24,7 @@ import configparser
 import json
 import os
 import platform
+import re
 import resource
 import shutil
 import subprocess
@@ -44,6 +45,7 @@ from measure import (
     child_argv,
     child_main,
     is_child,
+    log_tail,
     measure,
     ratio,
     ratio_text,
@@ -56,17 +58,22 @@ MONTH = "2021-01"
 FILE_NAME = f"{SERVICE}_tripdata_{MONTH}.csv.gz"
 MB = 1 << 20
 
-TARGET_TIME_VS_DUCKDB = 0.8
+TARGET_TIME_VS_DUCKDB = 0.70
 TARGET_CONVERT_RSS_MB = 500.0
-TARGET_E2E_VS_HANDWRITTEN = 1.0
+TARGET_E2E_VS_HANDWRITTEN = 0.90
 TARGET_E2E_RSS_MB = 600.0
+TARGET_BACKFILL_THROUGHPUT = 1.2  # the project's months per minute / the script's, at least
+TARGET_NORMALIZE = 0.88  # normalize / plain pyarrow (median), no regression from issue 8
+
+BACKFILL_MONTHS = [f"2020-{m:02d}" for m in range(1, 13)]
 
 CONVERTERS = {
     "parquetize": "parquetize (project)",
     "duckdb": "DuckDB COPY",
     "reference": "pyarrow read_csv (ref)",
 }
-E2E = {"ingest": "IngestMonth (luigi)", "handwritten": "curl + DuckDB (hand)"}
+E2E = {"ingest": "IngestMonth (luigi)", "handwritten": "script (curl + DuckDB)",
+       "backfill": "backfill --workers 2", "script_backfill": "script month by month"}
 
 
 # --------------------------------------------------------------------------- children
@@ -91,8 +98,9 @@ def child_generate(a: Args) -> Args:
 
     path = Path(a["path"])
     tmp = path.with_name(f".{path.name}.tmp")
+    year, month = (int(x) for x in a.get("month", MONTH).split("-"))
     started = time.perf_counter()
-    facts = write_month(tmp, SERVICE, date(2021, 1, 1), a["rows"], a["seed"])
+    facts = write_month(tmp, SERVICE, date(year, month, 1), a["rows"], a["seed"])
     os.replace(tmp, path)
     return {"work_s": time.perf_counter() - started, "rows": facts.rows, "facts": asdict(facts)}
 
@@ -143,7 +151,8 @@ def child_duckdb(a: Args) -> Args:
     import duckdb
 
     con = duckdb.connect()
-    con.execute(f"SET threads={int(a['threads'])}")
+    for statement in script_sql("", "", [], a["threads"], "")[:2]:  # the script's settings
+        con.execute(statement)
     import_rss = _self_rss_mb()
     started = time.perf_counter()
     (rows,) = con.execute(_duckdb_copy_sql(a["raw"], a["out"], a["columns"])).fetchone()
@@ -167,45 +176,79 @@ def child_reference(a: Args) -> Args:
             "import_rss_mb": import_rss, "parquet_bytes": Path(a["out"]).stat().st_size}
 
 
-def _fetch(url: str, dest: Path) -> None:
-    if shutil.which("curl"):
-        subprocess.run(["curl", "-sfL", "-o", str(dest), url], check=True)
-    else:
-        code = ("import shutil, sys, urllib.request\n"
-                "with urllib.request.urlopen(sys.argv[1]) as r, open(sys.argv[2], 'wb') as f:\n"
-                "    shutil.copyfileobj(r, f, 1 << 20)\n")
-        subprocess.run([sys.executable, "-c", code, url, str(dest)], check=True)
+def _curl(url: str, dest: Path) -> None:
+    """The script's download: ``curl -sSf -o dest url``, with ``-L``: the mirror, like
+    GitHub's release host, answers a month's URL with a redirect."""
+    subprocess.run(["curl", "-sSfL", "-o", str(dest), url], check=True)
+
+
+def script_sql(raw: str, parquet: str, columns: list[list[str]], threads: int,
+               table: str, *, create: bool = True) -> list[str]:
+    """The issue's script, statement by statement: an expert's bulk settings, ``COPY`` of
+    the CSV.gz (explicit types) to Parquet, then ``CREATE TABLE ... AS SELECT`` from it
+    (``INSERT INTO`` for the next months of a backfill, when ``create`` is false)."""
+    load = (f"CREATE TABLE {table} AS SELECT * FROM read_parquet({_sql_str(parquet)})"
+            if create else f"INSERT INTO {table} SELECT * FROM read_parquet({_sql_str(parquet)})")
+    return [f"SET threads={int(threads)}", "SET preserve_insertion_order=false",
+            _duckdb_copy_sql(raw, parquet, columns), load]
+
+
+def run_script(url: str, work: Path, db: Path, columns: list[list[str]], threads: int,
+               name: str, *, create: bool = True) -> Args:
+    """One month through the script: curl, then one DuckDB session on the warehouse file
+    (settings, ``COPY``, ``CTAS``); the seconds of each stage and the table's rows."""
+    import duckdb
+
+    raw, parquet = work / f"{name}.csv.gz", work / f"{name}.parquet"
+    t = time.perf_counter()
+    _curl(url, raw)
+    fetch = time.perf_counter() - t
+    *settings, copy, load = script_sql(str(raw), str(parquet), columns, threads,
+                                       f"{SERVICE}_tripdata", create=create)
+    con = duckdb.connect(str(db))
+    try:
+        for statement in settings:
+            con.execute(statement)
+        t = time.perf_counter()
+        con.execute(copy)
+        copy_s = time.perf_counter() - t
+        t = time.perf_counter()
+        con.execute(load)
+        ctas_s = time.perf_counter() - t
+        (rows,) = con.execute(f"SELECT count(*) FROM {SERVICE}_tripdata").fetchone()
+    finally:
+        con.close()
+    return {"fetch_s": fetch, "copy_s": copy_s, "ctas_s": ctas_s, "rows": rows}
 
 
 @child("handwritten")
 def child_handwritten(a: Args) -> Args:
-    """What one would write by hand: curl, DuckDB COPY to Parquet, DuckDB CTAS load."""
-    import duckdb
-
+    """The issue's script: ``curl -sSf -o``, then in DuckDB ``SET threads``, ``SET
+    preserve_insertion_order=false``, ``COPY (SELECT * FROM read_csv(..., header=true,
+    columns={...})) TO 'y.parquet' (FORMAT parquet)`` and ``CREATE TABLE yellow_tripdata AS
+    SELECT * FROM read_parquet('y.parquet')`` in the warehouse file."""
     work = Path(a["dir"])
-    raw, zones = work / FILE_NAME, work / "taxi_zone_lookup.csv"
-    parquet, db = work / f"{SERVICE}.parquet", work / "warehouse.duckdb"
-    steps: dict[str, float] = {}
-    started = t = time.perf_counter()
-    _fetch(a["url"], raw)
-    _fetch(a["zones_url"], zones)
-    steps["download_s"] = time.perf_counter() - t
-    t = time.perf_counter()
-    con = duckdb.connect()
-    con.execute(f"SET threads={int(a['threads'])}")
-    con.execute(_duckdb_copy_sql(str(raw), str(parquet), a["columns"]))
-    con.close()
-    steps["parquet_s"] = time.perf_counter() - t
-    t = time.perf_counter()
-    con = duckdb.connect(str(db))
-    con.execute(f"SET threads={int(a['threads'])}")
-    con.execute(f"CREATE TABLE {SERVICE}_tripdata AS SELECT * FROM read_parquet("
-                f"{_sql_str(parquet)})")
-    con.execute(f"CREATE TABLE zones AS SELECT * FROM read_csv({_sql_str(zones)}, header=true)")
-    (rows,) = con.execute(f"SELECT count(*) FROM {SERVICE}_tripdata").fetchone()
-    con.close()
-    steps["load_s"] = time.perf_counter() - t
-    return {"work_s": time.perf_counter() - started, "rows": rows, **steps}
+    started = time.perf_counter()
+    result = run_script(a["url"], work, work / "warehouse.duckdb", a["columns"], a["threads"],
+                        "y")
+    return {"work_s": time.perf_counter() - started, **result}
+
+
+@child("script_backfill")
+def child_script_backfill(a: Args) -> Args:
+    """The issue's script run month after month into one warehouse file: ``CREATE TABLE ...
+    AS`` for the first month, ``INSERT INTO`` for the next (the same statements otherwise)."""
+    work = Path(a["dir"])
+    stages = {"fetch_s": 0.0, "copy_s": 0.0, "ctas_s": 0.0}
+    started = time.perf_counter()
+    rows = 0
+    for i, url in enumerate(a["urls"]):
+        result = run_script(url, work, work / "warehouse.duckdb", a["columns"], a["threads"],
+                            f"m{i:02d}", create=i == 0)
+        rows = result.pop("rows")
+        for key, value in result.items():
+            stages[key] += value
+    return {"work_s": time.perf_counter() - started, "rows": rows, **stages}
 
 
 @child("count")
@@ -352,26 +395,118 @@ def release_dir(bench: Bench, raw: Path, rows: int) -> Path:
     return root
 
 
-def luigi_config(run_dir: Path, urls: Args) -> Path:
-    """The project's luigi.cfg with the source, lake and warehouse pointed at this run."""
+LOGGING_INI = """[loggers]
+keys = root
+
+[handlers]
+keys = stderr
+
+[formatters]
+keys = stamped
+
+[logger_root]
+level = INFO
+handlers = stderr
+
+[handler_stderr]
+class = StreamHandler
+level = INFO
+formatter = stamped
+args = (sys.stderr,)
+
+[formatter_stamped]
+format = %(asctime)s %(levelname)s: %(message)s
+"""
+
+
+def luigi_config(run_dir: Path, urls: Args, extra: dict[str, dict[str, str]] | None = None
+                 ) -> Path:
+    """The project's luigi.cfg with the source, lake and warehouse pointed at this run, and
+    a logging config that stamps every line with the time (``[core] logging_conf_file``),
+    so the workers' "running"/"done" lines give each task's seconds. ``extra`` sets more
+    keys (section -> key -> value)."""
     cfg = configparser.RawConfigParser()
     cfg.optionxform = str  # type: ignore[assignment,method-assign]
     cfg.read(PROJECT / "luigi.cfg")
-    for section in ("source", "lake", "duckdb"):
+    logging_ini = run_dir / "bench-logging.ini"
+    logging_ini.write_text(LOGGING_INI)
+    settings = {"source": {"base_url": urls["base_url"], "zones_url": urls["zones_url"]},
+                "lake": {"root": str(run_dir / "lake")},
+                "duckdb": {"path": str(run_dir / "warehouse.duckdb")},
+                "core": {"logging_conf_file": str(logging_ini)}}
+    for section, values in [*settings.items(), *(extra or {}).items()]:
         if not cfg.has_section(section):
             cfg.add_section(section)
-    cfg.set("source", "base_url", urls["base_url"])
-    cfg.set("source", "zones_url", urls["zones_url"])
-    cfg.set("lake", "root", str(run_dir / "lake"))
-    cfg.set("duckdb", "path", str(run_dir / "warehouse.duckdb"))
+        for key, value in values.items():
+            cfg.set(section, key, value)
     path = run_dir / "bench-luigi.cfg"
     with open(path, "w") as f:
         cfg.write(f)
     return path
 
 
+_TASK_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) INFO: \[pid (\d+)\] "
+                        r"Worker Worker\(.*?\) (running|done) +(\w+)\((.*)\)\s*$")
+_STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")
+STAGES = {"DownloadMonth": "download", "ParquetizeMonth": "convert", "LoadDuckDB": "load",
+          "Zones": "zones", "LoadDuckDBZones": "zones"}
+STAGE_NAMES = {"download": "download + verify", "convert": "convert (parquetize)",
+               "load": "load (DuckDB)", "zones": "zones (fetch + load)",
+               "overhead": "scheduling + processes"}
+
+
+def task_spans(log: Path) -> list[tuple[str, str, float, float]]:
+    """(task family, parameters, start, end) of every task a luigi log shows running and
+    done, in epoch seconds from the stamped "running"/"done" lines."""
+    started: dict[tuple[str, str], float] = {}
+    spans = []
+    for line in log.read_text(errors="replace").splitlines():
+        m = _TASK_LINE.match(line)
+        if not m:
+            continue
+        stamp, _, what, family, params = m.groups()
+        at = datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
+        if what == "running":
+            started[(family, params)] = at
+        elif (family, params) in started:
+            spans.append((family, params, started.pop((family, params)), at))
+    return spans
+
+
+def stage_seconds(log: Path, started_at: float, wall_s: float) -> dict[str, float]:
+    """Seconds per stage of one IngestMonth run (tasks of a stage added up), and the rest
+    of the wall time (``overhead``): of it, ``startup`` (process start to the first log
+    line: interpreter, imports, config) and ``exit`` (the last task done to the process's
+    end); the remainder is scheduling, completeness checks and the forked processes."""
+    stages = dict.fromkeys(("download", "convert", "load", "zones"), 0.0)
+    spans = task_spans(log)
+    for family, _, start, end in spans:
+        if family in STAGES:
+            stages[STAGES[family]] += end - start
+    stages["overhead"] = wall_s - sum(stages.values())
+    stamps = [datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+              for line in log.read_text(errors="replace").splitlines()
+              if (m := _STAMP.match(line))]
+    if stamps and spans:
+        stages["startup"] = stamps[0] - started_at
+        stages["exit"] = started_at + wall_s - max(end for *_, end in spans)
+    return {k: round(v, 3) for k, v in stages.items()}
+
+
+def overrides(settings: list[str]) -> dict[str, dict[str, str]]:
+    """``SECTION.KEY=VALUE`` strings as section -> key -> value."""
+    out: dict[str, dict[str, str]] = {}
+    for item in settings:
+        name, sep, value = item.partition("=")
+        section, dot, key = name.partition(".")
+        if not (sep and dot and section and key):
+            raise SystemExit(f"--luigi-set {item!r} is not SECTION.KEY=VALUE")
+        out.setdefault(section, {})[key] = value
+    return out
+
+
 def e2e_part(bench: Bench, raw: Path, rows: int, columns: list[list[str]], repeat: int,
-             threads: int) -> None:
+             threads: int, extra: dict[str, dict[str, str]] | None = None) -> None:
     """IngestMonth against the mirror vs the hand-written script, each from empty stores."""
     print(f"\n[e2e] IngestMonth {SERVICE} {MONTH} ({rows:,} rows) vs hand-written", flush=True)
     mirror, urls = start_mirror(bench, release_dir(bench, raw, rows))
@@ -382,22 +517,23 @@ def e2e_part(bench: Bench, raw: Path, rows: int, columns: list[list[str]], repea
             run_dir = bench.work / "e2e" / "ingest"
             shutil.rmtree(run_dir, ignore_errors=True)
             run_dir.mkdir(parents=True)
-            env = {**os.environ, "LUIGI_CONFIG_PATH": str(luigi_config(run_dir, urls))}
+            env = {**os.environ, "LUIGI_CONFIG_PATH": str(luigi_config(run_dir, urls, extra))}
             argv = [luigi_bin, "--module", "pipeline", "IngestMonth", "--month", MONTH,
-                    "--services", SERVICE, "--local-scheduler"]
-            ingest = measure(argv, bench.logs / f"e2e-ingest-{rep}.log", run_dir, env,
-                             what="IngestMonth")
+                    "--services", SERVICE, "--workers", "1", "--local-scheduler"]
+            log = bench.logs / f"e2e-ingest-{rep}.log"
+            started_at = time.time()
+            ingest = measure(argv, log, run_dir, env, what="IngestMonth")
             _, counted = bench.child("count", {"db": str(run_dir / "warehouse.duckdb")},
                                      f"e2e-count-{rep}")
             bench.record(Run("e2e", "ingest", rep, ingest.wall_s, ingest.peak_rss_mb,
-                             ingest.exit_code, counted["rows"]), rows)
+                             ingest.exit_code, counted["rows"], None,
+                             stage_seconds(log, started_at, ingest.wall_s)), rows)
             shutil.rmtree(run_dir, ignore_errors=True)
 
             hand_dir = bench.work / "e2e" / "handwritten"
             shutil.rmtree(hand_dir, ignore_errors=True)
             hand_dir.mkdir(parents=True)
-            args = {"dir": str(hand_dir), "url": url, "zones_url": urls["zones_url"],
-                    "columns": columns, "threads": threads}
+            args = {"dir": str(hand_dir), "url": url, "columns": columns, "threads": threads}
             hand, result = bench.child("handwritten", args, f"e2e-handwritten-{rep}")
             bench.record(Run("e2e", "handwritten", rep, hand.wall_s, hand.peak_rss_mb, 0,
                              result.pop("rows"), result.pop("work_s"), result), rows)
@@ -412,6 +548,101 @@ def e2e_part(bench: Bench, raw: Path, rows: int, columns: list[list[str]], repea
             mirror.wait()
 
 
+def backfill_release(bench: Bench, rows: int, seed: int) -> Path:
+    """Twelve yellow months of ``rows`` rows (2020, months the CSV mirror publishes) and the
+    zones, laid out as the mirror serves them; generated once, reused after."""
+    root = bench.work / f"backfill-{rows}"
+    for key in BACKFILL_MONTHS:
+        path = root / SERVICE / f"{SERVICE}_tripdata_{key}.csv.gz"
+        sidecar = path.with_suffix(".json")
+        if path.exists() and sidecar.exists() and json.loads(sidecar.read_text()) == {
+                "rows": rows, "seed": seed, "bytes": path.stat().st_size}:
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        print(f"generating {path.name} ({rows:,} rows)...", flush=True)
+        bench.child("generate", {"path": str(path), "rows": rows, "seed": seed, "month": key},
+                    f"generate-{key}-{rows}")
+        sidecar.write_text(json.dumps({"rows": rows, "seed": seed,
+                                       "bytes": path.stat().st_size}))
+    zones = root / "misc" / "taxi_zone_lookup.csv"
+    if not zones.exists():
+        code = ("import sys; from pathlib import Path;"
+                " from pipeline.demo.samples import write_zones; write_zones(Path(sys.argv[1]))")
+        subprocess.run([PYTHON, "-c", code, str(zones)], check=True, cwd=PROJECT)
+    return root
+
+
+def backfill_part(bench: Bench, rows: int, seed: int, columns: list[list[str]],
+                  repeat: int, threads: int, workers: int,
+                  extra: dict[str, dict[str, str]] | None = None) -> None:
+    """``taxi-pipeline backfill`` of twelve months against the script run month after
+    month, each from an empty lake and warehouse; months per minute and peak RSS."""
+    months = len(BACKFILL_MONTHS)
+    print(f"\n[backfill] {months} months x {rows:,} rows: taxi-pipeline backfill "
+          f"--workers {workers} vs the script month by month", flush=True)
+    mirror, urls = start_mirror(bench, backfill_release(bench, rows, seed))
+    cli = str(Path(PYTHON).with_name("taxi-pipeline"))
+    try:
+        for rep in range(1, repeat + 1):
+            run_dir = bench.work / "backfill" / "project"
+            shutil.rmtree(run_dir, ignore_errors=True)
+            run_dir.mkdir(parents=True)
+            env = {**os.environ, "LUIGI_CONFIG_PATH": str(luigi_config(run_dir, urls, extra))}
+            argv = [cli, "backfill", "--start", BACKFILL_MONTHS[0], "--end",
+                    BACKFILL_MONTHS[-1], "--services", SERVICE, "--workers", str(workers),
+                    "--local-scheduler"]
+            log = bench.logs / f"backfill-project-{rep}.log"
+            project = measure(argv, log, run_dir, env, what="backfill")
+            _, counted = bench.child("count", {"db": str(run_dir / "warehouse.duckdb")},
+                                     f"backfill-count-{rep}")
+            spans = task_spans(log)
+            busy = {family: round(sum(e - s for f, _, s, e in spans if f == family), 2)
+                    for family in ("DownloadMonth", "ParquetizeMonth", "LoadDuckDB")}
+            bench.record(Run("backfill", "backfill", rep, project.wall_s, project.peak_rss_mb,
+                             0, counted["rows"], None,
+                             {"months_per_min": round(months * 60 / project.wall_s, 2),
+                              "task_seconds": busy}), rows * months)
+            shutil.rmtree(run_dir, ignore_errors=True)
+
+            script_dir = bench.work / "backfill" / "script"
+            shutil.rmtree(script_dir, ignore_errors=True)
+            script_dir.mkdir(parents=True)
+            args = {"dir": str(script_dir), "columns": columns, "threads": threads,
+                    "urls": [f"{urls['base_url']}/{SERVICE}/{SERVICE}_tripdata_{key}.csv.gz"
+                             for key in BACKFILL_MONTHS]}
+            script, result = bench.child("script_backfill", args, f"backfill-script-{rep}")
+            detail = {"months_per_min": round(months * 60 / script.wall_s, 2),
+                      **{k: round(v, 2) for k, v in result.items() if k.endswith("_s")}}
+            bench.record(Run("backfill", "script_backfill", rep, script.wall_s,
+                             script.peak_rss_mb, 0, result["rows"], result["work_s"], detail),
+                         rows * months)
+            shutil.rmtree(script_dir, ignore_errors=True)
+    finally:
+        assert mirror.stdin is not None
+        mirror.stdin.close()
+        try:
+            mirror.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            mirror.kill()
+            mirror.wait()
+
+
+def normalize_part(bench: Bench, rows: int, repeat: int) -> Args:
+    """``bench_parquet_source.py`` (normalize vs plain pyarrow on a TLC Parquet month), run
+    as it is; its ratio of medians and normalize's peak RSS from its results file."""
+    print(f"\n[normalize] bench_parquet_source.py --rows {rows:,} --repeat {repeat}", flush=True)
+    log = bench.logs / "normalize.log"
+    measure([PYTHON, str(BENCH_DIR / "bench_parquet_source.py"), "--rows", str(rows),
+             "--repeat", str(repeat)], log, PROJECT, what="bench_parquet_source.py")
+    results = json.loads((BENCH_DIR / "out" / "parquet_source-results.json").read_text())
+    summary = results["summary"]
+    print(log_tail(log, 600))
+    return {"rows": results["rows"], "time_ratio": round(results["time_ratio"], 3),
+            "normalize_median_s": round(summary["normalize"]["median_s"], 2),
+            "plain_median_s": round(summary["plain"]["median_s"], 2),
+            "normalize_peak_rss_mb": round(summary["normalize"]["peak_rss_mb"], 1)}
+
+
 # --------------------------------------------------------------------------- report
 
 
@@ -421,35 +652,64 @@ def size_label(rows: int) -> str:
 
 
 def best_of(runs: list[Run], section: str, contender: str) -> Args | None:
-    """Best (lowest) times and the highest peak RSS over the repeats."""
+    """Best (lowest) times and the highest peak RSS over the repeats; the stage seconds
+    (``detail``) are the best run's."""
     mine = [r for r in runs if (r.section, r.contender) == (section, contender)]
     if not mine:
         return None
     works = [r.work_s for r in mine if r.work_s is not None]
+    fastest = min(mine, key=lambda r: r.wall_s)
     return {
         "section": section, "contender": contender, "rows": mine[0].rows, "runs": len(mine),
         "wall_s": round(best([r.wall_s for r in mine]), 2),
         "work_s": round(best(works), 2) if works else None,
         "peak_rss_mb": round(max(r.peak_rss_mb for r in mine), 1),
+        "detail": fastest.detail,
     }
+
+
+WHOLE_PROCESS = ("e2e", "backfill")
 
 
 def _time(entry: Args) -> float:
     """Conversions compare the work inside the child; end to end compares whole processes."""
-    return entry["work_s"] if entry["section"] != "e2e" else entry["wall_s"]
+    return entry["work_s"] if entry["section"] not in WHOLE_PROCESS else entry["wall_s"]
 
 
-def report(runs: list[Run]) -> tuple[list[Args], list[Args]]:
+def print_stages(ingest: Args, script: Args) -> None:
+    """The best IngestMonth run's seconds per stage beside the best script run's."""
+    stages, d = ingest["detail"], script["detail"]
+    script_overhead = script["wall_s"] - d["fetch_s"] - d["copy_s"] - d["ctas_s"]
+    rows = [
+        ("download + verify", stages["download"], "curl -sSf", d["fetch_s"]),
+        ("convert (parquetize)", stages["convert"], "COPY to Parquet", d["copy_s"]),
+        ("load (DuckDB)", stages["load"], "CREATE TABLE AS", d["ctas_s"]),
+        ("zones (fetch + load)", stages["zones"], "", None),
+        ("scheduling + processes", stages["overhead"], "python + duckdb start", script_overhead),
+        ("  of which start", stages.get("startup", 0.0), "", None),
+        ("  of which exit", stages.get("exit", 0.0), "", None),
+        ("wall", ingest["wall_s"], "wall", script["wall_s"]),
+    ]
+    print("\nEnd to end, seconds per stage (best run of each; project stages from the "
+          "luigi log's running/done lines)")
+    for name, mine, theirs_name, theirs in rows:
+        theirs_text = f"{theirs:7.2f}" if theirs is not None else f"{'':7}"
+        print(f"  {name:<24} {mine:7.2f}    {theirs_name:<22} {theirs_text}")
+
+
+def report(runs: list[Run], normalized: Args | None = None) -> tuple[list[Args], list[Args]]:
     """The summary rows and the targets, both printed and returned for the JSON."""
-    sections = list(dict.fromkeys(r.section for r in runs if r.section != "e2e"))
+    sections = list(dict.fromkeys(r.section for r in runs if r.section not in WHOLE_PROCESS))
     summary = [e for s in sections for c in CONVERTERS if (e := best_of(runs, s, c))]
-    summary += [e for c in E2E if (e := best_of(runs, "e2e", c))]
+    summary += [e for section in WHOLE_PROCESS for c in E2E if (e := best_of(runs, section, c))]
     by = {(e["section"], e["contender"]): e for e in summary}
     targets: list[Args] = []
 
-    def target(what: str, value: float, limit: float, unit: str = "") -> None:
+    def target(what: str, value: float, limit: float, unit: str = "", at_least: bool = False
+               ) -> None:
         targets.append({"what": what, "value": round(value, 3), "target": limit,
-                        "ok": value <= limit, "unit": unit})
+                        "ok": value >= limit if at_least else value <= limit, "unit": unit,
+                        "at_least": at_least})
 
     for section in sections:
         project, duck, ref = (by.get((section, c)) for c in CONVERTERS)
@@ -467,16 +727,25 @@ def report(runs: list[Run]) -> tuple[list[Args], list[Args]]:
     ingest, hand = by.get(("e2e", "ingest")), by.get(("e2e", "handwritten"))
     if ingest and hand:
         hand["project_ratio"] = round(ratio(ingest["wall_s"], hand["wall_s"]), 3)
-        target("e2e time IngestMonth / hand-written", hand["project_ratio"],
+        target("e2e time IngestMonth / script", hand["project_ratio"],
                TARGET_E2E_VS_HANDWRITTEN)
     if ingest:
         target("e2e IngestMonth peak RSS", ingest["peak_rss_mb"], TARGET_E2E_RSS_MB, " MB")
+    backfill, script = by.get(("backfill", "backfill")), by.get(("backfill", "script_backfill"))
+    if backfill and script:
+        # Throughput: months per minute, so higher is better (script wall / project wall).
+        script["project_ratio"] = round(ratio(script["wall_s"], backfill["wall_s"]), 3)
+        target("backfill throughput project / script", script["project_ratio"],
+               TARGET_BACKFILL_THROUGHPUT, " x", at_least=True)
+    if normalized:
+        target("normalize / plain pyarrow (median)", normalized["time_ratio"], TARGET_NORMALIZE)
 
     names = {**CONVERTERS, **E2E}
     print("\n" + "=" * 86)
     print("Best time and max peak RSS over the repeats. 'ratio' = project time / this row's time"
-          "\n(conversions: work inside the child; e2e: whole process wall time).")
-    header = (f"{'part':<5} {'contender':<24} {'rows':>11} {'work s':>8} {'wall s':>8} "
+          "\n(conversions: work inside the child; e2e: whole process wall time; backfill: "
+          "project\nthroughput / this row's, months per minute).")
+    header = (f"{'part':<8} {'contender':<24} {'rows':>11} {'work s':>8} {'wall s':>8} "
               f"{'peak RSS MB':>11} {'ratio':>7}")
     print(header)
     print("-" * len(header))
@@ -484,13 +753,26 @@ def report(runs: list[Run]) -> tuple[list[Args], list[Args]]:
         work = f"{e['work_s']:8.2f}" if e["work_s"] is not None else f"{'-':>8}"
         versus = ratio_text(e["project_ratio"], "") if "project_ratio" in e else ""
         rows = f"{e['rows']:,}" if e["rows"] is not None else "?"
-        print(f"{e['section']:<5} {names[e['contender']]:<24} {rows:>11} {work} "
+        print(f"{e['section']:<8} {names[e['contender']]:<24} {rows:>11} {work} "
               f"{e['wall_s']:8.2f} {e['peak_rss_mb']:11.1f} {versus:>7}")
+    if ingest and hand:
+        print_stages(ingest, hand)
+    if backfill and script:
+        print(f"\nBackfill: project {backfill['detail']['months_per_min']:.2f} months/min "
+              f"(task seconds {backfill['detail']['task_seconds']}), script "
+              f"{script['detail']['months_per_min']:.2f} months/min (fetch "
+              f"{script['detail']['fetch_s']:.1f} s, COPY {script['detail']['copy_s']:.1f} s, "
+              f"CTAS/INSERT {script['detail']['ctas_s']:.1f} s)")
+    if normalized:
+        print(f"\nNormalize ({normalized['rows']:,} rows): {normalized['normalize_median_s']} s "
+              f"vs plain {normalized['plain_median_s']} s (medians), normalize peak RSS "
+              f"{normalized['normalize_peak_rss_mb']} MB")
     print("\nTargets")
     for t in targets:
         verdict = "OK" if t["ok"] else "MISSED"
-        print(f"  {t['what']:<38} {t['value']:>9.2f}{t['unit']:<3} <= {t['target']:g}{t['unit']}"
-              f"   {verdict}")
+        sign = ">=" if t["at_least"] else "<="
+        print(f"  {t['what']:<38} {t['value']:>9.2f}{t['unit']:<3} {sign} "
+              f"{t['target']:g}{t['unit']}   {verdict}")
     print("=" * 86)
     return summary, targets
 
@@ -515,9 +797,21 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--skip-reference-20m", action="store_true",
                    help="skip the whole-file pyarrow reference on the big month (RAM hungry)")
     p.add_argument("--skip-e2e", action="store_true", help="skip the IngestMonth part")
+    p.add_argument("--skip-backfill", action="store_true", help="skip the 12-month backfill")
+    p.add_argument("--backfill-rows", type=int, default=1_400_000,
+                   help="rows of each backfill month (default 1,400,000, the 2021 size)")
+    p.add_argument("--backfill-workers", type=int, default=2,
+                   help="taxi-pipeline backfill --workers (default 2)")
+    p.add_argument("--skip-normalize", action="store_true",
+                   help="skip bench_parquet_source.py (normalize vs plain pyarrow)")
+    p.add_argument("--normalize-rows", type=int, default=None,
+                   help="rows of the normalize part's TLC Parquet month (default --rows)")
     p.add_argument("--repeat", type=int, default=2,
                    help="runs per contender; best time, max RSS are kept (default 2)")
     p.add_argument("--threads", type=int, default=2, help="DuckDB threads (default 2)")
+    p.add_argument("--luigi-set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a luigi.cfg key for the project's runs (repeatable), to "
+                        "measure what a setting costs, e.g. worker.force_multiprocessing=false")
     p.add_argument("--seed", type=int, default=0, help="sample data seed (default 0)")
     p.add_argument("--work-dir", type=Path, default=BENCH_DIR / "out",
                    help="samples, logs and results.json (default bench/out, gitignored)")
@@ -546,18 +840,28 @@ def main(argv: list[str]) -> int:
         convert_part(bench, size_label(big_rows), big, big_rows, contenders, columns,
                      args.repeat, args.threads)
     if not args.skip_e2e:
-        e2e_part(bench, raw, args.rows, columns, args.repeat, args.threads)
+        e2e_part(bench, raw, args.rows, columns, args.repeat, args.threads,
+                 overrides(args.luigi_set))
+    if not args.skip_backfill:
+        backfill_part(bench, args.backfill_rows, args.seed, columns, args.repeat,
+                      args.threads, args.backfill_workers, overrides(args.luigi_set))
+    normalized = None
+    if not args.skip_normalize:
+        normalized = normalize_part(bench, args.normalize_rows or args.rows, args.repeat)
 
-    summary, targets = report(bench.runs)
+    summary, targets = report(bench.runs, normalized)
     results = {
         "started_at": started.isoformat(timespec="seconds"),
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                     "python": platform.python_version()},
         "versions": {n: _version(n) for n in ("pyarrow", "duckdb", "luigi", "isal")},
+        "luigi_set": args.luigi_set,
         "rows": {"main": args.rows, "big": None if args.skip_20m else big_rows},
         "bench_main_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "load_average": os.getloadavg(),
         "summary": summary,
+        "normalize": normalized,
         "targets": targets,
         "runs": [asdict(r) for r in bench.runs],
     }

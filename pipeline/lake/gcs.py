@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import threading
 import time
 from collections.abc import Iterator
@@ -42,8 +41,14 @@ from google.api_core.retry import Retry
 from google.cloud import storage
 from google.cloud.storage.retry import DEFAULT_RETRY
 
-from pipeline.core.errors import SettingsError
 from pipeline.core.text import Progress, one_line
+from pipeline.lake.gcs_names import (  # noqa: F401 (their home before; still importable here)
+    _BUCKET,
+    CHUNK_QUANTUM,
+    SCHEME,
+    GCSSettings,
+    is_bucket_name,
+)
 from pipeline.lake.scratch import Scratch
 from pipeline.lake.targets import (
     AtomicWrite,
@@ -61,7 +66,6 @@ from pipeline.lake.targets import (
     register_listing_cache,
 )
 
-SCHEME = "gs://"
 SHA256_KEY = "sha256"
 LISTING_TTL_SECONDS = 5.0
 # A resumable session can be lost (an emulator restart; a session older than a week on
@@ -71,38 +75,10 @@ SESSION_ATTEMPTS = 3
 # by the client, resuming from the last byte the server holds, for at most this long.
 RETRY_SECONDS = 60.0
 LIST_FIELDS = "items(name,size,crc32c,metadata,generation),nextPageToken"
-CHUNK_QUANTUM = 256 * 1024
-_BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
 
 
 class GCSError(LakeError):
     """GCS refused or failed a request. The message is one line and names the bucket."""
-
-
-@dataclass(frozen=True)
-class GCSSettings:
-    """How this process talks to GCS: resumable upload chunk (MiB, a multiple of 0.25) and
-    seconds to connect and per request. ``[gcs] chunk_mib`` and ``[gcs] timeout``."""
-
-    chunk_mib: float = 100.0
-    timeout: float = 60.0
-
-    def __post_init__(self) -> None:
-        chunk = round(self.chunk_mib * (1 << 20))
-        if chunk <= 0 or chunk % CHUNK_QUANTUM:
-            raise SettingsError(f"[gcs] chunk_mib = {self.chunk_mib:g} is not a positive "
-                                "multiple of 0.25 (256 KiB)")
-        if self.timeout <= 0:
-            raise SettingsError(f"[gcs] timeout = {self.timeout:g} is not a positive number "
-                                "of seconds")
-
-    @property
-    def chunk_bytes(self) -> int:
-        return round(self.chunk_mib * (1 << 20))
-
-    @property
-    def timeouts(self) -> tuple[float, float]:
-        return (self.timeout, self.timeout)
 
 
 def split_url(url: str) -> tuple[str, str]:
@@ -113,10 +89,6 @@ def split_url(url: str) -> tuple[str, str]:
     if not _BUCKET.match(bucket):
         raise ValueError(f"not a GCS bucket name: {bucket!r}")
     return bucket, key
-
-
-def is_bucket_name(name: str) -> bool:
-    return bool(_BUCKET.match(name))
 
 
 def _info(blob: storage.Blob) -> ObjectInfo:

@@ -20,7 +20,7 @@ import luigi.format
 from pipeline.core.datasets import Service
 from pipeline.core.errors import SettingsError
 from pipeline.core.text import redact
-from pipeline.lake.gcs import SCHEME, GCSSettings, GCSTarget, is_bucket_name
+from pipeline.lake.gcs_names import SCHEME, GCSSettings, is_bucket_name
 from pipeline.lake.keys import (
     check_key,
     manifest_month,
@@ -87,6 +87,8 @@ def lake_target(url: str | Path, format: luigi.format.Format | None = None, *,
     """
     text = str(url)
     if text.startswith(SCHEME):
+        from pipeline.lake.gcs import GCSTarget  # the Google client loads only for a bucket
+
         return GCSTarget(text, format, listed=listed, settings=settings, scratch=scratch,
                          origin=origin)
     if _SCHEME.match(text):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pipeline import config
 from pipeline.core.errors import SettingsError
-from pipeline.lake.gcs import GCSSettings
+from pipeline.lake.gcs_names import GCSSettings
 from pipeline.lake.root import Lake, parse_root
 
 _lakes: dict[tuple[str, str, float, float], Lake] = {}
