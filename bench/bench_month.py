@@ -376,6 +376,17 @@ def start_mirror(bench: Bench, root: Path) -> tuple[subprocess.Popen[bytes], Arg
     return proc, json.loads(ready.read_text())
 
 
+
+def stop_mirror(mirror: subprocess.Popen[bytes]) -> None:
+    """Close the mirror child's stdin (its signal to stop) and wait for it."""
+    assert mirror.stdin is not None
+    mirror.stdin.close()
+    try:
+        mirror.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        mirror.kill()
+        mirror.wait()
+
 def release_dir(bench: Bench, raw: Path, rows: int) -> Path:
     """``{service}/{file}`` + ``misc/taxi_zone_lookup.csv``, as ``write_release`` lays out."""
     root = bench.work / f"release-{rows}"
@@ -539,13 +550,7 @@ def e2e_part(bench: Bench, raw: Path, rows: int, columns: list[list[str]], repea
                              result.pop("rows"), result.pop("work_s"), result), rows)
             shutil.rmtree(hand_dir, ignore_errors=True)
     finally:
-        assert mirror.stdin is not None
-        mirror.stdin.close()
-        try:
-            mirror.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            mirror.kill()
-            mirror.wait()
+        stop_mirror(mirror)
 
 
 def backfill_release(bench: Bench, rows: int, seed: int) -> Path:
@@ -618,13 +623,7 @@ def backfill_part(bench: Bench, rows: int, seed: int, columns: list[list[str]],
                          rows * months)
             shutil.rmtree(script_dir, ignore_errors=True)
     finally:
-        assert mirror.stdin is not None
-        mirror.stdin.close()
-        try:
-            mirror.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            mirror.kill()
-            mirror.wait()
+        stop_mirror(mirror)
 
 
 def normalize_part(bench: Bench, rows: int, repeat: int) -> Args:
