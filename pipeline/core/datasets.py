@@ -16,10 +16,10 @@ import pyarrow as pa
 
 from pipeline.core.errors import PipelineError
 
-ID = pa.int64()
-MONEY = pa.float64()
-TIME = pa.timestamp("us")
-TEXT = pa.string()
+# The four kinds of column, each with its one Arrow type.
+KINDS: dict[str, pa.DataType] = {
+    "id": pa.int64(), "money": pa.float64(), "time": pa.timestamp("us"), "text": pa.string(),
+}
 
 
 # What the conversion does with a source column the registry does not know
@@ -168,8 +168,38 @@ def schema_fingerprint(schema: pa.Schema) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _schema(*columns: tuple[str, pa.DataType]) -> pa.Schema:
-    return pa.schema([pa.field(name, kind) for name, kind in columns])
+def _table(table: str) -> tuple[pa.Schema, dict[str, list[str]]]:
+    """Read a column table: a line per column, in the files' order, of ``name kind [tag...]``.
+    ``kind`` is one of ``KINDS``; the tags are ``TAGS``; ``#`` starts a comment."""
+    fields: list[pa.Field] = []
+    tagged: dict[str, list[str]] = {tag: [] for tag in TAGS}
+    for line in table.splitlines():
+        words = line.partition("#")[0].split()
+        if words:
+            column, kind, *tags = words
+            fields.append(pa.field(column, KINDS[kind]))
+            for tag in tags:
+                tagged[tag].append(column)
+    return pa.schema(fields), tagged
+
+
+# What a column table may say of a column beside its kind:
+# - ``pickup``: the trip's pickup time, which the month's rows are checked against;
+# - ``optional``: a real month may lack the column in its header; it is published all-null;
+# - ``parquet-only``: only TLC's Parquet files carry it; CSV months lack it (null there).
+TAGS = ("pickup", "optional", "parquet-only")
+
+
+def _service(name: str, table: str, aliases: dict[str, Alias] | None = None,
+             dropped: frozenset[str] = frozenset()) -> Service:
+    """A service from its column table (one ``pickup`` column), with the older files'
+    ``aliases`` and ``dropped`` columns."""
+    schema, tagged = _table(table)
+    (pickup,) = tagged["pickup"]
+    return Service(name=name, schema=schema, pickup_column=pickup,
+                   optional=frozenset(tagged["optional"]),
+                   parquet_only=frozenset(tagged["parquet-only"]),
+                   aliases=aliases or {}, dropped=dropped)
 
 
 # 2009-2010 yellow files: payment types written as text, in several spellings.
@@ -184,154 +214,128 @@ _VENDOR_TEXT: dict[str, int | str] = {"cmt": 1, "vts": 2, "dds": 3}
 _FLAG_TEXT: dict[str, int | str] = {"0": "N", "1": "Y", "n": "N", "y": "Y"}
 
 # The parts of a taxi fare, in the order yellow and green files both carry them.
-_FARE_PARTS = (
-    ("fare_amount", MONEY),
-    ("extra", MONEY),
-    ("mta_tax", MONEY),
-    ("tip_amount", MONEY),
-    ("tolls_amount", MONEY),
-)
+_FARE_PARTS = """
+    fare_amount   money
+    extra         money
+    mta_tax       money
+    tip_amount    money
+    tolls_amount  money
+"""
 
-YELLOW = Service(
-    name="yellow",
-    pickup_column="tpep_pickup_datetime",
-    # The CSV months (2019-2021) lack the last two; 2009-2010 files lack the zone ids and
-    # the surcharges introduced later.
-    optional=frozenset({"congestion_surcharge", "airport_fee", "cbd_congestion_fee",
-                        "request_source", "PULocationID", "DOLocationID",
-                        "improvement_surcharge"}),
-    parquet_only=frozenset({"airport_fee", "cbd_congestion_fee", "request_source"}),
-    aliases={
-        "vendor_name": Alias("VendorID", _VENDOR_TEXT),
-        "vendor_id": Alias("VendorID", _VENDOR_TEXT),
-        "trip_pickup_datetime": Alias("tpep_pickup_datetime"),
-        "pickup_datetime": Alias("tpep_pickup_datetime"),
-        "trip_dropoff_datetime": Alias("tpep_dropoff_datetime"),
-        "dropoff_datetime": Alias("tpep_dropoff_datetime"),
-        "rate_code": Alias("RatecodeID"),
-        "payment_type": Alias("payment_type", _PAYMENT_TEXT),
-        "store_and_forward": Alias("store_and_fwd_flag", _FLAG_TEXT),
-        # 2010 writes the flag as 0/1 under its canonical name.
-        "store_and_fwd_flag": Alias("store_and_fwd_flag", _FLAG_TEXT),
-        "fare_amt": Alias("fare_amount"),
-        "surcharge": Alias("extra"),
-        "tip_amt": Alias("tip_amount"),
-        "tolls_amt": Alias("tolls_amount"),
-        "total_amt": Alias("total_amount"),
-    },
-    dropped=frozenset({"start_lon", "start_lat", "end_lon", "end_lat", "pickup_longitude",
-                       "pickup_latitude", "dropoff_longitude", "dropoff_latitude"}),
-    schema=_schema(
-        ("VendorID", ID),
-        ("tpep_pickup_datetime", TIME),
-        ("tpep_dropoff_datetime", TIME),
-        ("passenger_count", ID),
-        ("trip_distance", MONEY),
-        ("RatecodeID", ID),
-        ("store_and_fwd_flag", TEXT),
-        ("PULocationID", ID),
-        ("DOLocationID", ID),
-        ("payment_type", ID),
-        *_FARE_PARTS,
-        ("improvement_surcharge", MONEY),
-        ("total_amount", MONEY),
-        ("congestion_surcharge", MONEY),
-        # Added by the Parquet source (issue 8): always last, so that warehouses can add
-        # them to existing tables.
-        ("airport_fee", MONEY),
-        ("cbd_congestion_fee", MONEY),
-        # From 2026-06 (issue 12); TLC has not said what it holds: text, null before.
-        ("request_source", TEXT),
-    ),
-)
+# Older yellow files' names (2009 ``vendor_name``, 2010 ``vendor_id``...) for canonical
+# columns, with the text values they spelled codes with.
+_YELLOW_ALIASES = {
+    "vendor_name": Alias("VendorID", _VENDOR_TEXT),
+    "vendor_id": Alias("VendorID", _VENDOR_TEXT),
+    "trip_pickup_datetime": Alias("tpep_pickup_datetime"),
+    "pickup_datetime": Alias("tpep_pickup_datetime"),
+    "trip_dropoff_datetime": Alias("tpep_dropoff_datetime"),
+    "dropoff_datetime": Alias("tpep_dropoff_datetime"),
+    "rate_code": Alias("RatecodeID"),
+    "payment_type": Alias("payment_type", _PAYMENT_TEXT),
+    "store_and_forward": Alias("store_and_fwd_flag", _FLAG_TEXT),
+    # 2010 writes the flag as 0/1 under its canonical name.
+    "store_and_fwd_flag": Alias("store_and_fwd_flag", _FLAG_TEXT),
+    "fare_amt": Alias("fare_amount"),
+    "surcharge": Alias("extra"),
+    "tip_amt": Alias("tip_amount"),
+    "tolls_amt": Alias("tolls_amount"),
+    "total_amt": Alias("total_amount"),
+}
+# 2009-2010 yellow's coordinates: no place in the canonical schema.
+_YELLOW_DROPPED = frozenset({"start_lon", "start_lat", "end_lon", "end_lat", "pickup_longitude",
+                             "pickup_latitude", "dropoff_longitude", "dropoff_latitude"})
 
-GREEN = Service(
-    name="green",
-    pickup_column="lpep_pickup_datetime",
-    optional=frozenset({"ehail_fee", "congestion_surcharge", "cbd_congestion_fee",
-                        "request_source"}),
-    parquet_only=frozenset({"cbd_congestion_fee", "request_source"}),
-    schema=_schema(
-        ("VendorID", ID),
-        ("lpep_pickup_datetime", TIME),
-        ("lpep_dropoff_datetime", TIME),
-        ("store_and_fwd_flag", TEXT),
-        ("RatecodeID", ID),
-        ("PULocationID", ID),
-        ("DOLocationID", ID),
-        ("passenger_count", ID),
-        ("trip_distance", MONEY),
-        *_FARE_PARTS,
-        ("ehail_fee", MONEY),
-        ("improvement_surcharge", MONEY),
-        ("total_amount", MONEY),
-        ("payment_type", ID),
-        ("trip_type", ID),
-        ("congestion_surcharge", MONEY),
-        ("cbd_congestion_fee", MONEY),
-        ("request_source", TEXT),
-    ),
-)
+YELLOW = _service("yellow", f"""
+    VendorID               id
+    tpep_pickup_datetime   time   pickup
+    tpep_dropoff_datetime  time
+    passenger_count        id
+    trip_distance          money
+    RatecodeID             id
+    store_and_fwd_flag     text
+    # 2009-2010 files lack the zone ids and the surcharges introduced later.
+    PULocationID           id     optional
+    DOLocationID           id     optional
+    payment_type           id
+    {_FARE_PARTS}
+    improvement_surcharge  money  optional
+    total_amount           money
+    congestion_surcharge   money  optional
+    # Added by the Parquet source (issue 8): always last, so that warehouses can add
+    # them to existing tables.
+    airport_fee            money  optional parquet-only
+    cbd_congestion_fee     money  optional parquet-only
+    # From 2026-06 (issue 12); TLC has not said what it holds: text, null before.
+    request_source         text   optional parquet-only
+""", aliases=_YELLOW_ALIASES, dropped=_YELLOW_DROPPED)
 
-FHV = Service(
-    name="fhv",
-    pickup_column="pickup_datetime",
-    schema=_schema(
-        ("dispatching_base_num", TEXT),
-        ("pickup_datetime", TIME),
-        ("dropoff_datetime", TIME),
-        ("PULocationID", ID),
-        ("DOLocationID", ID),
-        ("SR_Flag", TEXT),
-        ("Affiliated_base_number", TEXT),
-    ),
-)
+GREEN = _service("green", f"""
+    VendorID               id
+    lpep_pickup_datetime   time   pickup
+    lpep_dropoff_datetime  time
+    store_and_fwd_flag     text
+    RatecodeID             id
+    PULocationID           id
+    DOLocationID           id
+    passenger_count        id
+    trip_distance          money
+    {_FARE_PARTS}
+    ehail_fee              money  optional
+    improvement_surcharge  money
+    total_amount           money
+    payment_type           id
+    trip_type              id
+    congestion_surcharge   money  optional
+    cbd_congestion_fee     money  optional parquet-only
+    request_source         text   optional parquet-only
+""")
+
+FHV = _service("fhv", """
+    dispatching_base_num    text
+    pickup_datetime         time  pickup
+    dropoff_datetime        time
+    PULocationID            id
+    DOLocationID            id
+    SR_Flag                 text
+    Affiliated_base_number  text
+""")
 
 # High-volume for-hire trips (Uber, Lyft...) come in two forms. TLC's Parquet files carry
 # every column below but SR_Flag (24 of them; ``cbd_congestion_fee`` only from 2025); the
 # CSV mirror's months (2019-02 .. 2021-07) carry the old 7-column form, FHVHV_CSV_COLUMNS.
 # The schema is their union: SR_Flag (shared ride: empty or 1, as fhv's) is null in
 # Parquet months, the other 19 columns are null in CSV months.
-FHVHV_CSV_COLUMNS = ("hvfhs_license_num", "dispatching_base_num", "pickup_datetime",
-                     "dropoff_datetime", "PULocationID", "DOLocationID", "SR_Flag")
-_HV_SCHEMA = _schema(
-    ("hvfhs_license_num", TEXT),
-    ("dispatching_base_num", TEXT),
-    ("originating_base_num", TEXT),
-    ("request_datetime", TIME),
-    ("on_scene_datetime", TIME),
-    ("pickup_datetime", TIME),
-    ("dropoff_datetime", TIME),
-    ("PULocationID", ID),
-    ("DOLocationID", ID),
-    ("trip_miles", MONEY),
-    ("trip_time", ID),  # seconds
-    ("base_passenger_fare", MONEY),
-    ("tolls", MONEY),
-    ("bcf", MONEY),
-    ("sales_tax", MONEY),
-    ("congestion_surcharge", MONEY),
-    ("airport_fee", MONEY),
-    ("tips", MONEY),
-    ("driver_pay", MONEY),
-    ("shared_request_flag", TEXT),
-    ("shared_match_flag", TEXT),
-    ("access_a_ride_flag", TEXT),
-    ("wav_request_flag", TEXT),
-    ("wav_match_flag", TEXT),
-    ("cbd_congestion_fee", MONEY),
+FHVHV = _service("fhvhv", """
+    hvfhs_license_num     text
+    dispatching_base_num  text
+    originating_base_num  text   optional parquet-only
+    request_datetime      time   parquet-only
+    on_scene_datetime     time   optional parquet-only
+    pickup_datetime       time   pickup
+    dropoff_datetime      time
+    PULocationID          id
+    DOLocationID          id
+    trip_miles            money  parquet-only
+    trip_time             id     parquet-only  # seconds
+    base_passenger_fare   money  parquet-only
+    tolls                 money  parquet-only
+    bcf                   money  parquet-only
+    sales_tax             money  parquet-only
+    congestion_surcharge  money  optional parquet-only
+    airport_fee           money  optional parquet-only
+    tips                  money  parquet-only
+    driver_pay            money  parquet-only
+    shared_request_flag   text   parquet-only
+    shared_match_flag     text   parquet-only
+    access_a_ride_flag    text   parquet-only
+    wav_request_flag      text   parquet-only
+    wav_match_flag        text   parquet-only
+    cbd_congestion_fee    money  optional parquet-only
     # The CSV months' column: last, so that warehouses add it to existing tables.
-    ("SR_Flag", TEXT),
-)
-
-FHVHV = Service(
-    name="fhvhv",
-    pickup_column="pickup_datetime",
-    optional=frozenset({"originating_base_num", "on_scene_datetime", "airport_fee",
-                        "cbd_congestion_fee", "congestion_surcharge", "SR_Flag"}),
-    parquet_only=frozenset(_HV_SCHEMA.names) - set(FHVHV_CSV_COLUMNS),
-    schema=_HV_SCHEMA,
-)
+    SR_Flag               text   optional
+""")
+FHVHV_CSV_COLUMNS = tuple(c for c in FHVHV.columns if c not in FHVHV.parquet_only)
 
 SERVICES: dict[str, Service] = {s.name: s for s in (YELLOW, GREEN, FHV, FHVHV)}
 
@@ -357,10 +361,10 @@ class Lookup:
 ZONES = Lookup(
     name="zones",
     file_name="taxi_zone_lookup.csv",
-    schema=_schema(
-        ("LocationID", ID),
-        ("Borough", TEXT),
-        ("Zone", TEXT),
-        ("service_zone", TEXT),
-    ),
+    schema=_table("""
+        LocationID    id
+        Borough       text
+        Zone          text
+        service_zone  text
+    """)[0],
 )

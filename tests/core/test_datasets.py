@@ -91,3 +91,33 @@ def test_fhvhv_takes_the_csv_mirrors_seven_columns_and_tlcs_parquet_columns() ->
         FHVHV.canonical_header([c for c in header if c != "PULocationID"])
     with pytest.raises(HeaderMismatch, match="unknown columns Affiliated_base_number"):
         FHVHV.canonical_header([*header, "Affiliated_base_number"])
+
+
+def test_schema_fingerprints_are_those_every_published_manifest_records() -> None:
+    """The column tables are the registry's source: a change to a name, a type or the order
+    changes the fingerprint, which a lake's existing manifests would no longer match."""
+    assert {s.name: s.fingerprint for s in SERVICES.values()} == {
+        "yellow": "19ce5436c9672f77", "green": "1cf72365b479e320",
+        "fhv": "98dcd2523241df26", "fhvhv": "4ded51e56387a0f4",
+    }
+
+
+def test_column_table_tags_give_pickup_optional_and_parquet_only_columns() -> None:
+    assert (YELLOW.pickup_column, GREEN.pickup_column, FHV.pickup_column,
+            FHVHV.pickup_column) == ("tpep_pickup_datetime", "lpep_pickup_datetime",
+                                     "pickup_datetime", "pickup_datetime")
+    assert YELLOW.parquet_only == {"airport_fee", "cbd_congestion_fee", "request_source"}
+    assert YELLOW.parquet_only <= YELLOW.optional
+    assert {"PULocationID", "improvement_surcharge"} <= YELLOW.optional
+    assert not FHV.optional and not FHV.parquet_only
+    assert "trip_miles" in FHVHV.parquet_only and "trip_miles" not in FHVHV.optional
+
+
+def test_a_column_table_with_an_unknown_kind_or_tag_fails_at_import() -> None:
+    from pipeline.core.datasets import _table
+
+    assert _table("a id  # note\n\n b money optional")[1]["optional"] == ["b"]
+    with pytest.raises(KeyError):
+        _table("a number")
+    with pytest.raises(KeyError):
+        _table("a id mandatory")
