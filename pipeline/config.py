@@ -21,6 +21,8 @@ SOURCE_KINDS = ("csv", "parquet", "auto")
 
 
 class pipeline(luigi.Config):
+    """``[pipeline]``: what IngestMonth covers: which services, into which sinks."""
+
     services: str = luigi.Parameter(
         default="yellow,green",
         description=f"services IngestMonth covers, comma-separated: {', '.join(SERVICES)}",
@@ -33,6 +35,8 @@ class pipeline(luigi.Config):
 
 
 class source(luigi.Config):
+    """``[source]``: where months are downloaded from, and how hard to try."""
+
     base_url: str = luigi.Parameter(
         default=RELEASES_URL,
         description="release root: {base_url}/{service}/{service}_tripdata_{YYYY-MM}.csv.gz",
@@ -90,6 +94,8 @@ class source(luigi.Config):
 
 
 class lake(luigi.Config):
+    """``[lake]``: where the lake lives (a directory or a bucket) and where tasks stage files."""
+
     root: str = luigi.Parameter(
         default="data/lake",
         description="the lake: a local directory, or gs://bucket/prefix (everything the lake "
@@ -104,6 +110,8 @@ class lake(luigi.Config):
 
 
 class duckdb(luigi.Config):
+    """``[duckdb]``: the embedded warehouse file and the bounds of a load into it."""
+
     path: str = luigi.Parameter(
         default="data/warehouse.duckdb", description="embedded warehouse file"
     )
@@ -118,6 +126,8 @@ class duckdb(luigi.Config):
 
 
 class postgres(luigi.Config):
+    """``[postgres]``: the PostgreSQL warehouse (sink ``postgres``)."""
+
     url: str = luigi.Parameter(
         default="",
         # Hidden from the visualiser: a url may carry a password.
@@ -130,11 +140,11 @@ class postgres(luigi.Config):
 
 
 class gcs(luigi.Config):
-    bucket: str = luigi.Parameter(
-        default="",
-        description="bucket a local lake's Parquet months are copied to (sink gcs, and the "
-                    "bigquery sink's source when the lake is local)",
-    )
+    """``[gcs]``: the bucket a local lake's months are copied to (sink ``gcs``)."""
+
+    bucket: str = luigi.Parameter(default="", description=(
+        "bucket a local lake's Parquet months are copied to (sink gcs, and the bigquery "
+        "sink's source when the lake is local)"))
     prefix: str = luigi.Parameter(
         default="nyc-tlc", description="folder in the bucket: {prefix}/parquet/{service}/..."
     )
@@ -149,6 +159,8 @@ class gcs(luigi.Config):
 
 
 class bigquery(luigi.Config):
+    """``[bigquery]``: the BigQuery dataset months are loaded into (sink ``bigquery``)."""
+
     project: str = luigi.Parameter(default="", description="Google Cloud project of the dataset")
     dataset: str = luigi.Parameter(default="", description="BigQuery dataset of the tables")
     location: str = luigi.Parameter(
@@ -175,25 +187,23 @@ class luigid(luigi.Config):
     )
 
 
+def _share(default: float, rows: str) -> luigi.FloatParameter:
+    """A ``[quality]`` threshold: the share of a month's ``rows`` above which a check fires."""
+    return luigi.FloatParameter(default=default, description=f"share of {rows}")
+
+
 class quality(luigi.Config):
     """``[quality]``: thresholds of the per-month data-quality checks, each a share of the
     month's rows (0.02 = 2 %). Above its threshold a check warns on one line; a check named
     in ``blocking`` fails the month instead, before anything is published."""
 
-    negative_fare_or_total: float = luigi.FloatParameter(
-        default=0.02, description="rows with a negative fare or total")
-    dropoff_before_pickup: float = luigi.FloatParameter(
-        default=0.01, description="rows whose dropoff comes before the pickup")
-    pickup_outside_month: float = luigi.FloatParameter(
-        default=0.01, description="rows whose pickup lies outside the file's month")
-    zone_id_invalid: float = luigi.FloatParameter(
-        default=0.01, description="rows with a zone id outside 1..265 or null")
-    distance_over_1000_miles: float = luigi.FloatParameter(
-        default=0.005, description="rows with a trip distance over 1,000 miles")
-    passenger_count_invalid: float = luigi.FloatParameter(
-        default=0.05, description="rows with a passenger count of 0 or over 9")
-    null_id: float = luigi.FloatParameter(
-        default=0.10, description="rows with a null vendor id, base or licence")
+    negative_fare_or_total: float = _share(0.02, "rows with a negative fare or total")
+    dropoff_before_pickup: float = _share(0.01, "rows whose dropoff comes before the pickup")
+    pickup_outside_month: float = _share(0.01, "rows whose pickup lies outside the month")
+    zone_id_invalid: float = _share(0.01, "rows with a zone id outside 1..265 or null")
+    distance_over_1000_miles: float = _share(0.005, "rows with a trip over 1,000 miles")
+    passenger_count_invalid: float = _share(0.05, "rows with a passenger count of 0 or over 9")
+    null_id: float = _share(0.10, "rows with a null vendor id, base or licence")
     blocking: str = luigi.Parameter(
         default="", description="checks that fail the month above their threshold, "
                                 "comma-separated, or 'all'; empty: every check only warns")
