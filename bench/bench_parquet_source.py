@@ -63,8 +63,8 @@ def child_generate(a: Args) -> Args:
 
     from pipeline.demo.tlc_samples import write_tlc_month
 
-    facts = write_tlc_month(Path(a["raw"]), "yellow", date(2021, 8, 1), a["rows"])
-    return {"rows": facts.rows, "types": facts.types}
+    schema = write_tlc_month(Path(a["raw"]), "yellow", date(2021, 8, 1), a["rows"])
+    return {"rows": a["rows"], "types": {f.name: str(f.type) for f in schema}}
 
 
 @child("normalize")

@@ -43,26 +43,15 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline.core.datasets import SERVICES
-from pipeline.core.months import month_key
 from pipeline.demo.samples import CHUNK_ROWS, trip_chunks
 
 ROW_GROUP_ROWS = 1 << 20
 
 
-@dataclass(frozen=True)
-class TlcFacts:
-    """What a generated TLC Parquet file holds, for exact assertions."""
-
-    service: str
-    month: str
-    rows: int
-    columns: tuple[str, ...]
-    types: dict[str, str]
-
-
 def write_tlc_month(path: Path, service: str, month: date, rows: int, seed: int = 0,
-                    *, fractional: bool = False) -> TlcFacts:
-    """Write ``rows`` trips of ``service`` for ``month`` as TLC would publish them."""
+                    *, fractional: bool = False) -> pa.Schema:
+    """Write ``rows`` trips of ``service`` for ``month`` as TLC would publish them; return
+    the file's schema (TLC's names and types of that era)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     extras = np.random.default_rng([seed, month.year, month.month, 99])
@@ -86,8 +75,7 @@ def write_tlc_month(path: Path, service: str, month: date, rows: int, seed: int 
             writer.close()
     tmp.replace(path)
     assert schema is not None
-    return TlcFacts(service, month_key(month), rows, tuple(schema.names),
-                    {f.name: str(f.type) for f in schema})
+    return schema
 
 
 def _drifted(service: str, month: date, c: dict[str, pa.Array],
@@ -105,10 +93,8 @@ def _drifted(service: str, month: date, c: dict[str, pa.Array],
         })
     if service == "fhvhv":
         return pa.table(c)
-    if service == "yellow" and month.year <= 2009:
-        return _yellow_2009(c, rng)
-    if service == "yellow" and month.year == 2010:
-        return _yellow_2010(c, rng)
+    if service == "yellow" and month.year <= 2010:
+        return _yellow_legacy(c, rng, month.year)
     modern = month.year >= 2023
     ids = pa.int32() if modern else pa.int64()
     time = (lambda a: a) if modern else _ns
@@ -145,56 +131,42 @@ PAYMENT_TEXT_2010 = {1: ("CRD", "Cre"), 2: ("CAS", "Cas"), 3: ("No Charge",),
                      4: ("Dispute",)}
 
 
-def _yellow_2009(c: dict[str, pa.Array], rng: np.random.Generator) -> pa.Table:
-    """The 2009 column set: text vendor and payment, text timestamps, coordinates."""
-    n = len(c["VendorID"])
-    return pa.table({
-        "vendor_name": _text(c["VendorID"], VENDOR_NAMES),
-        "Trip_Pickup_DateTime": _seconds_text(c["tpep_pickup_datetime"]),
-        "Trip_Dropoff_DateTime": _seconds_text(c["tpep_dropoff_datetime"]),
-        "Passenger_Count": c["passenger_count"],
-        "Trip_Distance": c["trip_distance"],
-        "Start_Lon": _coordinate(-73.98, n, rng),
-        "Start_Lat": _coordinate(40.75, n, rng),
-        "Rate_Code": c["RatecodeID"].cast(pa.float64()),
-        "store_and_forward": _flag_number(c["store_and_fwd_flag"]),
-        "End_Lon": _coordinate(-73.97, n, rng),
-        "End_Lat": _coordinate(40.76, n, rng),
-        "Payment_Type": _text(c["payment_type"], PAYMENT_TEXT),
-        "Fare_Amt": c["fare_amount"],
-        "surcharge": c["extra"],
-        "mta_tax": c["mta_tax"],
-        "Tip_Amt": c["tip_amount"],
-        "Tolls_Amt": c["tolls_amount"],
-        "Total_Amt": c["total_amount"],
-    })
+# The 2009 and 2010 files' names for the same 18 columns, in the files' order.
+_LEGACY_YELLOW_NAMES = {
+    2009: "vendor_name Trip_Pickup_DateTime Trip_Dropoff_DateTime Passenger_Count "
+          "Trip_Distance Start_Lon Start_Lat Rate_Code store_and_forward End_Lon End_Lat "
+          "Payment_Type Fare_Amt surcharge mta_tax Tip_Amt Tolls_Amt Total_Amt",
+    2010: "vendor_id pickup_datetime dropoff_datetime passenger_count trip_distance "
+          "pickup_longitude pickup_latitude rate_code store_and_fwd_flag dropoff_longitude "
+          "dropoff_latitude payment_type fare_amount surcharge mta_tax tip_amount "
+          "tolls_amount total_amount",
+}
 
 
-def _yellow_2010(c: dict[str, pa.Array], rng: np.random.Generator) -> pa.Table:
-    """The 2010 column set: lower-case names, ``vendor_id`` and ``payment_type`` as text
-    (card and cash in two spellings), text timestamps, ``rate_code`` as an integer, the
-    store-and-forward flag as 0/1 under its canonical name, coordinates."""
+def _yellow_legacy(c: dict[str, pa.Array], rng: np.random.Generator, year: int) -> pa.Table:
+    """The 2009 or 2010 column set: text vendor and payment, text timestamps, coordinates,
+    the store-and-forward flag as 0/1. 2009 capitalises most names and writes the rate
+    code as a float; 2010 uses lower-case names (``vendor_id``, the flag under its
+    canonical name), an integer rate code and two spellings of card and cash payments."""
     n = len(c["VendorID"])
-    return pa.table({
-        "vendor_id": _text(c["VendorID"], VENDOR_NAMES),
-        "pickup_datetime": _seconds_text(c["tpep_pickup_datetime"]),
-        "dropoff_datetime": _seconds_text(c["tpep_dropoff_datetime"]),
-        "passenger_count": c["passenger_count"],
-        "trip_distance": c["trip_distance"],
-        "pickup_longitude": _coordinate(-73.98, n, rng),
-        "pickup_latitude": _coordinate(40.75, n, rng),
-        "rate_code": c["RatecodeID"],
-        "store_and_fwd_flag": _flag_number(c["store_and_fwd_flag"]),
-        "dropoff_longitude": _coordinate(-73.97, n, rng),
-        "dropoff_latitude": _coordinate(40.76, n, rng),
-        "payment_type": _spelled(c["payment_type"], PAYMENT_TEXT_2010, rng),
-        "fare_amount": c["fare_amount"],
-        "surcharge": c["extra"],
-        "mta_tax": c["mta_tax"],
-        "tip_amount": c["tip_amount"],
-        "tolls_amount": c["tolls_amount"],
-        "total_amount": c["total_amount"],
-    })
+    pickup = [_coordinate(-73.98, n, rng), _coordinate(40.75, n, rng)]
+    dropoff = [_coordinate(-73.97, n, rng), _coordinate(40.76, n, rng)]
+    if year <= 2009:
+        rate_code = c["RatecodeID"].cast(pa.float64())
+        payment = _text(c["payment_type"], PAYMENT_TEXT)
+    else:
+        rate_code = c["RatecodeID"]
+        payment = _spelled(c["payment_type"], PAYMENT_TEXT_2010, rng)
+    values = [
+        _text(c["VendorID"], VENDOR_NAMES),
+        _seconds_text(c["tpep_pickup_datetime"]), _seconds_text(c["tpep_dropoff_datetime"]),
+        c["passenger_count"], c["trip_distance"], *pickup,
+        rate_code, _flag_number(c["store_and_fwd_flag"]), *dropoff, payment,
+        *(c[name] for name in ("fare_amount", "extra", "mta_tax", "tip_amount",
+                               "tolls_amount", "total_amount")),
+    ]
+    names = _LEGACY_YELLOW_NAMES[min(year, 2010)].split()
+    return pa.table(dict(zip(names, values, strict=True)))
 
 
 def _text(codes: pa.Array, names: dict[int, str]) -> pa.Array:
