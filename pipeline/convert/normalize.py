@@ -67,10 +67,10 @@ def normalize(
     raw: Path,
     out: Path,
     *,
-    progress: Progress | None = None,
-    row_group_rows: int = ROW_GROUP_ROWS,
-    batch_rows: int = BATCH_ROWS,
     new_columns: str = "keep-raw",
+    progress: Progress | None = None,
+    batch_rows: int = BATCH_ROWS,
+    row_group_rows: int = ROW_GROUP_ROWS,
 ) -> ParquetStats:
     """Convert one month's TLC Parquet at ``raw`` into canonical Parquet at ``out``;
     ``new_columns`` (one of ``NEW_COLUMNS``) says what to do with columns the registry does
