@@ -84,7 +84,32 @@ def crc32c_text(checksum: google_crc32c.Checksum) -> str:
     return base64.b64encode(checksum.digest()).decode()
 
 
-class HashingReader(io.RawIOBase):
+class _HashingStream(io.RawIOBase):
+    """A stream over a local file that hashes (sha256 and crc32c) each byte passing once,
+    and reports how many have passed."""
+
+    def __init__(self, f: BinaryIO, progress: Progress | None = None,
+                 total: int | None = None) -> None:
+        super().__init__()
+        self._f, self._progress, self._total = f, progress, total
+        self._sha256, self._crc32c = hashlib.sha256(), google_crc32c.Checksum()
+        self._hashed = 0
+
+    def _hash(self, data: bytes) -> None:
+        self._sha256.update(data)
+        self._crc32c.update(data)
+
+    def _passed(self, size: int) -> None:
+        self._hashed += size
+        if self._progress:
+            self._progress(self._hashed, self._total)
+
+    def digests(self) -> Digests:
+        """The hashes of every byte that has passed."""
+        return Digests(self._hashed, crc32c_text(self._crc32c), self._sha256.hexdigest())
+
+
+class HashingReader(_HashingStream):
     """Reads a local file for an upload or a copy and hashes every byte exactly once, in order.
 
     An upload may seek back to resend a chunk; bytes already hashed are not hashed again.
@@ -94,10 +119,7 @@ class HashingReader(io.RawIOBase):
 
     def __init__(self, f: BinaryIO, progress: Progress | None = None,
                  total: int | None = None) -> None:
-        super().__init__()
-        self._f, self._progress, self._total = f, progress, total
-        self._sha256, self._crc32c = hashlib.sha256(), google_crc32c.Checksum()
-        self._hashed = 0
+        super().__init__(f, progress, total)
         self._hasher = ThreadPoolExecutor(1, "lake-hash")
 
     def readable(self) -> bool:
@@ -118,10 +140,8 @@ class HashingReader(io.RawIOBase):
         skip = self._hashed - start
         if 0 <= skip < len(data):
             fresh = data if skip == 0 else data[skip:]
-            self._hasher.submit(self._update, fresh)
-            self._hashed += len(fresh)
-            if self._progress:
-                self._progress(self._hashed, self._total)
+            self._hasher.submit(self._hash, fresh)
+            self._passed(len(fresh))
         return data
 
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
@@ -129,44 +149,27 @@ class HashingReader(io.RawIOBase):
         buffer[: len(data)] = data
         return len(data)
 
-    def _update(self, data: bytes) -> None:
-        self._sha256.update(data)
-        self._crc32c.update(data)
-
     def digests(self) -> Digests:
         """The hashes of everything read, once the stream has been read to its end."""
         self._hasher.shutdown(wait=True)
-        return Digests(self._hashed, crc32c_text(self._crc32c), self._sha256.hexdigest())
+        return super().digests()
 
     def close(self) -> None:
         self._hasher.shutdown(wait=True)
         super().close()
 
 
-class HashingWriter(io.RawIOBase):
+class HashingWriter(_HashingStream):
     """Writes to a local file and hashes what passes (a download into scratch)."""
-
-    def __init__(self, f: BinaryIO, progress: Progress | None = None,
-                 total: int | None = None) -> None:
-        super().__init__()
-        self._f, self._progress, self._total = f, progress, total
-        self._sha256, self._crc32c = hashlib.sha256(), google_crc32c.Checksum()
-        self._written = 0
 
     def writable(self) -> bool:
         return True
 
     def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
         self._f.write(data)
-        self._sha256.update(data)
-        self._crc32c.update(bytes(data))
-        self._written += len(data)
-        if self._progress:
-            self._progress(self._written, self._total)
+        self._hash(data if isinstance(data, bytes) else bytes(data))
+        self._passed(len(data))
         return len(data)
-
-    def digests(self) -> Digests:
-        return Digests(self._written, crc32c_text(self._crc32c), self._sha256.hexdigest())
 
 
 def file_digests(path: Path) -> Digests:
