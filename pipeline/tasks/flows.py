@@ -19,15 +19,20 @@ def configured_services() -> tuple[str, ...]:
     return parse_names(config.pipeline().services, SERVICES, "services")
 
 
+def services_parameter() -> NameListParameter:
+    """``--services``: which services a flow covers; empty: ``[pipeline] services``."""
+    return NameListParameter(
+        default=(), choices=SERVICES, what="services",
+        description="services, comma-separated (default: [pipeline] services)",
+    )
+
+
 class IngestMonth(luigi.WrapperTask):
     """Done when every configured sink (``[pipeline] sinks``) holds the month for every
     service (``--services``, else ``[pipeline] services``)."""
 
     month: date = MonthParameter(description="the month, YYYY-MM")
-    services: tuple[str, ...] = NameListParameter(
-        default=(), choices=SERVICES, what="services",
-        description="services, comma-separated (default: [pipeline] services)",
-    )
+    services: tuple[str, ...] = services_parameter()
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
@@ -51,10 +56,7 @@ class Backfill(luigi.WrapperTask):
 
     start: date = MonthParameter(description="first month, YYYY-MM")
     end: date = MonthParameter(description="last month, YYYY-MM (included)")
-    services: tuple[str, ...] = NameListParameter(
-        default=(), choices=SERVICES, what="services",
-        description="services, comma-separated (default: [pipeline] services)",
-    )
+    services: tuple[str, ...] = services_parameter()
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
