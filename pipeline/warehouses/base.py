@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from pipeline.core.datasets import ZONES, Service
+from pipeline.core.datasets import KINDS, ZONES, Service
 from pipeline.core.errors import PipelineError
 from pipeline.core.manifest import Manifest
 from pipeline.core.months import month_key
@@ -80,6 +80,13 @@ def trips_table(service: Service) -> str:
 
 def quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
+
+
+def sql_types(*, id: str, money: str, time: str, text: str, date: str) -> dict[pa.DataType, str]:
+    """An engine's names for the registry's column kinds (``KINDS``), and for ``date`` (the
+    ``source_month`` column): the Arrow type -> SQL type map of a ``Dialect``."""
+    named = {"id": id, "money": money, "time": time, "text": text}
+    return {KINDS[kind]: sql for kind, sql in named.items()} | {pa.date32(): date}
 
 
 @dataclass(frozen=True)

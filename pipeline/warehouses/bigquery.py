@@ -46,13 +46,8 @@ from pipeline.warehouses.base import LOAD_LOG, SOURCE_MONTH, trips_table
 
 NAME = "BigQuery"
 
-_TYPES = {
-    pa.int64(): "INT64",
-    pa.float64(): "FLOAT64",
-    pa.timestamp("us"): "TIMESTAMP",
-    pa.string(): "STRING",
-    pa.date32(): "DATE",
-}
+_TYPES = base.sql_types(id="INT64", money="FLOAT64", time="TIMESTAMP", text="STRING",
+                        date="DATE")
 DIALECT = base.Dialect(NAME, ddl_types=_TYPES, reported_types=_TYPES)
 # The API reports some types by their legacy names.
 _LEGACY_TYPES = {"INTEGER": "INT64", "FLOAT": "FLOAT64", "BOOLEAN": "BOOL"}

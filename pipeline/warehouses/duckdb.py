@@ -25,13 +25,8 @@ from pipeline.warehouses.base import LOAD_LOG, SOURCE_MONTH, quote, trips_table
 
 NAME = "DuckDB"
 
-_TYPES = {
-    pa.int64(): "BIGINT",
-    pa.float64(): "DOUBLE",
-    pa.timestamp("us"): "TIMESTAMP",
-    pa.string(): "VARCHAR",
-    pa.date32(): "DATE",
-}
+_TYPES = base.sql_types(id="BIGINT", money="DOUBLE", time="TIMESTAMP", text="VARCHAR",
+                        date="DATE")
 DIALECT = base.Dialect(NAME, ddl_types=_TYPES, reported_types=_TYPES)
 
 

@@ -40,20 +40,10 @@ NAME = "PostgreSQL"
 
 DIALECT = base.Dialect(
     NAME,
-    ddl_types={
-        pa.int64(): "BIGINT",
-        pa.float64(): "DOUBLE PRECISION",
-        pa.timestamp("us"): "TIMESTAMP",
-        pa.string(): "TEXT",
-        pa.date32(): "DATE",
-    },
-    reported_types={
-        pa.int64(): "bigint",
-        pa.float64(): "double precision",
-        pa.timestamp("us"): "timestamp without time zone",
-        pa.string(): "text",
-        pa.date32(): "date",
-    },
+    ddl_types=base.sql_types(id="BIGINT", money="DOUBLE PRECISION", time="TIMESTAMP",
+                             text="TEXT", date="DATE"),
+    reported_types=base.sql_types(id="bigint", money="double precision",
+                                  time="timestamp without time zone", text="text", date="date"),
 )
 # The DDL's version, written as each table's comment when the pipeline creates it. A table
 # stamped with a newer version belongs to a newer pipeline and is refused, not altered.

@@ -82,3 +82,16 @@ def test_a_load_log_row_has_the_load_log_columns() -> None:
     assert row[:5] == ["yellow_tripdata", date(2021, 1, 1), 10, "c" * 64, __version__]
     assert pa.table({n: [v] for n, v in zip(LOAD_LOG_SCHEMA.names, row, strict=True)},
                     schema=LOAD_LOG_SCHEMA).num_rows == 1
+
+
+def test_every_engine_names_a_sql_type_for_every_column_of_every_service() -> None:
+    from pipeline.core.datasets import SERVICES, ZONES
+    from pipeline.warehouses import bigquery, duckdb, postgres
+
+    for dialect in (duckdb.DIALECT, postgres.DIALECT, bigquery.DIALECT):
+        for schema in [dialect.trips_schema(s) for s in SERVICES.values()] + [ZONES.schema]:
+            assert len(dialect.columns(schema)) == len(schema), dialect.name
+            assert {f.type for f in schema} <= dialect.reported_types.keys()
+    assert dict(postgres.DIALECT.columns(SCHEMA))[SOURCE_MONTH] == "DATE"
+    assert postgres.DIALECT.reported_types[pa.timestamp("us")] == "timestamp without time zone"
+    assert dict(bigquery.DIALECT.columns(SCHEMA))["fare_amount"] == "FLOAT64"
