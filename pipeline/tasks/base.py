@@ -7,6 +7,12 @@ from datetime import date
 
 import luigi
 
+# pyarrow imports pandas (0.2-0.5 s) the first time it turns a Python value into Arrow
+# (``pa.scalar``, ``pc.less(column, 0.0)``), which every conversion does. luigi.cfg runs
+# each task in a process forked from the one that scheduled it: imported here, once, the
+# forked tasks inherit it instead of each importing it again (issue 15).
+import pandas  # noqa: F401
+
 from pipeline.core.datasets import SERVICES, Service
 from pipeline.core.errors import PipelineError
 from pipeline.core.months import month_key

@@ -56,7 +56,7 @@ def test_a_corrupt_gzip_is_refused_at_finish() -> None:
     body = bytearray(gzip.compress(b"a,b\n" + b"1,2\n" * 100_000))
     body[len(body) // 2] ^= 0xFF
     check = BackgroundCheck(GzipCsvCheck())
-    with pytest.raises(SourceError, match="corrupt gzip|truncated"):
+    with pytest.raises(SourceError, match=r"corrupt gzip|truncated"):
         for start in range(0, len(body), 4096):
             check.feed(bytes(body[start:start + 4096]))
         check.finish()
