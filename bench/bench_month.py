@@ -267,7 +267,7 @@ def child_mirror(a: Args) -> Args:
     """Serve the release dir until stdin closes; the URLs go to ``a['ready']``."""
     from pipeline.demo.mirror import ReleaseMirror
 
-    mirror = ReleaseMirror(Path(a["root"])).start()
+    mirror = ReleaseMirror(Path(a["root"]), bandwidth=int(a.get("bandwidth", 0))).start()
     ready = Path(a["ready"])
     tmp = ready.with_suffix(".tmp")
     tmp.write_text(json.dumps({"base_url": mirror.base_url, "zones_url": mirror.zones_url}))
@@ -357,11 +357,14 @@ def convert_part(bench: Bench, section: str, raw: Path, rows: int, contenders: l
                              result.pop("rows"), result.pop("work_s"), result), rows)
 
 
-def start_mirror(bench: Bench, root: Path) -> tuple[subprocess.Popen[bytes], Args]:
-    """The ReleaseMirror in its own process, so it never counts in a measured RSS."""
+def start_mirror(bench: Bench, root: Path, bandwidth: int = 0
+                 ) -> tuple[subprocess.Popen[bytes], Args]:
+    """The ReleaseMirror in its own process, so it never counts in a measured RSS; it sends
+    each file at ``bandwidth`` bytes a second (0: as fast as it can)."""
     ready = bench.logs / "mirror-ready.json"
     ready.unlink(missing_ok=True)
-    argv = child_argv(__file__, "mirror", {"root": str(root), "ready": str(ready)},
+    argv = child_argv(__file__, "mirror", {"root": str(root), "ready": str(ready),
+                                           "bandwidth": bandwidth},
                       bench.logs / "mirror.json")
     log = open(bench.logs / "mirror.log", "wb")  # noqa: SIM115 (lives as long as the mirror)
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
@@ -538,7 +541,8 @@ def e2e_part(bench: Bench, raw: Path, rows: int, columns: list[list[str]], repea
                                      f"e2e-count-{rep}")
             bench.record(Run("e2e", "ingest", rep, ingest.wall_s, ingest.peak_rss_mb,
                              ingest.exit_code, counted["rows"], None,
-                             stage_seconds(log, started_at, ingest.wall_s)), rows)
+                             {**stage_seconds(log, started_at, ingest.wall_s),
+                              "cpu_s": round(ingest.cpu_s, 2)}), rows)
             shutil.rmtree(run_dir, ignore_errors=True)
 
             hand_dir = bench.work / "e2e" / "handwritten"
@@ -547,7 +551,8 @@ def e2e_part(bench: Bench, raw: Path, rows: int, columns: list[list[str]], repea
             args = {"dir": str(hand_dir), "url": url, "columns": columns, "threads": threads}
             hand, result = bench.child("handwritten", args, f"e2e-handwritten-{rep}")
             bench.record(Run("e2e", "handwritten", rep, hand.wall_s, hand.peak_rss_mb, 0,
-                             result.pop("rows"), result.pop("work_s"), result), rows)
+                             result.pop("rows"), result.pop("work_s"),
+                             {**result, "cpu_s": round(hand.cpu_s, 2)}), rows)
             shutil.rmtree(hand_dir, ignore_errors=True)
     finally:
         stop_mirror(mirror)
@@ -577,15 +582,25 @@ def backfill_release(bench: Bench, rows: int, seed: int) -> Path:
     return root
 
 
+def backfill_section(bandwidth_mb: float) -> str:
+    """``backfill`` as fast as the local server sends, ``backfill@25MB/s`` at a source's pace."""
+    return f"backfill@{bandwidth_mb:g}MB/s" if bandwidth_mb else "backfill"
+
+
 def backfill_part(bench: Bench, rows: int, seed: int, columns: list[list[str]],
                   repeat: int, threads: int, workers: int,
-                  extra: dict[str, dict[str, str]] | None = None) -> None:
+                  extra: dict[str, dict[str, str]] | None = None,
+                  bandwidth_mb: float = 0) -> None:
     """``taxi-pipeline backfill`` of twelve months against the script run month after
-    month, each from an empty lake and warehouse; months per minute and peak RSS."""
+    month, each from an empty lake and warehouse; months per minute and peak RSS. The
+    mirror sends each file at ``bandwidth_mb`` MB/s (0: at once)."""
     months = len(BACKFILL_MONTHS)
-    print(f"\n[backfill] {months} months x {rows:,} rows: taxi-pipeline backfill "
-          f"--workers {workers} vs the script month by month", flush=True)
-    mirror, urls = start_mirror(bench, backfill_release(bench, rows, seed))
+    section = backfill_section(bandwidth_mb)
+    pace = f", files sent at {bandwidth_mb:g} MB/s" if bandwidth_mb else ""
+    print(f"\n[{section}] {months} months x {rows:,} rows: taxi-pipeline backfill "
+          f"--workers {workers} vs the script month by month{pace}", flush=True)
+    mirror, urls = start_mirror(bench, backfill_release(bench, rows, seed),
+                                int(bandwidth_mb * MB))
     cli = str(Path(PYTHON).with_name("taxi-pipeline"))
     try:
         for rep in range(1, repeat + 1):
@@ -603,10 +618,11 @@ def backfill_part(bench: Bench, rows: int, seed: int, columns: list[list[str]],
             spans = task_spans(log)
             busy = {family: round(sum(e - s for f, _, s, e in spans if f == family), 2)
                     for family in ("DownloadMonth", "ParquetizeMonth", "LoadDuckDB")}
-            bench.record(Run("backfill", "backfill", rep, project.wall_s, project.peak_rss_mb,
+            bench.record(Run(section, "backfill", rep, project.wall_s, project.peak_rss_mb,
                              0, counted["rows"], None,
                              {"months_per_min": round(months * 60 / project.wall_s, 2),
-                              "task_seconds": busy}), rows * months)
+                              "cpu_s": round(project.cpu_s, 1), "task_seconds": busy}),
+                         rows * months)
             shutil.rmtree(run_dir, ignore_errors=True)
 
             script_dir = bench.work / "backfill" / "script"
@@ -617,8 +633,9 @@ def backfill_part(bench: Bench, rows: int, seed: int, columns: list[list[str]],
                              for key in BACKFILL_MONTHS]}
             script, result = bench.child("script_backfill", args, f"backfill-script-{rep}")
             detail = {"months_per_min": round(months * 60 / script.wall_s, 2),
+                      "cpu_s": round(script.cpu_s, 1),
                       **{k: round(v, 2) for k, v in result.items() if k.endswith("_s")}}
-            bench.record(Run("backfill", "script_backfill", rep, script.wall_s,
+            bench.record(Run(section, "script_backfill", rep, script.wall_s,
                              script.peak_rss_mb, 0, result["rows"], result["work_s"], detail),
                          rows * months)
             shutil.rmtree(script_dir, ignore_errors=True)
@@ -667,12 +684,13 @@ def best_of(runs: list[Run], section: str, contender: str) -> Args | None:
     }
 
 
-WHOLE_PROCESS = ("e2e", "backfill")
+def whole_process(section: str) -> bool:
+    """End to end and backfill parts compare whole processes; conversions, the work inside."""
+    return section == "e2e" or section.startswith("backfill")
 
 
 def _time(entry: Args) -> float:
-    """Conversions compare the work inside the child; end to end compares whole processes."""
-    return entry["work_s"] if entry["section"] not in WHOLE_PROCESS else entry["wall_s"]
+    return entry["wall_s"] if whole_process(entry["section"]) else entry["work_s"]
 
 
 def print_stages(ingest: Args, script: Args) -> None:
@@ -688,6 +706,8 @@ def print_stages(ingest: Args, script: Args) -> None:
         ("  of which start", stages.get("startup", 0.0), "", None),
         ("  of which exit", stages.get("exit", 0.0), "", None),
         ("wall", ingest["wall_s"], "wall", script["wall_s"]),
+        ("CPU (user + system)", stages.get("cpu_s", 0.0), "CPU (user + system)",
+         d.get("cpu_s")),
     ]
     print("\nEnd to end, seconds per stage (best run of each; project stages from the "
           "luigi log's running/done lines)")
@@ -698,9 +718,11 @@ def print_stages(ingest: Args, script: Args) -> None:
 
 def report(runs: list[Run], normalized: Args | None = None) -> tuple[list[Args], list[Args]]:
     """The summary rows and the targets, both printed and returned for the JSON."""
-    sections = list(dict.fromkeys(r.section for r in runs if r.section not in WHOLE_PROCESS))
+    sections = list(dict.fromkeys(r.section for r in runs if not whole_process(r.section)))
+    backfills = list(dict.fromkeys(r.section for r in runs if r.section.startswith("backfill")))
     summary = [e for s in sections for c in CONVERTERS if (e := best_of(runs, s, c))]
-    summary += [e for section in WHOLE_PROCESS for c in E2E if (e := best_of(runs, section, c))]
+    summary += [e for section in ["e2e", *backfills] for c in E2E
+                if (e := best_of(runs, section, c))]
     by = {(e["section"], e["contender"]): e for e in summary}
     targets: list[Args] = []
 
@@ -730,11 +752,12 @@ def report(runs: list[Run], normalized: Args | None = None) -> tuple[list[Args],
                TARGET_E2E_VS_HANDWRITTEN)
     if ingest:
         target("e2e IngestMonth peak RSS", ingest["peak_rss_mb"], TARGET_E2E_RSS_MB, " MB")
-    backfill, script = by.get(("backfill", "backfill")), by.get(("backfill", "script_backfill"))
-    if backfill and script:
+    paired = [(by[(s, "backfill")], by[(s, "script_backfill")]) for s in backfills
+              if (s, "backfill") in by and (s, "script_backfill") in by]
+    for backfill, script in paired:
         # Throughput: months per minute, so higher is better (script wall / project wall).
         script["project_ratio"] = round(ratio(script["wall_s"], backfill["wall_s"]), 3)
-        target("backfill throughput project / script", script["project_ratio"],
+        target(f"{backfill['section']} throughput project / script", script["project_ratio"],
                TARGET_BACKFILL_THROUGHPUT, " x", at_least=True)
     if normalized:
         target("normalize / plain pyarrow (median)", normalized["time_ratio"], TARGET_NORMALIZE)
@@ -744,7 +767,7 @@ def report(runs: list[Run], normalized: Args | None = None) -> tuple[list[Args],
     print("Best time and max peak RSS over the repeats. 'ratio' = project time / this row's time"
           "\n(conversions: work inside the child; e2e: whole process wall time; backfill: "
           "project\nthroughput / this row's, months per minute).")
-    header = (f"{'part':<8} {'contender':<24} {'rows':>11} {'work s':>8} {'wall s':>8} "
+    header = (f"{'part':<16} {'contender':<24} {'rows':>11} {'work s':>8} {'wall s':>8} "
               f"{'peak RSS MB':>11} {'ratio':>7}")
     print(header)
     print("-" * len(header))
@@ -752,14 +775,17 @@ def report(runs: list[Run], normalized: Args | None = None) -> tuple[list[Args],
         work = f"{e['work_s']:8.2f}" if e["work_s"] is not None else f"{'-':>8}"
         versus = ratio_text(e["project_ratio"], "") if "project_ratio" in e else ""
         rows = f"{e['rows']:,}" if e["rows"] is not None else "?"
-        print(f"{e['section']:<8} {names[e['contender']]:<24} {rows:>11} {work} "
+        print(f"{e['section']:<16} {names[e['contender']]:<24} {rows:>11} {work} "
               f"{e['wall_s']:8.2f} {e['peak_rss_mb']:11.1f} {versus:>7}")
     if ingest and hand:
         print_stages(ingest, hand)
-    if backfill and script:
-        print(f"\nBackfill: project {backfill['detail']['months_per_min']:.2f} months/min "
-              f"(task seconds {backfill['detail']['task_seconds']}), script "
-              f"{script['detail']['months_per_min']:.2f} months/min (fetch "
+    for backfill, script in paired:
+        print(f"\n{backfill['section']}: project {backfill['detail']['months_per_min']:.2f} "
+              f"months/min, "
+              f"{backfill['detail']['cpu_s']} CPU s (task seconds "
+              f"{backfill['detail']['task_seconds']}); script "
+              f"{script['detail']['months_per_min']:.2f} months/min, "
+              f"{script['detail']['cpu_s']} CPU s (fetch "
               f"{script['detail']['fetch_s']:.1f} s, COPY {script['detail']['copy_s']:.1f} s, "
               f"CTAS/INSERT {script['detail']['ctas_s']:.1f} s)")
     if normalized:
@@ -792,6 +818,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="rows of the main month (default 10,000,000)")
     p.add_argument("--big-rows", type=int, default=None,
                    help="rows of the memory-focus month (default 2 x --rows)")
+    p.add_argument("--skip-10m", action="store_true", help="skip the 10M conversion part")
     p.add_argument("--skip-20m", action="store_true", help="skip the big-month part")
     p.add_argument("--skip-reference-20m", action="store_true",
                    help="skip the whole-file pyarrow reference on the big month (RAM hungry)")
@@ -799,6 +826,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--skip-backfill", action="store_true", help="skip the 12-month backfill")
     p.add_argument("--backfill-rows", type=int, default=1_400_000,
                    help="rows of each backfill month (default 1,400,000, the 2021 size)")
+    p.add_argument("--backfill-bandwidth", type=float, nargs="+", default=[0, 25],
+                   metavar="MB_PER_S",
+                   help="run the backfill part once per pace the mirror sends files at, in "
+                        "MB/s; 0 = as fast as a local server can (default: 0 25)")
     p.add_argument("--backfill-workers", type=int, default=2,
                    help="taxi-pipeline backfill --workers (default 2)")
     p.add_argument("--skip-normalize", action="store_true",
@@ -830,9 +861,11 @@ def main(argv: list[str]) -> int:
 
     _, schema = bench.child("schema", {}, "schema")
     columns = schema["columns"]
-    raw = sample_file(bench, args.rows, args.seed)
-    convert_part(bench, size_label(args.rows), raw, args.rows, list(CONVERTERS), columns,
-                 args.repeat, args.threads)
+    raw = sample_file(bench, args.rows, args.seed) if not (
+        args.skip_10m and args.skip_e2e) else None
+    if not args.skip_10m:
+        convert_part(bench, size_label(args.rows), raw, args.rows, list(CONVERTERS), columns,
+                     args.repeat, args.threads)
     if not args.skip_20m:
         big = sample_file(bench, big_rows, args.seed)
         contenders = [c for c in CONVERTERS if not (args.skip_reference_20m and c == "reference")]
@@ -842,8 +875,10 @@ def main(argv: list[str]) -> int:
         e2e_part(bench, raw, args.rows, columns, args.repeat, args.threads,
                  overrides(args.luigi_set))
     if not args.skip_backfill:
-        backfill_part(bench, args.backfill_rows, args.seed, columns, args.repeat,
-                      args.threads, args.backfill_workers, overrides(args.luigi_set))
+        for bandwidth in args.backfill_bandwidth:
+            backfill_part(bench, args.backfill_rows, args.seed, columns, args.repeat,
+                          args.threads, args.backfill_workers, overrides(args.luigi_set),
+                          bandwidth)
     normalized = None
     if not args.skip_normalize:
         normalized = normalize_part(bench, args.normalize_rows or args.rows, args.repeat)

@@ -42,11 +42,13 @@ _children: dict[str, ChildFunction] = {}
 
 @dataclass(frozen=True)
 class Measured:
-    """One finished process: wall seconds, its peak RSS in MB, its exit code."""
+    """One finished process: wall seconds, its peak RSS in MB, its exit code, and the CPU
+    seconds (user + system) it and the processes it waited for used."""
 
     wall_s: float
     peak_rss_mb: float
     exit_code: int
+    cpu_s: float = 0.0
 
 
 def log_tail(log: Path, chars: int = TAIL_CHARS) -> str:
@@ -88,7 +90,8 @@ def measure(argv: Sequence[str], log: Path, cwd: Path | None = None,
                 timer.cancel()
         wall = time.perf_counter() - started
     proc.returncode = os.waitstatus_to_exitcode(status)  # reaped by wait4: tell Popen
-    measured = Measured(wall, usage.ru_maxrss / 1024, proc.returncode)  # KiB on Linux
+    measured = Measured(wall, usage.ru_maxrss / 1024, proc.returncode,  # KiB on Linux
+                        usage.ru_utime + usage.ru_stime)
     if check and measured.exit_code != 0:
         fail(what or log.stem, measured.exit_code, log)
     return measured

@@ -81,8 +81,11 @@ class ReleaseMirror:
     ``fhvhv/`` as the course's release has them; ``misc/taxi_zone_lookup.csv``) on 127.0.0.1."""
 
     def __init__(self, root: Path, port: int = 0, prefix: str = RELEASES_PREFIX,
-                 tlc_root: Path | None = None, host: str = "127.0.0.1") -> None:
+                 tlc_root: Path | None = None, host: str = "127.0.0.1",
+                 bandwidth: int = 0) -> None:
         self.root, self.prefix = root.absolute(), prefix.rstrip("/")
+        # Bytes a second each response body is sent at (a real server's pace); 0: at once.
+        self.bandwidth = bandwidth
         self.tlc_root = tlc_root.absolute() if tlc_root else None
         self.faults: dict[str, deque[Fault]] = defaultdict(deque)
         self.served: list[Served] = []
@@ -263,7 +266,7 @@ class _Handler(BaseHTTPRequestHandler):
         if fault and fault.kind in ("reset", "stall"):
             stop_at = min(end, start + fault.at)
         sent = self._send(file, start, stop_at, fault.rate if fault and fault.kind == "throttle"
-                          else 0)
+                          else self.mirror.bandwidth)
         self.mirror.record(Served(self.path, self.headers.get("Range"), 206 if ranged else 200,
                                   sent))
         if fault and fault.kind == "stall":
@@ -276,11 +279,12 @@ class _Handler(BaseHTTPRequestHandler):
     def _send(self, file: Path, start: int, end: int, rate: int = 0) -> int:
         sent = 0
         step = max(1, rate // 10) if rate else SEND_BYTES
+        began = time.monotonic()
         with open(file, "rb") as f:
             f.seek(start)
             while sent < end - start:
-                if rate:
-                    time.sleep(step / rate)
+                if rate:  # paced: what was sent so far never runs ahead of the rate
+                    time.sleep(max(0.0, began + (sent + step) / rate - time.monotonic()))
                 data = f.read(min(step, end - start - sent))
                 if not data:
                     break
@@ -308,8 +312,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--tlc-root", type=Path, help="TLC's Parquet layout, served at /trip-data")
     p.add_argument("--throttle", action="append", default=[], metavar="FILE=BYTES_PER_SECOND",
                    help="serve the first request for FILE at most this fast (repeatable)")
+    p.add_argument("--bandwidth", type=int, default=0, metavar="BYTES_PER_SECOND",
+                   help="send every response body at most this fast (default: at once)")
     args = p.parse_args(argv)
-    mirror = ReleaseMirror(args.root, port=args.port, host=args.host, tlc_root=args.tlc_root)
+    mirror = ReleaseMirror(args.root, port=args.port, host=args.host, tlc_root=args.tlc_root,
+                           bandwidth=args.bandwidth)
     for spec in args.throttle:
         name, _, rate = spec.partition("=")
         mirror.inject(name, Fault("throttle", rate=int(rate)))
