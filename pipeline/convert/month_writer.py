@@ -1,4 +1,4 @@
-"""Writing a month's canonical Parquet: row groups of about a million rows, written by a
+"""Writing a month's canonical Parquet: row groups of 262,144 rows, written by a
 helper thread while the next group is gathered, with the file's sha256 computed as the
 bytes go out. Both converters (CSV.gz in ``parquetize``, TLC Parquet in ``normalize``)
 feed it tables of the registry schema.
@@ -28,7 +28,12 @@ import pyarrow.parquet as pq
 from pipeline.convert.quality import Counts, QualityCounter
 from pipeline.core.datasets import Service
 
-ROW_GROUP_ROWS = 1 << 20
+# Rows per row group. On a 10M-row month (2 cores), groups of 2^18 rows converted in
+# 8.6-8.9 s, 15.2 CPU s and 320 MB peak RSS, against 9.9-11.5 s, 17-18 CPU s and 530-550 MB
+# for 2^20: the writer starts sooner and the last group drains sooner, and two groups in
+# memory are a quarter of the size. The file is the same size (220 MB), DuckDB loads it as
+# fast or faster, and each group (~6 MB) is still far above Parquet readers' minimum.
+ROW_GROUP_ROWS = 1 << 18
 COMPRESSION = "snappy"
 # One all-null array per type, sliced for every column a file lacks (``all_null``).
 _ALL_NULL: dict[pa.DataType, pa.Array] = {}
