@@ -7,11 +7,9 @@ line. The defaults work on a laptop with no cloud account; luigi.cfg documents e
 
 from __future__ import annotations
 
-import os
 from datetime import date
 
 import luigi
-import luigi.interface
 
 from pipeline.core.datasets import NEW_COLUMNS, SERVICES
 from pipeline.core.errors import SettingsError
@@ -120,29 +118,11 @@ class duckdb(luigi.Config):
     memory_limit: str = luigi.Parameter(
         default="512MB", description="DuckDB memory_limit while loading (bounds the worker's RSS)"
     )
-    threads: str = luigi.Parameter(
-        default="auto",
-        description="DuckDB threads while loading: a whole number, or auto: the cores this "
-                    "process may use divided by the run's workers (--workers), at least 1",
-    )
+    threads: int = luigi.IntParameter(default=2, description="DuckDB threads while loading")
     lock_timeout: float = luigi.FloatParameter(
         default=120.0,
         description="seconds to wait for another process that holds the file's write lock",
     )
-
-
-    def load_threads(self) -> int:
-        """The threads a load may use; refuses a value that is neither a whole number from 1
-        up nor ``auto``. ``auto`` leaves a core to each of the run's other workers, which
-        convert while a load runs."""
-        text = self.threads.strip()
-        if text == "auto":
-            workers = max(1, luigi.interface.core().workers)
-            return max(1, len(os.sched_getaffinity(0)) // workers)
-        if not text.isdigit() or int(text) < 1:
-            raise SettingsError(f"[duckdb] threads is {text!r}: expected a whole number from 1 "
-                                "up, or auto")
-        return int(text)
 
 
 class postgres(luigi.Config):

@@ -13,7 +13,6 @@ import sys
 from dataclasses import dataclass
 
 import luigi
-import luigi.configuration
 import luigi.retcodes
 import luigi.rpc
 import luigi.worker
@@ -68,9 +67,6 @@ def run(tasks: list[luigi.Task], *, local_scheduler: bool, workers: int) -> int:
     # On a terminal the live progress line replaces luigi's step-by-step log (warnings and
     # errors still show); elsewhere luigi logs as usual, its execution summary included.
     quiet = {"log_level": "WARNING"} if progress.live else {}
-    # What `luigi --workers` sets: settings that depend on the run's workers (``[duckdb]
-    # threads = auto``) read it in the task processes, as they do under the luigi command.
-    luigi.configuration.get_config().set("core", "workers", str(workers))
     with progress:
         result = luigi.build(tasks, worker_scheduler_factory=schedulers, detailed_summary=True,
                              local_scheduler=local_scheduler, workers=workers, **quiet)

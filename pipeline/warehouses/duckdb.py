@@ -31,8 +31,7 @@ DIALECT = base.Dialect(NAME, ddl_types=_TYPES, reported_types=_TYPES)
 
 
 def check_settings() -> None:
-    """Before scheduling: ``[duckdb] threads`` (the file itself is made on first use)."""
-    config.duckdb().load_threads()
+    """Nothing to check before scheduling: the file is made on first use."""
 
 
 def _is_lock_conflict(error: BaseException) -> bool:
@@ -54,7 +53,7 @@ def _open(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
         read_only=read_only,
         # Row order within a table means nothing here; not keeping it makes loads faster
         # and lighter.
-        config={"memory_limit": settings.memory_limit, "threads": settings.load_threads(),
+        config={"memory_limit": settings.memory_limit, "threads": settings.threads,
                 "preserve_insertion_order": False},
     )
 
