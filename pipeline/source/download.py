@@ -116,7 +116,7 @@ class BackgroundCheck:
     later) or at ``finish()``; ``close()`` stops the thread whatever happened.
     """
 
-    _END = b""
+    _END = b""  # the end of the stream: feed() never queues an empty chunk
 
     def __init__(self, check: BodyCheck, depth: int = 8) -> None:
         self._check = check
@@ -126,7 +126,7 @@ class BackgroundCheck:
         self._thread.start()
 
     def _run(self) -> None:
-        while (data := self._chunks.get()) is not self._END:
+        while (data := self._chunks.get()) != self._END:
             if self._error is None:
                 try:
                     self._check.feed(data)
