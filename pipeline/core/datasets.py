@@ -168,6 +168,13 @@ def schema_fingerprint(schema: pa.Schema) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+# What a column table may say of a column beside its kind:
+# - ``pickup``: the trip's pickup time, which the month's rows are checked against;
+# - ``optional``: a real month may lack the column in its header; it is published all-null;
+# - ``parquet-only``: only TLC's Parquet files carry it; CSV months lack it (null there).
+TAGS = ("pickup", "optional", "parquet-only")
+
+
 def _table(table: str) -> tuple[pa.Schema, dict[str, list[str]]]:
     """Read a column table: a line per column, in the files' order, of ``name kind [tag...]``.
     ``kind`` is one of ``KINDS``; the tags are ``TAGS``; ``#`` starts a comment."""
@@ -181,13 +188,6 @@ def _table(table: str) -> tuple[pa.Schema, dict[str, list[str]]]:
             for tag in tags:
                 tagged[tag].append(column)
     return pa.schema(fields), tagged
-
-
-# What a column table may say of a column beside its kind:
-# - ``pickup``: the trip's pickup time, which the month's rows are checked against;
-# - ``optional``: a real month may lack the column in its header; it is published all-null;
-# - ``parquet-only``: only TLC's Parquet files carry it; CSV months lack it (null there).
-TAGS = ("pickup", "optional", "parquet-only")
 
 
 def _service(name: str, table: str, aliases: dict[str, Alias] | None = None,
