@@ -714,6 +714,11 @@ def print_stages(ingest: Args, script: Args) -> None:
     for name, mine, theirs_name, theirs in rows:
         theirs_text = f"{theirs:7.2f}" if theirs is not None else f"{'':7}"
         print(f"  {name:<24} {mine:7.2f}    {theirs_name:<22} {theirs_text}")
+    if min(stages["overhead"], stages.get("exit", 0.0)) < 0:
+        # The stages come from the log's wall-clock stamps, the wall time from a monotonic
+        # clock: a wall clock stepped during the run makes the stages disagree with it.
+        print("  (the wall clock moved during this run: its stages add up to more than its "
+              "wall time, so they are not exact)")
 
 
 def report(runs: list[Run], normalized: Args | None = None) -> tuple[list[Args], list[Args]]:
