@@ -41,7 +41,6 @@ class Inflater:
         self._magic = b""
         # Bytes after a member's end, too few yet to tell whether another member starts.
         self._between = b""
-        self._ended = False  # the last member has ended; its leftovers are in _between
 
     def feed(self, data: bytes) -> Iterator[bytes]:
         if len(self._magic) < 2:
@@ -51,19 +50,19 @@ class Inflater:
                 preview = start[:20].decode("utf-8", "replace")
                 raise GzipError(f"not a gzip file (it starts with {preview!r})")
         while True:
-            if self._ended:
+            if self._inflater.eof:  # a member ended: another must start here
                 data, self._between = self._between + data, b""
                 if len(data) < 2:
                     self._between = data
                     return
                 if data[:2] != GZIP_MAGIC:
                     raise GzipError("unexpected bytes after the end of the gzip stream")
-                self._inflater, self._ended = _member(), False
+                self._inflater = _member()
             yield from self._inflate(data)
             if not self._inflater.eof:
                 return
-            # The member ended: what it did not use may start the next one.
-            data, self._ended = self._inflater.unused_data, True
+            # The member ended: what it did not use (read once, here) may start the next one.
+            data = self._inflater.unused_data
             if not data:
                 return
 
