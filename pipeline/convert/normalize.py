@@ -23,7 +23,7 @@ schema of the registry, as the CSV months are, by these rules:
   registry's tables; an unknown text value is refused the same way.
 
 Memory stays bounded: batches are read ~130 thousand rows at a time, gathered
-into row groups of about a million rows, and written by a helper thread while the next
+into row groups of 262,144 rows, and written by a helper thread while the next
 group is read (``pipeline.convert.month_writer``, as for the CSV months).
 """
 

@@ -7,7 +7,7 @@ Three stages overlap on separate threads, each releasing the GIL for its heavy w
 2. parse: each piece goes through pyarrow's multi-threaded ``read_csv`` with explicit
    column types, so type inference can never flip a column mid-file (the "empty tail"
    quirk) and empty fields become nulls, never ``''``;
-3. write (``pipeline.convert.month_writer``): row groups of about a million rows, written while
+3. write (``pipeline.convert.month_writer``): row groups of 262,144 rows, written while
    the next one is gathered, through a file object that hashes the bytes as they go.
 
 Memory stays within two row groups whatever the size of the month. The file is written under
