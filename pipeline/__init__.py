@@ -3,6 +3,8 @@
 ``luigi --module pipeline IngestMonth --month 2021-01`` finds the tasks exported here.
 """
 
+import gc
+
 from pipeline.core import memory  # noqa: F401 (first: before anything loads pyarrow)
 from pipeline.core.version import __version__
 from pipeline.ops import done_elsewhere, logs
@@ -20,6 +22,12 @@ from pipeline.tasks.publish import UploadMonth
 
 logs.install()
 done_elsewhere.install()
+
+# What the imports above made (pyarrow, pandas, luigi: some 80 thousand objects the
+# garbage collector tracks) lives as long as the process. Frozen, it is left out of every
+# full collection: those at exit took a process that imported the package 0.18 s to end,
+# 0.03 s frozen, and a forked task process does not touch those pages to scan them.
+gc.freeze()
 
 __all__ = [
     "Backfill",
