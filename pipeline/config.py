@@ -116,7 +116,7 @@ class duckdb(luigi.Config):
         default="data/warehouse.duckdb", description="embedded warehouse file"
     )
     memory_limit: str = luigi.Parameter(
-        default="512MB", description="DuckDB memory_limit while loading (bounds the worker's RSS)"
+        default="300MB", description="DuckDB memory_limit while loading (bounds the worker's RSS)"
     )
     threads: int = luigi.IntParameter(default=2, description="DuckDB threads while loading")
     lock_timeout: float = luigi.FloatParameter(
