@@ -203,7 +203,7 @@ def status(args: argparse.Namespace) -> int:
 
 
 def scheduler(args: argparse.Namespace) -> int:
-    from pipeline.ops.scheduler import serve
+    from pipeline.ops.luigid import serve
 
     serve(port=args.port, address=args.address)
     return 0
