@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
@@ -154,48 +155,71 @@ def load_zones(zones: pa.Table, checksum: str) -> None:
 
 def loaded(table: str, month: date | None) -> tuple[int, str, int] | None:
     """(rows in the load log, checksum in the load log, rows actually there) or None."""
-    return _LOADED.of(table).get(month)
+    return _LOADED.of(table, month)
+
+
+@dataclass
+class _Held:
+    """A table's load log, and the rows counted so far of the months asked about."""
+
+    logged: dict[date | None, tuple[int, str]]
+    rows: dict[date | None, int]
+    every_month_counted: bool
 
 
 class _LoadedCache:
-    """What the warehouse holds, one table at a time, read in one query per table.
+    """What the warehouse holds, kept while the warehouse file and its write-ahead log are
+    unchanged (size and mtime): any commit, by any process, changes one of them, so a kept
+    answer is never stale.
 
-    A backfill asks whether each of hundreds of months is loaded; opening the file for each
-    costs far more than the query. A table's answers are kept while the warehouse file and
-    its write-ahead log are unchanged (size and mtime): any commit, by any process, changes
-    one of them, so a cached answer is never stale.
+    A task's process asks about one month: its rows are counted alone (``WHERE source_month
+    = ?``: DuckDB skips the other months' row groups by their min and max, so it takes a few
+    ms however large the table). A scheduling process asks about hundreds of months: from
+    its second question on, every month is counted in one ``GROUP BY``, and opening the file
+    once serves them all. (Every check counting the whole table took 0.15 CPU s on a
+    16.8M-row table, and grows with the table: a 17-year backfill would pay it per month.)
     """
 
     def __init__(self) -> None:
-        self._tables: dict[str, tuple[object, dict[date | None, tuple[int, str, int]]]] = {}
+        self._state: object = None
+        self._held: dict[str, _Held] = {}
 
-    def of(self, table: str) -> dict[date | None, tuple[int, str, int]]:
+    def of(self, table: str, month: date | None) -> tuple[int, str, int] | None:
         state = _file_state()
-        cached = self._tables.get(table)
-        if cached is None or cached[0] != state or state is None:
-            cached = (state, self._read(table))
-            self._tables[table] = cached
-        return cached[1]
+        if state != self._state:
+            self._state, self._held = state, {}
+        held = self._held.get(table)
+        if held is None or not (held.every_month_counted or month in held.rows):
+            held = self._read(table, month, every_month=held is not None)
+            self._held[table] = held
+        logged = held.logged.get(month)
+        return None if logged is None else (*logged, held.rows.get(month, 0))
 
-    def _read(self, table: str) -> dict[date | None, tuple[int, str, int]]:
+    def _read(self, table: str, month: date | None, every_month: bool) -> _Held:
         with connect(read_only=True) as con:
             if con is None:
-                return {}
+                return _Held({}, {}, every_month_counted=True)
             try:
-                logged = con.execute(
+                logged = {m: (rows, checksum) for m, rows, checksum in con.execute(
                     f"SELECT {SOURCE_MONTH}, rows, checksum FROM {LOAD_LOG} WHERE table_name = ?",
                     [table],
-                ).fetchall()
+                ).fetchall()}
                 if table == base.ZONES_TABLE:
                     (total,) = con.execute(f"SELECT count(*) FROM {quote(table)}").fetchone()
-                    counts: dict[date | None, int] = {None: total}
-                else:
+                    return _Held(logged, {None: total}, every_month_counted=True)
+                if every_month:
                     counts = dict(con.execute(
                         f"SELECT {SOURCE_MONTH}, count(*) FROM {quote(table)} GROUP BY 1"
                     ).fetchall())
+                    return _Held(logged, counts, every_month_counted=True)
+                rows = 0
+                if month in logged:
+                    (rows,) = con.execute(
+                        f"SELECT count(*) FROM {quote(table)} WHERE {SOURCE_MONTH} = ?", [month]
+                    ).fetchone()
+                return _Held(logged, {month: rows}, every_month_counted=False)
             except duckdb.CatalogException:
-                return {}
-        return {month: (rows, checksum, counts.get(month, 0)) for month, rows, checksum in logged}
+                return _Held({}, {}, every_month_counted=True)
 
 
 def _file_state() -> object:
