@@ -9,7 +9,7 @@ another process's write lock waits for it, up to ``[duckdb] lock_timeout``.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -163,7 +163,7 @@ class _Held:
     """A table's load log, and the rows counted so far of the months asked about."""
 
     logged: dict[date | None, tuple[int, str]]
-    rows: dict[date | None, int]
+    rows: Mapping[date | None, int]
     every_month_counted: bool
 
 
@@ -208,10 +208,7 @@ class _LoadedCache:
                     (total,) = con.execute(f"SELECT count(*) FROM {quote(table)}").fetchone()
                     return _Held(logged, {None: total}, every_month_counted=True)
                 if every_month:
-                    counts = dict(con.execute(
-                        f"SELECT {SOURCE_MONTH}, count(*) FROM {quote(table)} GROUP BY 1"
-                    ).fetchall())
-                    return _Held(logged, counts, every_month_counted=True)
+                    return _Held(logged, _count_by_month(con, table), every_month_counted=True)
                 rows = 0
                 if month in logged:
                     (rows,) = con.execute(
@@ -243,9 +240,12 @@ def rows_by_month(service: Service) -> dict[date, int]:
         if con is None:
             return {}
         try:
-            rows = con.execute(
-                f"SELECT {SOURCE_MONTH}, count(*) FROM {quote(trips_table(service))} GROUP BY 1"
-            ).fetchall()
+            return _count_by_month(con, trips_table(service))
         except duckdb.CatalogException:
             return {}
-    return dict(rows)
+
+
+def _count_by_month(con: duckdb.DuckDBPyConnection, table: str) -> dict[date, int]:
+    """Rows of each source month of a trips table, in one query."""
+    return dict(con.execute(
+        f"SELECT {SOURCE_MONTH}, count(*) FROM {quote(table)} GROUP BY 1").fetchall())
