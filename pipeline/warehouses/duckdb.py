@@ -124,9 +124,7 @@ def load_month(service: Service, month: date, source: str, manifest: Manifest) -
                 f"SELECT {columns}, ?::DATE FROM read_parquet(?)",
                 [month, str(source)],
             )
-            (rows,) = con.execute(
-                f"SELECT count(*) FROM {quote(table)} WHERE {SOURCE_MONTH} = ?", [month]
-            ).fetchone()
+            rows = _count_month(con, table, month)
             base.check_rows(NAME, service, month, rows, manifest)
             _record_load(con, table, month, rows, manifest.parquet_sha256)
             con.commit()
@@ -209,11 +207,7 @@ class _LoadedCache:
                     return _Held(logged, {None: total}, every_month_counted=True)
                 if every_month:
                     return _Held(logged, _count_by_month(con, table), every_month_counted=True)
-                rows = 0
-                if month in logged:
-                    (rows,) = con.execute(
-                        f"SELECT count(*) FROM {quote(table)} WHERE {SOURCE_MONTH} = ?", [month]
-                    ).fetchone()
+                rows = _count_month(con, table, month) if month in logged else 0
                 return _Held(logged, {month: rows}, every_month_counted=False)
             except duckdb.CatalogException:
                 return _Held({}, {}, every_month_counted=True)
@@ -243,6 +237,13 @@ def rows_by_month(service: Service) -> dict[date, int]:
             return _count_by_month(con, trips_table(service))
         except duckdb.CatalogException:
             return {}
+
+
+def _count_month(con: duckdb.DuckDBPyConnection, table: str, month: date | None) -> int:
+    """Rows of one source month of a trips table (DuckDB reads only that month's row groups)."""
+    (rows,) = con.execute(
+        f"SELECT count(*) FROM {quote(table)} WHERE {SOURCE_MONTH} = ?", [month]).fetchone()
+    return rows
 
 
 def _count_by_month(con: duckdb.DuckDBPyConnection, table: str) -> dict[date, int]:
