@@ -588,6 +588,12 @@ def backfill_section(bandwidth_mb: float) -> str:
     return f"backfill@{bandwidth_mb:g}MB/s" if bandwidth_mb else "backfill"
 
 
+def backfill_logs(bandwidth_mb: float) -> str:
+    """The start of a backfill part's log names: ``backfill`` or ``backfill-25MBps``, so
+    that each pace keeps its own logs."""
+    return f"backfill-{bandwidth_mb:g}MBps" if bandwidth_mb else "backfill"
+
+
 def backfill_part(bench: Bench, rows: int, seed: int, columns: list[list[str]],
                   repeat: int, threads: int, workers: int,
                   extra: dict[str, dict[str, str]] | None = None,
@@ -597,6 +603,7 @@ def backfill_part(bench: Bench, rows: int, seed: int, columns: list[list[str]],
     mirror sends each file at ``bandwidth_mb`` MB/s (0: at once)."""
     months = len(BACKFILL_MONTHS)
     section = backfill_section(bandwidth_mb)
+    logs = backfill_logs(bandwidth_mb)
     pace = f", files sent at {bandwidth_mb:g} MB/s" if bandwidth_mb else ""
     print(f"\n[{section}] {months} months x {rows:,} rows: taxi-pipeline backfill "
           f"--workers {workers} vs the script month by month{pace}", flush=True)
@@ -612,10 +619,10 @@ def backfill_part(bench: Bench, rows: int, seed: int, columns: list[list[str]],
             argv = [cli, "backfill", "--start", BACKFILL_MONTHS[0], "--end",
                     BACKFILL_MONTHS[-1], "--services", SERVICE, "--workers", str(workers),
                     "--local-scheduler"]
-            log = bench.logs / f"backfill-project-{rep}.log"
+            log = bench.logs / f"{logs}-project-{rep}.log"
             project = measure(argv, log, run_dir, env, what="backfill")
             _, counted = bench.child("count", {"db": str(run_dir / "warehouse.duckdb")},
-                                     f"backfill-count-{rep}")
+                                     f"{logs}-count-{rep}")
             spans = task_spans(log)
             busy = {family: round(sum(e - s for f, _, s, e in spans if f == family), 2)
                     for family in ("DownloadMonth", "ParquetizeMonth", "LoadDuckDB")}
@@ -632,7 +639,7 @@ def backfill_part(bench: Bench, rows: int, seed: int, columns: list[list[str]],
             args = {"dir": str(script_dir), "columns": columns, "threads": threads,
                     "urls": [f"{urls['base_url']}/{SERVICE}/{SERVICE}_tripdata_{key}.csv.gz"
                              for key in BACKFILL_MONTHS]}
-            script, result = bench.child("script_backfill", args, f"backfill-script-{rep}")
+            script, result = bench.child("script_backfill", args, f"{logs}-script-{rep}")
             detail = {"months_per_min": round(months * 60 / script.wall_s, 2),
                       "cpu_s": round(script.cpu_s, 1),
                       **{k: round(v, 2) for k, v in result.items() if k.endswith("_s")}}
