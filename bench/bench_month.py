@@ -836,7 +836,7 @@ def report(runs: list[Run], normalized: Args | None = None) -> tuple[list[Args],
           "repeat's\nproject run against the peer's run beside it)")
     for t in targets:
         sign = ">=" if t["at_least"] else "<="
-        line = (f"  {t['what']:<38} {t['value']:>9.2f}{t['unit']:<3} {sign} "
+        line = (f"  {t['what']:<44} {t['value']:>9.2f}{t['unit']:<3} {sign} "
                 f"{t['target']:g}{t['unit']}   {'OK' if t['ok'] else 'MISSED':<6}")
         if "pairs" in t:
             runs_text = ", ".join(f"{p:.2f}" for p in t["pairs"])
