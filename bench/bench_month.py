@@ -763,9 +763,9 @@ def report(runs: list[Run], normalized: Args | None = None) -> tuple[list[Args],
         entry = {"what": what, "value": round(value, 3), "target": limit,
                  "ok": meets(value, limit, at_least), "unit": unit, "at_least": at_least}
         if pairs:
-            entry["pairs"] = [round(p, 3) for p in pairs]
-            entry["pairs_median"] = round(median(pairs), 3)
-            entry["pairs_median_ok"] = meets(median(pairs), limit, at_least)
+            middle = median(pairs)
+            entry.update(pairs=[round(p, 3) for p in pairs], pairs_median=round(middle, 3),
+                         pairs_median_ok=meets(middle, limit, at_least))
         targets.append(entry)
 
     for section in sections:
