@@ -697,8 +697,14 @@ def whole_process(section: str) -> bool:
     return section == "e2e" or section.startswith("backfill")
 
 
+def _seconds(section: str, wall_s: float, work_s: float | None) -> float:
+    """The time a part compares: the whole process for end to end and backfill, the work
+    inside the child for conversions."""
+    return wall_s if whole_process(section) or work_s is None else work_s
+
+
 def _time(entry: Args) -> float:
-    return entry["wall_s"] if whole_process(entry["section"]) else entry["work_s"]
+    return _seconds(entry["section"], entry["wall_s"], entry["work_s"])
 
 
 def paired_ratios(runs: list[Run], section: str, project: str, peer: str, *,
@@ -709,11 +715,11 @@ def paired_ratios(runs: list[Run], section: str, project: str, peer: str, *,
     these ratios is not moved by one contender alone finding a quiet moment, which the
     best-against-best ratio is. ``throughput``: the peer's time over the project's."""
     def times(contender: str) -> dict[int, float]:
-        return {r.rep: r.wall_s if whole_process(section) or r.work_s is None else r.work_s
+        return {r.rep: _seconds(section, r.wall_s, r.work_s)
                 for r in runs if (r.section, r.contender) == (section, contender)}
 
     mine, theirs = times(project), times(peer)
-    return [theirs[rep] / mine[rep] if throughput else mine[rep] / theirs[rep]
+    return [ratio(theirs[rep], mine[rep]) if throughput else ratio(mine[rep], theirs[rep])
             for rep in sorted(mine.keys() & theirs.keys())]
 
 
