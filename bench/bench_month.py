@@ -521,10 +521,15 @@ def overrides(settings: list[str]) -> dict[str, dict[str, str]]:
 
 
 def e2e_part(bench: Bench, raw: Path, rows: int, columns: list[list[str]], repeat: int,
-             threads: int, extra: dict[str, dict[str, str]] | None = None) -> None:
-    """IngestMonth against the mirror vs the hand-written script, each from empty stores."""
-    print(f"\n[e2e] IngestMonth {SERVICE} {MONTH} ({rows:,} rows) vs hand-written", flush=True)
-    mirror, urls = start_mirror(bench, release_dir(bench, raw, rows))
+             threads: int, extra: dict[str, dict[str, str]] | None = None,
+             bandwidth_mb: float = 0) -> None:
+    """IngestMonth against the mirror vs the hand-written script, each from empty stores.
+    The mirror sends the file at ``bandwidth_mb`` MB/s (0: at once)."""
+    section, logs = paced_section("e2e", bandwidth_mb), paced_logs("e2e", bandwidth_mb)
+    pace = f", the file sent at {bandwidth_mb:g} MB/s" if bandwidth_mb else ""
+    print(f"\n[{section}] IngestMonth {SERVICE} {MONTH} ({rows:,} rows) vs hand-written{pace}",
+          flush=True)
+    mirror, urls = start_mirror(bench, release_dir(bench, raw, rows), int(bandwidth_mb * MB))
     url = f"{urls['base_url']}/{SERVICE}/{FILE_NAME}"
     luigi_bin = str(Path(PYTHON).with_name("luigi"))
     try:
@@ -535,12 +540,12 @@ def e2e_part(bench: Bench, raw: Path, rows: int, columns: list[list[str]], repea
             env = {**os.environ, "LUIGI_CONFIG_PATH": str(luigi_config(run_dir, urls, extra))}
             argv = [luigi_bin, "--module", "pipeline", "IngestMonth", "--month", MONTH,
                     "--services", SERVICE, "--workers", "1", "--local-scheduler"]
-            log = bench.logs / f"e2e-ingest-{rep}.log"
+            log = bench.logs / f"{logs}-ingest-{rep}.log"
             started_at = time.time()
             ingest = measure(argv, log, run_dir, env, what="IngestMonth")
             _, counted = bench.child("count", {"db": str(run_dir / "warehouse.duckdb")},
-                                     f"e2e-count-{rep}")
-            bench.record(Run("e2e", "ingest", rep, ingest.wall_s, ingest.peak_rss_mb,
+                                     f"{logs}-count-{rep}")
+            bench.record(Run(section, "ingest", rep, ingest.wall_s, ingest.peak_rss_mb,
                              ingest.exit_code, counted["rows"], None,
                              {**stage_seconds(log, started_at, ingest.wall_s),
                               "cpu_s": round(ingest.cpu_s, 2)}), rows)
@@ -550,8 +555,8 @@ def e2e_part(bench: Bench, raw: Path, rows: int, columns: list[list[str]], repea
             shutil.rmtree(hand_dir, ignore_errors=True)
             hand_dir.mkdir(parents=True)
             args = {"dir": str(hand_dir), "url": url, "columns": columns, "threads": threads}
-            hand, result = bench.child("handwritten", args, f"e2e-handwritten-{rep}")
-            bench.record(Run("e2e", "handwritten", rep, hand.wall_s, hand.peak_rss_mb, 0,
+            hand, result = bench.child("handwritten", args, f"{logs}-handwritten-{rep}")
+            bench.record(Run(section, "handwritten", rep, hand.wall_s, hand.peak_rss_mb, 0,
                              result.pop("rows"), result.pop("work_s"),
                              {**result, "cpu_s": round(hand.cpu_s, 2)}), rows)
             shutil.rmtree(hand_dir, ignore_errors=True)
@@ -583,15 +588,21 @@ def backfill_release(bench: Bench, rows: int, seed: int) -> Path:
     return root
 
 
-def backfill_section(bandwidth_mb: float) -> str:
-    """``backfill`` as fast as the local server sends, ``backfill@25MB/s`` at a source's pace."""
-    return f"backfill@{bandwidth_mb:g}MB/s" if bandwidth_mb else "backfill"
+def paced_section(part: str, bandwidth_mb: float) -> str:
+    """A whole-process part's name: ``backfill`` as fast as the local server sends,
+    ``backfill@25MB/s`` at a source's pace (``e2e`` alike)."""
+    return f"{part}@{bandwidth_mb:g}MB/s" if bandwidth_mb else part
 
 
-def backfill_logs(bandwidth_mb: float) -> str:
-    """The start of a backfill part's log names: ``backfill`` or ``backfill-25MBps``, so
-    that each pace keeps its own logs."""
-    return f"backfill-{bandwidth_mb:g}MBps" if bandwidth_mb else "backfill"
+def paced_logs(part: str, bandwidth_mb: float) -> str:
+    """The start of a part's log names: ``backfill`` or ``backfill-25MBps``, so that each
+    pace keeps its own logs."""
+    return f"{part}-{bandwidth_mb:g}MBps" if bandwidth_mb else part
+
+
+def part_of(section: str) -> str:
+    """``e2e`` for ``e2e@25MB/s``: the part a section is a pace of."""
+    return section.partition("@")[0]
 
 
 def backfill_part(bench: Bench, rows: int, seed: int, columns: list[list[str]],
@@ -602,8 +613,7 @@ def backfill_part(bench: Bench, rows: int, seed: int, columns: list[list[str]],
     month, each from an empty lake and warehouse; months per minute and peak RSS. The
     mirror sends each file at ``bandwidth_mb`` MB/s (0: at once)."""
     months = len(BACKFILL_MONTHS)
-    section = backfill_section(bandwidth_mb)
-    logs = backfill_logs(bandwidth_mb)
+    section, logs = paced_section("backfill", bandwidth_mb), paced_logs("backfill", bandwidth_mb)
     pace = f", files sent at {bandwidth_mb:g} MB/s" if bandwidth_mb else ""
     print(f"\n[{section}] {months} months x {rows:,} rows: taxi-pipeline backfill "
           f"--workers {workers} vs the script month by month{pace}", flush=True)
@@ -694,7 +704,7 @@ def best_of(runs: list[Run], section: str, contender: str) -> Args | None:
 
 def whole_process(section: str) -> bool:
     """End to end and backfill parts compare whole processes; conversions, the work inside."""
-    return section == "e2e" or section.startswith("backfill")
+    return part_of(section) in ("e2e", "backfill")
 
 
 def _seconds(section: str, wall_s: float, work_s: float | None) -> float:
@@ -739,8 +749,8 @@ def print_stages(ingest: Args, script: Args) -> None:
         ("CPU (user + system)", stages.get("cpu_s", 0.0), "CPU (user + system)",
          d.get("cpu_s")),
     ]
-    print("\nEnd to end, seconds per stage (best run of each; project stages from the "
-          "luigi log's running/done lines)")
+    print(f"\nEnd to end ({ingest['section']}), seconds per stage (best run of each; "
+          "project stages from the luigi log's running/done lines)")
     for name, mine, theirs_name, theirs in rows:
         theirs_text = f"{theirs:7.2f}" if theirs is not None else f"{'':7}"
         print(f"  {name:<24} {mine:7.2f}    {theirs_name:<22} {theirs_text}")
@@ -754,9 +764,11 @@ def print_stages(ingest: Args, script: Args) -> None:
 def report(runs: list[Run], normalized: Args | None = None) -> tuple[list[Args], list[Args]]:
     """The summary rows and the targets, both printed and returned for the JSON."""
     sections = list(dict.fromkeys(r.section for r in runs if not whole_process(r.section)))
-    backfills = list(dict.fromkeys(r.section for r in runs if r.section.startswith("backfill")))
+    paced = list(dict.fromkeys(r.section for r in runs if whole_process(r.section)))
+    e2es = [s for s in paced if part_of(s) == "e2e"]
+    backfills = [s for s in paced if part_of(s) == "backfill"]
     summary = [e for s in sections for c in CONVERTERS if (e := best_of(runs, s, c))]
-    summary += [e for section in ["e2e", *backfills] for c in E2E
+    summary += [e for section in [*e2es, *backfills] for c in E2E
                 if (e := best_of(runs, section, c))]
     by = {(e["section"], e["contender"]): e for e in summary}
     targets: list[Args] = []
@@ -788,14 +800,16 @@ def report(runs: list[Run], normalized: Args | None = None) -> tuple[list[Args],
                    pairs=paired_ratios(runs, section, "parquetize", "duckdb"))
         target(f"{section} parquetize peak RSS", project["peak_rss_mb"], TARGET_CONVERT_RSS_MB,
                " MB")
-    ingest, hand = by.get(("e2e", "ingest")), by.get(("e2e", "handwritten"))
-    if ingest and hand:
-        hand["project_ratio"] = round(ratio(ingest["wall_s"], hand["wall_s"]), 3)
-        target("e2e time IngestMonth / script", hand["project_ratio"],
-               TARGET_E2E_VS_HANDWRITTEN,
-               pairs=paired_ratios(runs, "e2e", "ingest", "handwritten"))
-    if ingest:
-        target("e2e IngestMonth peak RSS", ingest["peak_rss_mb"], TARGET_E2E_RSS_MB, " MB")
+    ingests = [(by[(s, "ingest")], by.get((s, "handwritten"))) for s in e2es if (s, "ingest") in by]
+    for ingest, hand in ingests:
+        section = ingest["section"]
+        if hand:
+            hand["project_ratio"] = round(ratio(ingest["wall_s"], hand["wall_s"]), 3)
+            target(f"{section} time IngestMonth / script", hand["project_ratio"],
+                   TARGET_E2E_VS_HANDWRITTEN,
+                   pairs=paired_ratios(runs, section, "ingest", "handwritten"))
+        target(f"{section} IngestMonth peak RSS", ingest["peak_rss_mb"], TARGET_E2E_RSS_MB,
+               " MB")
     paired = [(by[(s, "backfill")], by[(s, "script_backfill")]) for s in backfills
               if (s, "backfill") in by and (s, "script_backfill") in by]
     for backfill, script in paired:
@@ -823,8 +837,9 @@ def report(runs: list[Run], normalized: Args | None = None) -> tuple[list[Args],
         rows = f"{e['rows']:,}" if e["rows"] is not None else "?"
         print(f"{e['section']:<16} {names[e['contender']]:<24} {rows:>11} {work} "
               f"{e['wall_s']:8.2f} {e['peak_rss_mb']:11.1f} {versus:>7}")
-    if ingest and hand:
-        print_stages(ingest, hand)
+    for ingest, hand in ingests:
+        if hand:
+            print_stages(ingest, hand)
     for backfill, script in paired:
         print(f"\n{backfill['section']}: project {backfill['detail']['months_per_min']:.2f} "
               f"months/min, "
@@ -874,6 +889,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--skip-reference-20m", action="store_true",
                    help="skip the whole-file pyarrow reference on the big month (RAM hungry)")
     p.add_argument("--skip-e2e", action="store_true", help="skip the IngestMonth part")
+    p.add_argument("--e2e-bandwidth", type=float, nargs="+", default=[0], metavar="MB_PER_S",
+                   help="run the IngestMonth part once per pace the mirror sends the file at, "
+                        "in MB/s; 0 = as fast as a local server can (default: 0, the pace "
+                        "issue 15's target is defined at)")
     p.add_argument("--skip-backfill", action="store_true", help="skip the 12-month backfill")
     p.add_argument("--backfill-rows", type=int, default=1_400_000,
                    help="rows of each backfill month (default 1,400,000, the 2021 size)")
@@ -923,8 +942,9 @@ def main(argv: list[str]) -> int:
         convert_part(bench, size_label(big_rows), big, big_rows, contenders, columns,
                      args.repeat, args.threads)
     if not args.skip_e2e:
-        e2e_part(bench, raw, args.rows, columns, args.repeat, args.threads,
-                 overrides(args.luigi_set))
+        for bandwidth in args.e2e_bandwidth:
+            e2e_part(bench, raw, args.rows, columns, args.repeat, args.threads,
+                     overrides(args.luigi_set), bandwidth)
     if not args.skip_backfill:
         for bandwidth in args.backfill_bandwidth:
             backfill_part(bench, args.backfill_rows, args.seed, columns, args.repeat,
