@@ -764,9 +764,9 @@ def print_stages(ingest: Args, script: Args) -> None:
 def report(runs: list[Run], normalized: Args | None = None) -> tuple[list[Args], list[Args]]:
     """The summary rows and the targets, both printed and returned for the JSON."""
     sections = list(dict.fromkeys(r.section for r in runs if not whole_process(r.section)))
-    paced = list(dict.fromkeys(r.section for r in runs if whole_process(r.section)))
-    e2es = [s for s in paced if part_of(s) == "e2e"]
-    backfills = [s for s in paced if part_of(s) == "backfill"]
+    wholes = list(dict.fromkeys(r.section for r in runs if whole_process(r.section)))
+    e2es = [s for s in wholes if part_of(s) == "e2e"]
+    backfills = [s for s in wholes if part_of(s) == "backfill"]
     summary = [e for s in sections for c in CONVERTERS if (e := best_of(runs, s, c))]
     summary += [e for section in [*e2es, *backfills] for c in E2E
                 if (e := best_of(runs, section, c))]
