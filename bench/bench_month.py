@@ -525,7 +525,7 @@ def e2e_part(bench: Bench, raw: Path, rows: int, columns: list[list[str]], repea
              bandwidth_mb: float = 0) -> None:
     """IngestMonth against the mirror vs the hand-written script, each from empty stores.
     The mirror sends the file at ``bandwidth_mb`` MB/s (0: at once)."""
-    section, logs = paced_section("e2e", bandwidth_mb), paced_logs("e2e", bandwidth_mb)
+    section, logs = paced("e2e", bandwidth_mb)
     pace = f", the file sent at {bandwidth_mb:g} MB/s" if bandwidth_mb else ""
     print(f"\n[{section}] IngestMonth {SERVICE} {MONTH} ({rows:,} rows) vs hand-written{pace}",
           flush=True)
@@ -588,16 +588,13 @@ def backfill_release(bench: Bench, rows: int, seed: int) -> Path:
     return root
 
 
-def paced_section(part: str, bandwidth_mb: float) -> str:
-    """A whole-process part's name: ``backfill`` as fast as the local server sends,
-    ``backfill@25MB/s`` at a source's pace (``e2e`` alike)."""
-    return f"{part}@{bandwidth_mb:g}MB/s" if bandwidth_mb else part
-
-
-def paced_logs(part: str, bandwidth_mb: float) -> str:
-    """The start of a part's log names: ``backfill`` or ``backfill-25MBps``, so that each
-    pace keeps its own logs."""
-    return f"{part}-{bandwidth_mb:g}MBps" if bandwidth_mb else part
+def paced(part: str, bandwidth_mb: float) -> tuple[str, str]:
+    """A whole-process part's section name and the start of its log names: ``backfill``
+    for both as fast as the local server sends; ``backfill@25MB/s`` and ``backfill-25MBps``
+    at a source's pace, so that each pace keeps its own logs (``e2e`` alike)."""
+    if not bandwidth_mb:
+        return part, part
+    return f"{part}@{bandwidth_mb:g}MB/s", f"{part}-{bandwidth_mb:g}MBps"
 
 
 def part_of(section: str) -> str:
@@ -613,7 +610,7 @@ def backfill_part(bench: Bench, rows: int, seed: int, columns: list[list[str]],
     month, each from an empty lake and warehouse; months per minute and peak RSS. The
     mirror sends each file at ``bandwidth_mb`` MB/s (0: at once)."""
     months = len(BACKFILL_MONTHS)
-    section, logs = paced_section("backfill", bandwidth_mb), paced_logs("backfill", bandwidth_mb)
+    section, logs = paced("backfill", bandwidth_mb)
     pace = f", files sent at {bandwidth_mb:g} MB/s" if bandwidth_mb else ""
     print(f"\n[{section}] {months} months x {rows:,} rows: taxi-pipeline backfill "
           f"--workers {workers} vs the script month by month{pace}", flush=True)
