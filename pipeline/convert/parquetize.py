@@ -12,6 +12,11 @@ Three stages overlap on separate threads, each releasing the GIL for its heavy w
 
 Memory stays within two row groups whatever the size of the month. The file is written under
 a temporary name and renamed by the caller's atomic publication.
+
+``ParquetizeStream`` runs stages 2 and 3 on text inflated elsewhere: a download that checks
+its gzip stream anyway hands the text over as it arrives, so the month is converted while it
+downloads and the gzip is inflated once (``pipeline.tasks.prepared``). Both entries give the
+same file, byte for byte.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import contextlib
 import hashlib
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import date
 from pathlib import Path
 from typing import BinaryIO
@@ -28,7 +33,7 @@ from typing import BinaryIO
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from pipeline.convert.month_writer import ROW_GROUP_ROWS, MonthWriter, all_null
+from pipeline.convert.month_writer import ROW_GROUP_ROWS, MonthWriter, Written, all_null
 from pipeline.convert.result import ConversionError, ParquetStats
 from pipeline.core.datasets import HeaderMismatch, Service
 from pipeline.core.gzipstream import GzipError, Inflater
@@ -38,6 +43,8 @@ from pipeline.core.text import Progress
 PIECE_BYTES = 4 << 20
 READ_BYTES = 1 << 18
 PIECES_IN_FLIGHT = 2
+# The end of the pieces, in a queue of pieces.
+_END = object()
 
 def parquetize(
     service: Service,
@@ -49,32 +56,123 @@ def parquetize(
     row_group_rows: int = ROW_GROUP_ROWS,
 ) -> ParquetStats:
     """Convert one month's CSV.gz at ``raw`` into Parquet at ``out`` (overwritten)."""
-    label = f"{service.name} {month_key(month)}"
     pieces = _TextPieces(raw)
     try:
-        # Parsing a group costs as much as writing one: the next group is gathered in
-        # full while the last is written, so both cores stay busy.
-        with MonthWriter(service, month, out, row_group_rows, ahead=1.0) as writer:
-            parser = _PieceParser(service, label)
-            for piece, read_bytes in pieces:
-                if parser.columns is None:
-                    piece = parser.take_header(piece)
-                    if not piece:
-                        continue
-                writer.add(parser.parse(piece, writer.rows))
-                if progress:
-                    progress(read_bytes, pieces.total_bytes)
-            if parser.columns is None:
-                raise ConversionError(f"{label}: the file is empty: no header line")
-            written = writer.finish()
+        written = _convert(service, month, pieces, out, row_group_rows,
+                           progress and (lambda read: progress(read, pieces.total_bytes)))
     finally:
         pieces.close()
+    return _stats(written, pieces.total_bytes, pieces.sha256.hexdigest())
+
+
+class ParquetizeStream:
+    """``parquetize`` fed with the month's inflated text, in order, by another thread.
+
+    ``add(text)`` queues whole lines for a converter thread (and waits while it is two
+    pieces behind, so memory stays bounded); ``finish(source_bytes, source_sha256)`` hands
+    over the rest, waits and gives the ``ParquetStats`` or raises the conversion's error.
+    Once the conversion has failed, ``add`` drops the text (``failed`` says so), so a
+    caller that inflates to check the gzip stream goes on unhindered. ``abort()`` stops the
+    converter whatever happened; ``out`` is then not a month's file.
+    """
+
+    def __init__(self, service: Service, month: date, out: Path,
+                 row_group_rows: int = ROW_GROUP_ROWS) -> None:
+        self._pending = _Pending()
+        self._queue: queue.Queue[object] = queue.Queue(PIECES_IN_FLIGHT)
+        self._stop = threading.Event()
+        self._done = threading.Event()
+        self._written: Written | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._run, args=(service, month, out, row_group_rows),
+            name="parquetize-stream", daemon=True)
+        self._thread.start()
+
+    @property
+    def failed(self) -> bool:
+        return self._error is not None
+
+    def add(self, text: bytes) -> None:
+        if self._done.is_set():
+            return
+        self._pending.add(text)
+        if self._pending.size >= PIECE_BYTES and (piece := self._pending.take_lines()):
+            self._put((piece, 0))
+
+    def finish(self, source_bytes: int, source_sha256: str) -> ParquetStats:
+        if not self._done.is_set():
+            if self._pending.size:
+                self._put((self._pending.take_all(), 0))
+            self._put(_END)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._written is not None
+        return _stats(self._written, source_bytes, source_sha256)
+
+    def abort(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self, service: Service, month: date, out: Path, row_group_rows: int) -> None:
+        try:
+            self._written = _convert(service, month, self._pieces(), out, row_group_rows)
+        except BaseException as e:  # handed to finish()
+            self._error = e
+        finally:
+            self._done.set()
+
+    def _pieces(self) -> Iterator[tuple[bytes, int]]:
+        while True:
+            try:
+                item = self._queue.get(timeout=0.1)
+            except queue.Empty:
+                if self._stop.is_set():
+                    raise _Stopped from None
+                continue
+            if item is _END:
+                return
+            yield item  # type: ignore[misc]
+
+    def _put(self, item: object) -> None:
+        # Waits for room while the converter runs; gives up once it has ended.
+        while not self._done.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+
+def _convert(service: Service, month: date, pieces: Iterable[tuple[bytes, int]], out: Path,
+             row_group_rows: int, progress: Callable[[int], None] | None = None) -> Written:
+    """Parse line-aligned text pieces (the header line first) and write the month."""
+    label = f"{service.name} {month_key(month)}"
+    # Parsing a group costs as much as writing one: the next group is gathered in full
+    # while the last is written, so both cores stay busy.
+    with MonthWriter(service, month, out, row_group_rows, ahead=1.0) as writer:
+        parser = _PieceParser(service, label)
+        for piece, read_bytes in pieces:
+            if parser.columns is None:
+                piece = parser.take_header(piece)
+                if not piece:
+                    continue
+            writer.add(parser.parse(piece, writer.rows))
+            if progress:
+                progress(read_bytes)
+        if parser.columns is None:
+            raise ConversionError(f"{label}: the file is empty: no header line")
+        return writer.finish()
+
+
+def _stats(written: Written, source_bytes: int, source_sha256: str) -> ParquetStats:
     return ParquetStats(
         rows=written.rows,
         rows_outside_month=written.rows_outside_month,
         row_groups=written.row_groups,
-        source_bytes=pieces.total_bytes,
-        source_sha256=pieces.sha256.hexdigest(),
+        source_bytes=source_bytes,
+        source_sha256=source_sha256,
         parquet_bytes=written.parquet_bytes,
         parquet_sha256=written.parquet_sha256,
         quality=written.quality,
@@ -175,8 +273,6 @@ class _TextPieces:
     raised in the consumer. ``close()`` stops the thread early.
     """
 
-    _END = object()
-
     def __init__(self, raw: Path) -> None:
         self.total_bytes = raw.stat().st_size
         self.sha256 = hashlib.sha256()
@@ -189,7 +285,7 @@ class _TextPieces:
     def __iter__(self) -> Iterator[tuple[bytes, int]]:
         while True:
             item = self._queue.get()
-            if item is self._END:
+            if item is _END:
                 return
             if isinstance(item, BaseException):
                 raise item
@@ -203,7 +299,7 @@ class _TextPieces:
         try:
             with open(self._raw, "rb") as f:
                 self._produce(f)
-            self._put(self._END)
+            self._put(_END)
         except _Stopped:
             pass
         except GzipError as e:

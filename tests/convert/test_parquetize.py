@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import random
+import threading
 from datetime import date
 from pathlib import Path
 
@@ -14,9 +15,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.convert import parquetize as parquetize_module
-from pipeline.convert.parquetize import parquetize
+from pipeline.convert.parquetize import ParquetizeStream, parquetize
 from pipeline.convert.result import ConversionError
 from pipeline.core.datasets import SERVICES
+from pipeline.core.gzipstream import Inflater
 from tests.conftest import Release
 
 
@@ -162,3 +164,54 @@ def test_pending_text_becomes_whole_lines_and_loses_nothing(seed: int) -> None:
     assert all(piece.endswith(b"\n") for piece in pieces[:-1])
     assert pieces[-1].endswith(b"at the end")
     assert pending.size == 0
+
+
+def stream_convert(raw: Path, out: Path, service: str, month: date, chunk: int,
+                   **kw: object) -> ParquetizeStream:
+    """Feed ``raw`` to a ParquetizeStream as a download's check does: ``chunk`` bytes of
+    gzip at a time, inflated, the text handed over in order."""
+    stream = ParquetizeStream(SERVICES[service], month, out, **kw)  # type: ignore[arg-type]
+    inflater, data = Inflater(), raw.read_bytes()
+    for at in range(0, len(data), chunk):
+        for text in inflater.feed(data[at : at + chunk]):
+            stream.add(text)
+    inflater.finish()
+    return stream
+
+
+@pytest.mark.parametrize(("chunk", "piece_bytes"), [(1 << 20, 4 << 20), (997, 40_009)])
+def test_a_stream_of_text_gives_the_file_parquetize_gives(
+        release: Release, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int,
+        piece_bytes: int) -> None:
+    """The conversion while downloading and the conversion of the raw file make the same
+    bytes, whatever the size of the chunks and pieces."""
+    monkeypatch.setattr(parquetize_module, "PIECE_BYTES", piece_bytes)
+    whole, out, raw = convert(release, tmp_path, "yellow", date(2021, 1, 1),
+                              row_group_rows=7_000)
+    streamed_out = tmp_path / "streamed.parquet"
+    stream = stream_convert(raw, streamed_out, "yellow", date(2021, 1, 1), chunk,
+                            row_group_rows=7_000)
+    streamed = stream.finish(raw.stat().st_size, hashlib.sha256(raw.read_bytes()).hexdigest())
+    assert streamed == whole
+    assert streamed.rows == release.of("yellow", "2021-01").rows and streamed.row_groups == 5
+    assert streamed_out.read_bytes() == out.read_bytes()
+
+
+def test_a_stream_the_conversion_refuses_drops_the_rest_and_says_why(tmp_path: Path) -> None:
+    header = ",".join(SERVICES["fhv"].columns)
+    good = "B1,2019-01-01 00:00:00,2019-01-01 00:10:00,1,2,,B2\n"
+    raw = write_gz(tmp_path / "f.csv.gz", f"{header}\n{good}B1,not a time,,1,2,,B2\n"
+                   + good * 1_000_000)
+    stream = stream_convert(raw, tmp_path / "f.parquet", "fhv", date(2019, 1, 1), 1 << 16)
+    # 55 MB of text, a dozen pieces: the feeder could not have handed them all over unless
+    # the converter had stopped at the first and the rest were dropped.
+    assert stream.failed
+    with pytest.raises(ConversionError, match="fhv 2019-01: malformed CSV after data row 0"):
+        stream.finish(raw.stat().st_size, "")
+
+
+def test_an_aborted_stream_stops_its_converter(release: Release, tmp_path: Path) -> None:
+    stream = ParquetizeStream(SERVICES["yellow"], date(2021, 1, 1), tmp_path / "y.parquet")
+    stream.add(b",".join(c.encode() for c in SERVICES["yellow"].columns) + b"\n")
+    stream.abort()
+    assert not any(t.name == "parquetize-stream" for t in threading.enumerate())
