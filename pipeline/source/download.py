@@ -182,10 +182,13 @@ class FirstLine:
 class GzipCsvCheck:
     """Inflates a gzip stream as it arrives: gzip and whole; with ``check_header``, also
     starting with the expected header (a month's download leaves its header to the
-    conversion: see the module's docstring)."""
+    conversion: see the module's docstring). ``text`` receives the inflated text, in order,
+    for whoever can use it (a conversion while downloading); it must not raise."""
 
-    def __init__(self, check_header: Callable[[bytes], None] | None = None) -> None:
+    def __init__(self, check_header: Callable[[bytes], None] | None = None,
+                 text: Callable[[bytes], None] | None = None) -> None:
         self._first_line = FirstLine(check_header) if check_header else None
+        self._text = text
         self._inflater = Inflater()
 
     def feed(self, data: bytes) -> None:
@@ -193,6 +196,8 @@ class GzipCsvCheck:
             for text in self._inflater.feed(data):
                 if self._first_line:
                     self._first_line.feed(text)
+                if self._text:
+                    self._text(text)
         except GzipError as e:
             raise SourceError(str(e)) from None
 
