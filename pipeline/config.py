@@ -32,6 +32,11 @@ class pipeline(luigi.Config):
         description="where each month is published, comma-separated: duckdb, postgres, "
                     "gcs, bigquery (bigquery loads from the bucket, so it implies gcs)",
     )
+    convert_while_downloading: bool = luigi.BoolParameter(
+        default=True, parsing=luigi.BoolParameter.EXPLICIT_PARSING,
+        description="convert a CSV month while DownloadMonth downloads it (the gzip is "
+                    "inflated once); ParquetizeMonth then takes that Parquet",
+    )
 
 
 class source(luigi.Config):

@@ -463,7 +463,11 @@ class WorkerHost:
         return self.process.wait(timeout=timeout)
 
     def staged(self) -> list[Path]:
-        return sorted(self.scratch.iterdir()) if self.scratch.exists() else []
+        """The files staged in the host's scratch (not the months converted while they
+        downloaded, kept in ``prepared/`` for a ParquetizeMonth that may run elsewhere)."""
+        if not self.scratch.exists():
+            return []
+        return sorted(p for p in self.scratch.iterdir() if p.is_file())
 
     def kill(self) -> None:
         """SIGKILL the host's job and every process it started (its task processes)."""

@@ -13,6 +13,7 @@ sink's load (whose completeness compares its load log with the manifest).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -44,6 +45,7 @@ from pipeline.lake.keys import (
 from pipeline.lake.targets import LakeError, LakeTarget, ObjectInfo
 from pipeline.source.download import (
     NOT_PUBLISHED,
+    BodyCheck,
     DownloadReport,
     GzipCsvCheck,
     ParquetCheck,
@@ -53,8 +55,10 @@ from pipeline.source.download import (
     download,
 )
 from pipeline.source.probe import probe
+from pipeline.tasks import prepared
 from pipeline.tasks.base import MonthTask, PipelineTask, megabytes
 from pipeline.tasks.month_report import check_quality
+from pipeline.tasks.prepared import PrepareWhileDownloading
 from pipeline.tasks.storage import lake
 
 # Luigi's own logger: its lines reach the console of every run.
@@ -96,7 +100,9 @@ class DownloadMonth(MonthTask):
     the month, with its source record (``.source.json``) beside it. Complete once the file
     is there (it is only ever renamed into place after its bytes checked out: length, gzip
     stream or Parquet magic and footer). Its columns and values are the conversion's to
-    check, so refusing them never costs another download.
+    check, so refusing them never costs another download. A CSV month is also converted
+    while it downloads, from the text its gzip check inflates, and that Parquet is kept in
+    scratch for ``ParquetizeMonth`` (``pipeline.tasks.prepared``).
     """
 
     @property
@@ -159,28 +165,44 @@ class DownloadMonth(MonthTask):
         target = self.output()
         seen = target.stat()
         started = time.monotonic()
-        with target.staging() as staged:
-            report = download(
-                self.url,
-                staged.path,
-                new_check=ParquetCheck if self.source_format == "parquet" else GzipCsvCheck,
-                label=self.label,
-                policy=retry_policy(),
-                progress=lambda done, total: shown_on.report_progress(
-                    done, total, f"downloaded {megabytes(done)} of {megabytes(total)}"),
-                missing=NOT_PUBLISHED[self.source_format],
-            )
-            staged.publish(if_generation=generation(seen), progress=shown_on.publish_progress)
-        identity = SourceIdentity(report.etag, report.last_modified, report.bytes)
-        with record.staging() as staged:
-            staged.path.write_text(identity.to_json(
-                url=report.url, fetched_at=datetime.now(UTC).isoformat(timespec="seconds"),
-                # What the download did, copied into the manifest's run figures.
-                download={"seconds": round(time.monotonic() - started, 3),
-                          "fetched": report.fetched, "attempts": report.attempts,
-                          "resumed": report.resumed}))
-            staged.publish(if_generation=0)
+        with self._preparing() as prepare:
+            with target.staging() as staged:
+                report = download(
+                    self.url,
+                    staged.path,
+                    new_check=prepare.new_check if prepare else self._check_kind(),
+                    label=self.label,
+                    policy=retry_policy(),
+                    progress=lambda done, total: shown_on.report_progress(
+                        done, total, f"downloaded {megabytes(done)} of {megabytes(total)}"),
+                    missing=NOT_PUBLISHED[self.source_format],
+                )
+                published = staged.publish(
+                    if_generation=generation(seen), progress=shown_on.publish_progress,
+                    # Known already: a bucket lake's upload need not read the file twice.
+                    sha256=prepare.raw_sha256 if prepare else None)
+            identity = SourceIdentity(report.etag, report.last_modified, report.bytes)
+            with record.staging() as staged:
+                staged.path.write_text(identity.to_json(
+                    url=report.url, fetched_at=datetime.now(UTC).isoformat(timespec="seconds"),
+                    # What the download did, copied into the manifest's run figures.
+                    download={"seconds": round(time.monotonic() - started, 3),
+                              "fetched": report.fetched, "attempts": report.attempts,
+                              "resumed": report.resumed}))
+                staged.publish(if_generation=0)
+            if prepare:
+                prepare.keep(published)
         return report
+
+    def _check_kind(self) -> type[BodyCheck]:
+        return ParquetCheck if self.source_format == "parquet" else GzipCsvCheck
+
+    def _preparing(self) -> contextlib.AbstractContextManager[PrepareWhileDownloading | None]:
+        """A CSV month is converted while it downloads (``pipeline.tasks.prepared``) unless
+        ``[pipeline] convert_while_downloading`` is off."""
+        if self.source_format == "csv" and config.pipeline().convert_while_downloading:
+            return PrepareWhileDownloading(self.dataset, self.month)
+        return contextlib.nullcontext()
 
 
 def generation(seen: ObjectInfo | None) -> int:
@@ -282,7 +304,9 @@ class ParquetizeMonth(MonthTask):
     """The month as Parquet with the registry's schema, at
     ``parquet/{service}/year={YYYY}/month={MM}/{service}_tripdata_{YYYY-MM}.parquet``,
     and its ``_manifest.json``, written last. Complete when the manifest describes the
-    file (size, rows, row groups, schema fingerprint), not merely when a path exists.
+    file (size, rows, row groups, schema fingerprint), not merely when a path exists. The
+    Parquet its download converted is taken when it was made from the raw file there now;
+    otherwise the raw file is converted.
     """
 
     def requires(self) -> DownloadMonth:
@@ -317,14 +341,15 @@ class ParquetizeMonth(MonthTask):
         seen = target.parquet.stat()
         # The old manifest goes first: from here on nothing claims the month is complete.
         target.manifest.remove()
-        started = time.monotonic()
-        with self.input().local_file() as raw, target.parquet.staging() as staged:
-            stats = self._convert(raw, staged.path)
-            converted = time.monotonic() - started
-            # A blocking quality check fails the month here, before the file is published.
-            check_quality(self.label, stats.quality, stats.rows)
-            staged.publish(if_generation=generation(seen), sha256=stats.parquet_sha256,
-                           progress=self.publish_progress)
+        try:
+            with target.parquet.staging() as staged:
+                stats, converted = self._make(staged.path)
+                # A blocking quality check fails the month here, before the file is published.
+                check_quality(self.label, stats.quality, stats.rows)
+                staged.publish(if_generation=generation(seen), sha256=stats.parquet_sha256,
+                               progress=self.publish_progress)
+        finally:
+            prepared.discard(self.dataset, self.month)
         identity = recorded
         if recorded is None and previous and previous.source_sha256 == stats.source_sha256:
             identity = previous.source_identity  # the same bytes: the record was lost
@@ -361,6 +386,19 @@ class ParquetizeMonth(MonthTask):
         self.report(
             f"{stats.rows:,} rows ({stats.rows_outside_month:,} outside the month), "
             f"{megabytes(stats.parquet_bytes)} of Parquet")
+
+    def _make(self, out: Path) -> tuple[ParquetStats, float]:
+        """The month's Parquet at ``out`` and the seconds its conversion took: the one its
+        download converted when it is of the raw file there now, else a conversion of it."""
+        ready = prepared.take(self.dataset, self.month, self.input())
+        if ready is not None:
+            ready.move_to(out)
+            log.info("%s: took the Parquet converted while downloading", self.label)
+            return ready.stats, ready.convert_seconds
+        started = time.monotonic()
+        with self.input().local_file() as raw:
+            stats = self._convert(raw, out)
+        return stats, time.monotonic() - started
 
     def _convert(self, raw: Path, out: Path) -> ParquetStats:
         """CSV.gz through ``parquetize``, TLC Parquet through ``normalize``: one result."""

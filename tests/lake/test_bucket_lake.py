@@ -106,8 +106,9 @@ def corrupting_proxy_for_bucket(fake_gcs: FakeGCS) -> Iterator[CorruptingProxy]:
 
 
 def scratch_files(env: Env) -> list[Path]:
+    """Every file in scratch, staged or prepared (``pipeline.tasks.prepared``)."""
     scratch = env.tmp / "scratch"
-    return sorted(scratch.iterdir()) if scratch.exists() else []
+    return sorted(p for p in scratch.rglob("*") if p.is_file()) if scratch.exists() else []
 
 
 def month_keys(service: str) -> list[str]:
