@@ -125,19 +125,19 @@ class ParquetizeStream:
 
     def _pieces(self) -> Iterator[tuple[bytes, int]]:
         while True:
+            if self._stop.is_set():
+                raise _Stopped
             try:
                 item = self._queue.get(timeout=0.1)
             except queue.Empty:
-                if self._stop.is_set():
-                    raise _Stopped from None
                 continue
             if item is _END:
                 return
             yield item  # type: ignore[misc]
 
     def _put(self, item: object) -> None:
-        # Waits for room while the converter runs; gives up once it has ended.
-        while not self._done.is_set():
+        # Waits for room while the converter runs; gives up once it has ended or stops.
+        while not (self._done.is_set() or self._stop.is_set()):
             try:
                 self._queue.put(item, timeout=0.1)
                 return

@@ -18,6 +18,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -58,7 +59,6 @@ from pipeline.source.probe import probe
 from pipeline.tasks import prepared
 from pipeline.tasks.base import MonthTask, PipelineTask, megabytes
 from pipeline.tasks.month_report import check_quality
-from pipeline.tasks.prepared import PrepareWhileDownloading
 from pipeline.tasks.storage import lake
 
 # Luigi's own logger: its lines reach the console of every run.
@@ -197,11 +197,11 @@ class DownloadMonth(MonthTask):
     def _check_kind(self) -> type[BodyCheck]:
         return ParquetCheck if self.source_format == "parquet" else GzipCsvCheck
 
-    def _preparing(self) -> contextlib.AbstractContextManager[PrepareWhileDownloading | None]:
+    def _preparing(self) -> AbstractContextManager[prepared.PrepareWhileDownloading | None]:
         """A CSV month is converted while it downloads (``pipeline.tasks.prepared``) unless
         ``[pipeline] convert_while_downloading`` is off."""
         if self.source_format == "csv" and config.pipeline().convert_while_downloading:
-            return PrepareWhileDownloading(self.dataset, self.month)
+            return prepared.PrepareWhileDownloading(self.dataset, self.month)
         return contextlib.nullcontext()
 
 

@@ -43,6 +43,7 @@ import pyarrow.parquet as pq
 from pipeline.convert.parquetize import ParquetizeStream
 from pipeline.convert.result import ParquetStats
 from pipeline.core.datasets import SERVICES, Service, schema_fingerprint
+from pipeline.core.errors import PipelineError
 from pipeline.core.manifest import Manifest
 from pipeline.core.months import month_key
 from pipeline.core.version import __version__
@@ -154,8 +155,11 @@ class PrepareWhileDownloading:
             seconds = time.monotonic() - check.started
             return _store(self.service, self.month, out, raw, stats, seconds)
         except Exception as e:  # the download stands; ParquetizeMonth converts the raw file
-            log.info("%s: no conversion while downloading (%s); ParquetizeMonth converts the "
-                     "raw file", label, " ".join(str(e).split())[:200])
+            # A refusal of the data is ParquetizeMonth's to report; anything else is news.
+            level = logging.INFO if isinstance(e, PipelineError) else logging.WARNING
+            log.log(level, "%s: no conversion while downloading (%s: %s); ParquetizeMonth "
+                    "converts the raw file", label, type(e).__name__,
+                    " ".join(str(e).split())[:200])
             return None
 
     def _stop(self) -> None:
@@ -171,6 +175,7 @@ def _store(service: Service, month: date, out: Path, raw: ObjectInfo, stats: Par
     directory = folder()
     directory.mkdir(parents=True, exist_ok=True)
     stem = _stem(service, month)
+    discard(service, month)  # an earlier download's, of a file the lake holds no more
     parquet = directory / f"{stem}.{uuid.uuid4().hex[:12]}.parquet"
     os.replace(out, parquet)
     record = {"service": service.name, "month": month_key(month),

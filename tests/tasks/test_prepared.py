@@ -203,3 +203,16 @@ def test_prepared_months_nobody_took_are_removed_after_a_day(env: Env, scratch: 
         os.utime(path, (two_days_ago, two_days_ago))
     assert sorted(prepared.sweep()) == kept
     assert files_in(scratch) == []
+
+
+def test_a_month_downloaded_again_keeps_one_prepared_file(env: Env, scratch: Path) -> None:
+    assert env.build(DownloadMonth(service="yellow", month=JAN)).status == \
+        LuigiStatusCode.SUCCESS
+    first = record(scratch)["parquet"]
+    raw_file(env).unlink()  # so the month downloads again
+    assert env.build(DownloadMonth(service="yellow", month=JAN)).status == \
+        LuigiStatusCode.SUCCESS
+    kept = record(scratch)
+    assert kept["parquet"] != first
+    assert [p.name for p in files_in(scratch)] == sorted(
+        [kept["parquet"], "yellow_tripdata_2021-01.json"])
