@@ -735,8 +735,10 @@ def print_stages(ingest: Args, script: Args) -> None:
     stages, d = ingest["detail"], script["detail"]
     script_overhead = script["wall_s"] - d["fetch_s"] - d["copy_s"] - d["ctas_s"]
     rows = [
-        ("download + verify", stages["download"], "curl -sSf", d["fetch_s"]),
-        ("convert (parquetize)", stages["convert"], "COPY to Parquet", d["copy_s"]),
+        # With [pipeline] convert_while_downloading (the default) DownloadMonth converts
+        # too, and ParquetizeMonth only takes its Parquet.
+        ("download (+ convert)", stages["download"], "curl -sSf", d["fetch_s"]),
+        ("ParquetizeMonth", stages["convert"], "COPY to Parquet", d["copy_s"]),
         ("load (DuckDB)", stages["load"], "CREATE TABLE AS", d["ctas_s"]),
         ("zones (fetch + load)", stages["zones"], "", None),
         ("scheduling + processes", stages["overhead"], "python + duckdb start", script_overhead),

@@ -9,6 +9,7 @@ import gzip
 import hashlib
 import json
 import os
+import shutil
 import time
 from collections.abc import Iterator
 from datetime import date
@@ -216,3 +217,25 @@ def test_a_month_downloaded_again_keeps_one_prepared_file(env: Env, scratch: Pat
     assert kept["parquet"] != first
     assert [p.name for p in files_in(scratch)] == sorted(
         [kept["parquet"], "yellow_tripdata_2021-01.json"])
+
+
+def test_a_scratch_on_another_file_system_is_copied_into_the_lake(
+        env: Env, tmp_path: Path) -> None:
+    """The prepared file moves into the lake by rename on one file system; across two
+    (scratch on a tmpfs, the lake on disk) by a copy, with the same result."""
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or shm.stat().st_dev == tmp_path.stat().st_dev:
+        pytest.skip("no /dev/shm on another file system than the test's directory")
+    directory = shm / f"taxi-pipeline-test-{os.getpid()}-{tmp_path.name}"
+    env.configure(lake={"scratch": str(directory)})
+    try:
+        assert env.build(DownloadMonth(service="yellow", month=JAN)).status == \
+            LuigiStatusCode.SUCCESS
+        kept = record(directory)
+        assert env.build(ParquetizeMonth(service="yellow", month=JAN)).status == \
+            LuigiStatusCode.SUCCESS
+        assert lake_month(env)[1]["run"]["seconds"]["convert"] == kept["convert_seconds"]
+        assert_as_converted_from_raw(env, tmp_path)
+        assert files_in(directory) == []
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
