@@ -46,6 +46,7 @@ PIECES_IN_FLIGHT = 2
 # The end of the pieces, in a queue of pieces.
 _END = object()
 
+
 def parquetize(
     service: Service,
     month: date,
