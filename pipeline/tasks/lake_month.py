@@ -392,9 +392,13 @@ class ParquetizeMonth(MonthTask):
         download converted when it is of the raw file there now, else a conversion of it."""
         ready = prepared.take(self.dataset, self.month, self.input())
         if ready is not None:
-            ready.move_to(out)
-            log.info("%s: took the Parquet converted while downloading", self.label)
-            return ready.stats, ready.convert_seconds
+            try:
+                ready.move_to(out)
+            except FileNotFoundError:
+                pass  # taken meanwhile by another run of this month on the host
+            else:
+                log.info("%s: took the Parquet converted while downloading", self.label)
+                return ready.stats, ready.convert_seconds
         started = time.monotonic()
         with self.input().local_file() as raw:
             stats = self._convert(raw, out)

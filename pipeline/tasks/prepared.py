@@ -199,12 +199,12 @@ def take(service: Service, month: date, raw: LakeTarget) -> Prepared | None:
         record = json.loads((directory / f"{stem}.json").read_text())
         stats = ParquetStats(**record["stats"] | {"dropped_columns": (), "new_columns": ()})
         parquet = directory / Path(record["parquet"]).name
-        made_from = ObjectInfo(record["raw"]["size"], None, None, record["raw"]["generation"])
         if (record["pipeline_version"] != __version__
                 or record["schema_fingerprint"] != service.fingerprint):
             return None
         now = raw.stat()
-        if now is None or (now.size, now.generation) != (made_from.size, made_from.generation):
+        if now is None or (now.size, now.generation) != (record["raw"]["size"],
+                                                         record["raw"]["generation"]):
             return None
         if parquet.stat().st_size != stats.parquet_bytes:
             return None
@@ -244,9 +244,10 @@ def sweep(max_age: float = MAX_AGE_SECONDS) -> list[Path]:
             record = json.loads(path.read_text())
             service = SERVICES[record["service"]]
             month = date.fromisoformat(f"{record['month']}-01")
+            source_sha256 = record["stats"]["source_sha256"]
         except (OSError, ValueError, KeyError, TypeError):
             continue  # removed by age below
-        if _converted(service, month, record["stats"]["source_sha256"]):
+        if _converted(service, month, source_sha256):
             removed += discard(service, month)
     cutoff = time.time() - max_age
     for path in directory.iterdir():

@@ -80,10 +80,12 @@ def test_a_csv_month_converted_while_downloading_is_taken_by_parquetize(
     assert (scratch / "prepared" / kept["parquet"]).stat().st_size == \
         kept["stats"]["parquet_bytes"]
 
+    inode = (scratch / "prepared" / kept["parquet"]).stat().st_ino
     assert env.build(ParquetizeMonth(service="yellow", month=JAN)).status == \
         LuigiStatusCode.SUCCESS
-    _, manifest = lake_month(env)
-    # Taken, not converted again: the manifest carries the download's conversion figures.
+    parquet, manifest = lake_month(env)
+    # Taken, not converted again: the very file (renamed), with the download's figures.
+    assert parquet.stat().st_ino == inode
     assert manifest["run"]["seconds"]["convert"] == kept["convert_seconds"]
     assert manifest["parquet_sha256"] == kept["stats"]["parquet_sha256"]
     assert_as_converted_from_raw(env, tmp_path)
@@ -239,3 +241,22 @@ def test_a_scratch_on_another_file_system_is_copied_into_the_lake(
         assert files_in(directory) == []
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_an_unreadable_prepared_record_neither_fails_a_download_nor_is_taken(
+        env: Env, scratch: Path, tmp_path: Path) -> None:
+    folder = scratch / "prepared"
+    folder.mkdir(parents=True)
+    (folder / "yellow_tripdata_2021-01.json").write_text('{"service": "yellow"}')
+    (folder / "green_tripdata_2021-01.json").write_text("not json")
+    assert env.build(DownloadMonth(service="yellow", month=JAN)).status == \
+        LuigiStatusCode.SUCCESS
+    assert (folder / "green_tripdata_2021-01.json").exists()  # not a day old yet
+    made = folder / record(scratch)["parquet"]
+    inode = made.stat().st_ino
+    (folder / "yellow_tripdata_2021-01.json").write_text('{"service": "yellow"}')
+    assert env.build(ParquetizeMonth(service="yellow", month=JAN)).status == \
+        LuigiStatusCode.SUCCESS
+    assert lake_month(env)[0].stat().st_ino != inode  # converted, not taken
+    assert not made.exists()
+    assert_as_converted_from_raw(env, tmp_path)
