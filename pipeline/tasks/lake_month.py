@@ -18,7 +18,6 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -197,7 +196,8 @@ class DownloadMonth(MonthTask):
     def _check_kind(self) -> type[BodyCheck]:
         return ParquetCheck if self.source_format == "parquet" else GzipCsvCheck
 
-    def _preparing(self) -> AbstractContextManager[prepared.PrepareWhileDownloading | None]:
+    def _preparing(self) -> contextlib.AbstractContextManager[
+            prepared.PrepareWhileDownloading | None]:
         """A CSV month is converted while it downloads (``pipeline.tasks.prepared``) unless
         ``[pipeline] convert_while_downloading`` is off."""
         if self.source_format == "csv" and config.pipeline().convert_while_downloading:

@@ -83,7 +83,7 @@ def folder() -> Path:
 
 
 def _stem(service: Service, month: date) -> str:
-    return f"{service.name}_tripdata_{month_key(month)}"
+    return service.file_stem(month_key(month))
 
 
 class _ConvertingCheck:
