@@ -55,7 +55,9 @@ from pipeline.warehouses.base import SOURCE_MONTH, ZONES_TABLE, trips_table
 
 log = logging.getLogger("pipeline.lineage")
 
-PRODUCER = f"https://github.com/nyc-taxi-pipeline/nyc-taxi-pipeline/tree/v{__version__}"
+# The spec asks for a URI naming the producer and its version; the project has no public
+# URL of its own, so a URN (a URI, as the spec's schema requires) names the package.
+PRODUCER = f"urn:python-package:nyc-taxi-pipeline:{__version__}"
 # After an event could not be sent, none is tried on this host for this long.
 RETRY_AFTER = 60.0
 PARENT_ENV = "OPENLINEAGE_PARENT_ID"

@@ -29,15 +29,15 @@ PIPELINE_TABLES = ["green_tripdata", "pipeline_loads", "zones"]
 # and the doc pipes them into a second duckdb.
 DUCKDB_MOVE = (
     "SELECT 'CREATE SCHEMA IF NOT EXISTS prod; BEGIN; ' || string_agg(format("
-    "'CREATE TABLE prod.\"{0}\" AS FROM main.\"{0}\"; DROP TABLE main.\"{0}\";', table_name), "
-    "' ') || ' COMMIT;' FROM duckdb_tables() WHERE schema_name = 'main' AND "
-    "(table_name LIKE '%\\_tripdata' ESCAPE '\\' OR table_name IN ('zones', 'pipeline_loads'))"
+    "'CREATE TABLE prod.{0} AS FROM main.{0}; DROP TABLE main.{0};', table_name), ' ') || "
+    "' COMMIT;' FROM duckdb_tables() WHERE schema_name = 'main' AND "
+    "(suffix(table_name, '_tripdata') OR table_name IN ('zones', 'pipeline_loads'))"
 )
 POSTGRES_MOVE = (
-    "CREATE SCHEMA IF NOT EXISTS prod; DO $$ DECLARE t text; BEGIN FOR t IN SELECT tablename "
-    "FROM pg_tables WHERE schemaname = 'public' AND (tablename LIKE '%\\_tripdata' OR "
-    "tablename IN ('zones', 'pipeline_loads')) LOOP EXECUTE format('ALTER TABLE public.%I "
-    "SET SCHEMA prod', t); END LOOP; END $$;"
+    "BEGIN; CREATE SCHEMA IF NOT EXISTS prod; DO $$ DECLARE t text; BEGIN FOR t IN SELECT "
+    "tablename FROM pg_tables WHERE schemaname = 'public' AND (tablename LIKE '%\\_tripdata' "
+    "OR tablename IN ('zones', 'pipeline_loads')) LOOP EXECUTE format('ALTER TABLE public.%I "
+    "SET SCHEMA prod', t); END LOOP; END $$; COMMIT;"
 )
 
 
