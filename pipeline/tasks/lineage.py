@@ -324,8 +324,15 @@ def _client(settings: config.openlineage) -> object:
     else:
         from openlineage.client.transport.console import ConsoleConfig, ConsoleTransport
 
+        # The client logs each event at INFO on its own logger, which luigi's logging
+        # leaves unconfigured: shown on stderr, one JSON event a line.
         console = logging.getLogger("openlineage.client.transport.console")
         console.setLevel(logging.INFO)
+        if not console.handlers:
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setFormatter(logging.Formatter("%(message)s"))
+            console.addHandler(handler)
+            console.propagate = False
         transport = ConsoleTransport(ConsoleConfig())
     return OpenLineageClient(transport=transport)  # type: ignore[arg-type]
 

@@ -297,3 +297,29 @@ def test_luigi_command_writes_events_to_a_file_from_each_task_process(env: Env) 
     for job, job_events in runs(events).items():
         assert [e["eventType"] for e in job_events] == ["START", "COMPLETE"], job
         assert job_events[0]["run"]["runId"] == job_events[1]["run"]["runId"]
+
+
+def test_taxi_pipeline_job_prints_events_on_the_console(env: Env) -> None:
+    """``taxi-pipeline ingest`` with ``transport = console``: each event one JSON line on
+    stderr, under the job's own batch run."""
+    env.configure(openlineage={"transport": "console"})
+    run = env.command("taxi-pipeline", "ingest", "--month", "2019-12", "--services", "green",
+                      "--local-scheduler")
+    assert run.returncode == 0, run.stderr[-2000:]
+    events = [json.loads(line) for line in run.stderr.splitlines()
+              if line.startswith('{"eventTime"')]
+    for event in events:
+        check_event(event)
+    assert sorted(e["job"]["name"] for e in events if e["eventType"] == "COMPLETE") == [
+        "DownloadMonth.green", "LoadDuckDB.green", "LoadDuckDBZones", "ParquetizeMonth.green",
+        "Zones"]
+    assert {e["run"]["facets"]["parent"]["job"]["name"] for e in events} == {
+        "taxi-pipeline.ingest"}
+
+
+def test_off_by_default(env: Env, receiver: Receiver) -> None:
+    """A url alone sends nothing: lineage is on only with a transport."""
+    env.configure(pipeline={"services": "green", "sinks": "duckdb"},
+                  openlineage={"url": receiver.url})
+    assert env.build(IngestMonth(month=DEC19)).status == LuigiStatusCode.SUCCESS
+    assert receiver.events == []
