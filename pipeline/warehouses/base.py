@@ -34,9 +34,6 @@ from pipeline.core.version import __version__
 SOURCE_MONTH = "source_month"
 LOAD_LOG = "pipeline_loads"
 ZONES_TABLE = "zones"
-# The schemas the SQL warehouses use unless [duckdb] schema / [postgres] schema say otherwise.
-DUCKDB_SCHEMA = "main"
-POSTGRES_SCHEMA = "public"
 
 
 class WarehouseError(PipelineError):
