@@ -352,11 +352,18 @@ def _recently_down(marker: Path) -> bool:
 
 
 _CLIENTS: dict[tuple[str, ...], object] = {}
+_BAD_SETTINGS: list[str] = []
 
 
 def send(task: luigi.Task, state: str, error: BaseException | None = None) -> None:
     """Build and send the task's event; never raises (see the module docstring)."""
-    settings = config.openlineage()
+    try:
+        settings = config.openlineage()
+    except Exception as e:  # a bad value in luigi.cfg: said once, never fails the task
+        if not _BAD_SETTINGS:
+            _BAD_SETTINGS.append(one_line(e))
+            log.warning("[openlineage] settings unusable (%s): no lineage events", one_line(e))
+        return
     if not settings.transport or isinstance(task, luigi.WrapperTask):
         return
     marker = _down_marker(settings)

@@ -323,3 +323,16 @@ def test_off_by_default(env: Env, receiver: Receiver) -> None:
                   openlineage={"url": receiver.url})
     assert env.build(IngestMonth(month=DEC19)).status == LuigiStatusCode.SUCCESS
     assert receiver.events == []
+
+
+def test_unusable_settings_cost_one_warning_not_the_month(
+        env: Env, caplog: pytest.LogCaptureFixture) -> None:
+    """transport http without a url: the client refuses it; the month is loaded."""
+    env.configure(pipeline={"services": "green", "sinks": "duckdb"},
+                  openlineage={"transport": "http", "url": ""})
+    try:
+        assert env.build(IngestMonth(month=DEC19)).status == LuigiStatusCode.SUCCESS
+        (warning,) = _lineage_warnings(caplog)
+        assert warning.startswith("OpenLineage events to") and "url" in warning.lower()
+    finally:
+        _clear_down_marker()
