@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: venv system-deps demo test test-slow reliability lint lock bench clean
+.PHONY: venv venv-dbt system-deps demo test test-slow test-dbt reliability lint lock lock-dbt bench clean
 
 # Exact versions with their hashes (requirements.lock, made by `make lock`), then the
 # project itself without resolving anything again.
@@ -24,6 +24,27 @@ lock:
 
 venv: $(STAMP)
 
+# dbt (the example project examples/dbt and its test) in a venv of its own: dbt pins many
+# packages the pipeline's venv pins differently. Exact versions with hashes, as above.
+DBT_VENV  := .venv-dbt
+DBT_STAMP := $(DBT_VENV)/.installed-stamp
+
+$(DBT_STAMP): requirements-dbt.lock
+	$(PYTHON) -m venv $(DBT_VENV)
+	$(DBT_VENV)/bin/pip install --quiet --upgrade pip
+	$(DBT_VENV)/bin/pip install --quiet --require-hashes -r requirements-dbt.lock
+	touch $(DBT_STAMP)
+
+## venv-dbt: the dbt venv (.venv-dbt: dbt-core 1.11, dbt-duckdb, dbt-postgres)
+venv-dbt: $(DBT_STAMP)
+
+## lock-dbt: resolve requirements-dbt.in again into requirements-dbt.lock
+lock-dbt:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet uv
+	$(BIN)/uv pip compile requirements-dbt.in --generate-hashes --python-version 3.11 \
+		--upgrade -o requirements-dbt.lock
+
 ## system-deps: Debian packages the tests use (PostgreSQL server, curl), when missing
 system-deps:
 	bash tools/system-deps.sh
@@ -33,12 +54,16 @@ demo: venv
 	$(BIN)/taxi-pipeline demo
 
 ## test: lint, then the default test suite (slow suites excluded)
-test: venv system-deps lint
+test: venv venv-dbt system-deps lint
 	$(BIN)/pytest
 
 ## test-slow: the slow suites only (large files, many kill trials)
 test-slow: venv system-deps
 	$(BIN)/pytest -m slow
+
+## test-dbt: the dbt example built on DuckDB and PostgreSQL (also part of `test`)
+test-dbt: venv venv-dbt system-deps
+	$(BIN)/pytest -m dbt
 
 ## reliability: every fault case and kill trial (slow ones included), with a summary line
 reliability: venv system-deps
@@ -54,4 +79,4 @@ bench: venv system-deps
 	$(BIN)/python bench/bench_month.py
 
 clean:
-	rm -rf $(VENV) data .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(DBT_VENV) data .pytest_cache .ruff_cache *.egg-info

@@ -241,7 +241,8 @@ def main(argv: list[str]) -> int:
     server = Server(args.url)
     try:
         _, setup = bench.child("setup", {"url": server.url, "csv": str(csv)})
-        columns = ", ".join(f'"{c}"' for c in setup["columns"])
+        # The table's names: PostgreSQL's columns are in lower case (issue 28).
+        columns = ", ".join(f'"{c.lower()}"' for c in setup["columns"])
 
         print("\\copy of the CSV", flush=True)
         server.empty_table()

@@ -128,6 +128,11 @@ class duckdb(luigi.Config):
         default=120.0,
         description="seconds to wait for another process that holds the file's write lock",
     )
+    schema: str = luigi.Parameter(
+        default="main",
+        description="schema of the pipeline's tables in the file (trips, zones, "
+                    "pipeline_loads), created when missing",
+    )
 
 
 class postgres(luigi.Config):
@@ -141,6 +146,11 @@ class postgres(luigi.Config):
     )
     connect_timeout: int = luigi.IntParameter(
         default=10, description="seconds to wait for a connection to the server"
+    )
+    schema: str = luigi.Parameter(
+        default="public",
+        description="schema of the pipeline's tables (trips, zones, pipeline_loads), "
+                    "created when missing",
     )
 
 
@@ -249,3 +259,37 @@ class notify(luigi.Config):
     )
     webhook_timeout: float = luigi.FloatParameter(
         default=10.0, description="seconds to connect to the webhook, and to wait for its answer")
+
+
+OPENLINEAGE_TRANSPORTS = ("", "http", "file", "console")
+
+
+class openlineage(luigi.Config):
+    """``[openlineage]``: where each task's OpenLineage run events go (off when
+    ``transport`` is empty)."""
+
+    transport: str = luigi.ChoiceParameter(
+        default="", choices=OPENLINEAGE_TRANSPORTS, var_type=str,
+        description="http (POST to url), file (append to file, one JSON event a line), "
+                    "console (log each event); empty: no events",
+    )
+    url: str = luigi.Parameter(
+        default="", description="with transport http: the receiver's root, e.g. "
+                                "http://marquez:5000 (events go to {url}/{endpoint})")
+    endpoint: str = luigi.Parameter(
+        default="api/v1/lineage", description="with transport http: path of the receiver's API")
+    api_key: str = luigi.Parameter(
+        default="",
+        # Hidden from the visualiser; never logged.
+        visibility=luigi.parameter.ParameterVisibility.PRIVATE,
+        description="with transport http: sent as 'Authorization: Bearer <key>'; empty: none",
+    )
+    file: str = luigi.Parameter(
+        default="", description="with transport file: the file events are appended to")
+    namespace: str = luigi.Parameter(
+        default="nyc-taxi-pipeline", description="namespace of the pipeline's jobs")
+    timeout: float = luigi.FloatParameter(
+        default=5.0,
+        description="seconds to connect to the receiver and to wait for its answer; an "
+                    "unreachable receiver costs one warning, and no more events are tried "
+                    "for a minute")

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import ClassVar
 
 import luigi
+import pyarrow as pa
 
+from pipeline import config
 from pipeline.core.manifest import Manifest
 from pipeline.tasks.base import MonthTask, PipelineTask
 from pipeline.tasks.lake_month import ManifestTarget, ParquetizeMonth, Zones
@@ -50,17 +53,71 @@ def bigquery() -> Warehouse:
     return engine
 
 
-class ZonesLoad(PipelineTask):
+# The schema each engine's tables live in, read here at the task's edge and passed down.
+def duckdb_schema() -> str | None:
+    return config.duckdb().schema
+
+
+def postgres_schema() -> str | None:
+    return config.postgres().schema
+
+
+def no_schema() -> str | None:
+    """BigQuery: its tables live in ``[bigquery] dataset``."""
+    return None
+
+
+def duckdb_table(schema: str | None, table: str) -> tuple[str, str]:
+    """OpenLineage's namespace and name of a DuckDB table: the file, and
+    ``{database}.{schema}.{table}`` (the database is named after the file)."""
+    path = Path(config.duckdb().path).absolute()
+    return f"duckdb://{path}", f"{path.stem}.{schema}.{table}"
+
+
+def postgres_table(schema: str | None, table: str) -> tuple[str, str]:
+    """``postgres://{host}:{port}`` and ``{database}.{schema}.{table}``."""
+    from pipeline.warehouses import postgres as engine
+
+    server = engine.server()
+    return f"postgres://{server.host}:{server.port}", f"{server.dbname}.{schema}.{table}"
+
+
+def bigquery_table(schema: str | None, table: str) -> tuple[str, str]:
+    """``bigquery`` and ``{project}.{dataset}.{table}``."""
+    s = config.bigquery()
+    return "bigquery", f"{s.project}.{s.dataset}.{table}"
+
+
+class WarehouseTables:
+    """How a load task's tables are named for lineage (``pipeline.tasks.lineage``)."""
+
+    engine: ClassVar[Callable[[], Warehouse]]
+    warehouse_schema: ClassVar[Callable[[], str | None]]
+    lineage_table: ClassVar[Callable[[str | None, str], tuple[str, str]]]
+
+    def table_dataset(self, table: str) -> tuple[str, str]:
+        """The table's OpenLineage namespace and name."""
+        return self.lineage_table(self.warehouse_schema(), table)
+
+    def table_columns(self, schema: pa.Schema) -> list[tuple[str, str]]:
+        """The registry's columns as the engine names and types them."""
+        return self.engine().DIALECT.columns(schema)  # type: ignore[attr-defined]
+
+
+class ZonesLoad(WarehouseTables, PipelineTask):
     """Table ``zones`` in a warehouse; complete when it holds the lake's lookup (its rows
     and checksum)."""
 
     engine: ClassVar[Callable[[], Warehouse]]
+    warehouse_schema: ClassVar[Callable[[], str | None]] = staticmethod(no_schema)
 
     def requires(self) -> Zones:
         return Zones()
 
     def output(self) -> LoadedTarget:
-        return LoadedTarget(lambda: self.engine().loaded(ZONES_TABLE, None), self._expected)
+        return LoadedTarget(
+            lambda: self.engine().loaded(ZONES_TABLE, None, self.warehouse_schema()),
+            self._expected)
 
     def _expected(self) -> tuple[int, str] | None:
         if not self.input().exists():
@@ -71,15 +128,16 @@ class ZonesLoad(PipelineTask):
 
     def run(self) -> None:
         with self.input().local_file() as path:
-            self.engine().load_zones(*read_zones(path))
+            self.engine().load_zones(*read_zones(path), schema=self.warehouse_schema())
 
 
-class MonthLoad(MonthTask):
+class MonthLoad(WarehouseTables, MonthTask):
     """The month's rows in table ``{service}_tripdata`` of a warehouse; complete when the
     load log and the table both hold the manifest's rows and Parquet checksum."""
 
     engine: ClassVar[Callable[[], Warehouse]]
     zones_task: ClassVar[type[ZonesLoad]]
+    warehouse_schema: ClassVar[Callable[[], str | None]] = staticmethod(no_schema)
 
     def requires(self) -> dict[str, luigi.Task]:
         return {"month": ParquetizeMonth(service=self.service, month=self.month),
@@ -100,7 +158,7 @@ class MonthLoad(MonthTask):
         manifest = self.manifest_target()
         table = trips_table(self.dataset)
         return LoadedTarget(
-            lambda: self.engine().loaded(table, self.month),
+            lambda: self.engine().loaded(table, self.month, self.warehouse_schema()),
             lambda: (m.rows, m.parquet_sha256) if (m := manifest.read()) else None,
         )
 
@@ -112,7 +170,8 @@ class MonthLoad(MonthTask):
                                  "re-run to rebuild it")
         self.report(f"loading {manifest.rows:,} rows into {engine.NAME}", 0)
         with self.month_source(manifest) as source:
-            rows = engine.load_month(self.dataset, self.month, source, manifest)
+            rows = engine.load_month(self.dataset, self.month, source, manifest,
+                                     schema=self.warehouse_schema())
         self.report(f"loaded {rows:,} rows into {engine.NAME} {trips_table(self.dataset)}", 100)
 
 
@@ -122,6 +181,8 @@ class LoadDuckDBZones(ZonesLoad):
     # DuckDB lets one process write a file at a time: luigi.cfg limits this resource to 1.
     resources: ClassVar[dict[str, int]] = {"duckdb": 1}
     engine = staticmethod(duckdb)
+    warehouse_schema = staticmethod(duckdb_schema)
+    lineage_table = staticmethod(duckdb_table)
 
 
 class LoadDuckDB(MonthLoad):
@@ -130,6 +191,8 @@ class LoadDuckDB(MonthLoad):
 
     resources: ClassVar[dict[str, int]] = {"duckdb": 1}
     engine = staticmethod(duckdb)
+    warehouse_schema = staticmethod(duckdb_schema)
+    lineage_table = staticmethod(duckdb_table)
     zones_task = LoadDuckDBZones
 
 
@@ -137,6 +200,8 @@ class LoadPostgresZones(ZonesLoad):
     """Table ``zones`` in PostgreSQL; complete when it holds the lake's lookup."""
 
     engine = staticmethod(postgres)
+    warehouse_schema = staticmethod(postgres_schema)
+    lineage_table = staticmethod(postgres_table)
 
 
 class LoadPostgres(MonthLoad):
@@ -145,6 +210,8 @@ class LoadPostgres(MonthLoad):
     months, and the DuckDB branch, run in parallel."""
 
     engine = staticmethod(postgres)
+    warehouse_schema = staticmethod(postgres_schema)
+    lineage_table = staticmethod(postgres_table)
     zones_task = LoadPostgresZones
 
 
@@ -152,6 +219,7 @@ class LoadBigQueryZones(ZonesLoad):
     """Table ``zones`` in the BigQuery dataset; complete when it holds the lake's lookup."""
 
     engine = staticmethod(bigquery)
+    lineage_table = staticmethod(bigquery_table)
 
 
 class LoadBigQuery(MonthLoad):
@@ -161,6 +229,7 @@ class LoadBigQuery(MonthLoad):
     of the month's rows equal the manifest's."""
 
     engine = staticmethod(bigquery)
+    lineage_table = staticmethod(bigquery_table)
     zones_task = LoadBigQueryZones
 
     def requires(self) -> dict[str, luigi.Task]:

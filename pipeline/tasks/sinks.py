@@ -33,7 +33,8 @@ def _warehouse(task: type[MonthLoad], *also: Callable[[], None]) -> Sink:
             first()
         task.engine().check_settings()
 
-    return Sink(task, lambda service: task.engine().rows_by_month(service), check)
+    return Sink(task, lambda service: task.engine().rows_by_month(service, task.warehouse_schema()),
+                check)
 
 
 SINKS: dict[str, Sink] = {

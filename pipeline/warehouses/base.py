@@ -46,17 +46,20 @@ class Warehouse(Protocol):
     ``loaded`` and ``rows_by_month`` read; ``load_month`` and ``load_zones`` replace a month
     (or the lookup) in one transaction and record it in the load log. ``source`` is where
     the month's Parquet is: a local path, or a ``gs://`` URL for an engine that reads the
-    bucket itself.
+    bucket itself. ``schema`` is where the tables live (``[duckdb] schema``, ``[postgres]
+    schema``, read by the tasks and passed down; None: the configured one); BigQuery's
+    dataset is its ``[bigquery] dataset``, and it ignores ``schema``.
     """
 
     NAME: str
 
     def check_settings(self) -> None: ...
-    def loaded(self, table: str, month: date | None) -> tuple[int, str, int] | None: ...
+    def loaded(self, table: str, month: date | None,
+               schema: str | None = None) -> tuple[int, str, int] | None: ...
     def load_month(self, service: Service, month: date, source: str,
-                   manifest: Manifest) -> int: ...
-    def load_zones(self, zones: pa.Table, checksum: str) -> None: ...
-    def rows_by_month(self, service: Service) -> dict[date, int]: ...
+                   manifest: Manifest, schema: str | None = None) -> int: ...
+    def load_zones(self, zones: pa.Table, checksum: str, schema: str | None = None) -> None: ...
+    def rows_by_month(self, service: Service, schema: str | None = None) -> dict[date, int]: ...
 
 
 def check_rows(engine: str, service: Service, month: date, rows: int, manifest: Manifest,
@@ -82,6 +85,14 @@ def quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def check_schema_name(setting: str, name: str) -> str:
+    """A schema name from the settings, stripped; a one-line error when empty."""
+    name = name.strip()
+    if not name:
+        raise WarehouseError(f"{setting} is empty: name a schema (or leave the default)")
+    return name
+
+
 def sql_types(*, id: str, money: str, time: str, text: str, date: str) -> dict[pa.DataType, str]:
     """An engine's names for the registry's column kinds (``KINDS``), and for ``date`` (the
     ``source_month`` column): the Arrow type -> SQL type map of a ``Dialect``."""
@@ -91,14 +102,22 @@ def sql_types(*, id: str, money: str, time: str, text: str, date: str) -> dict[p
 
 @dataclass(frozen=True)
 class Dialect:
-    """How one SQL engine spells the registry's types, in DDL and in information_schema."""
+    """How one SQL engine spells the registry's types, in DDL and in information_schema, and
+    its column names: TLC's spelling (``VendorID``), or folded to lower case
+    (``lower_case``: PostgreSQL, where unquoted SQL folds names so, and ``"VendorID"`` would
+    have to be quoted in every query)."""
 
     name: str
     ddl_types: dict[pa.DataType, str]
     reported_types: dict[pa.DataType, str]
+    lower_case: bool = False
+
+    def column_name(self, name: str) -> str:
+        """A registry column's name in this engine's tables."""
+        return name.lower() if self.lower_case else name
 
     def columns(self, schema: pa.Schema) -> list[tuple[str, str]]:
-        return [(f.name, self.ddl_types[f.type]) for f in schema]
+        return [(self.column_name(f.name), self.ddl_types[f.type]) for f in schema]
 
     def trips_schema(self, service: Service) -> pa.Schema:
         return service.schema.append(pa.field(SOURCE_MONTH, pa.date32()))
@@ -106,6 +125,14 @@ class Dialect:
     def create_table(self, table: str, schema: pa.Schema) -> str:
         body = ", ".join(f"{quote(n)} {t}" for n, t in self.columns(schema))
         return f"CREATE TABLE IF NOT EXISTS {quote(table)} ({body})"
+
+    def renames(self, found: list[str]) -> list[tuple[str, str]]:
+        """(old, new) for each column of an existing table spelled otherwise than this
+        engine now names it (``"VendorID"`` -> ``vendorid``), when the new name is free."""
+        if not self.lower_case:
+            return []
+        taken = set(found)
+        return [(n, n.lower()) for n in found if n != n.lower() and n.lower() not in taken]
 
     def check_columns(self, table: str, schema: pa.Schema,
                       found: list[tuple[str, str]]) -> list[pa.Field]:
@@ -117,7 +144,8 @@ class Dialect:
         ``ALTER TABLE ... ADD COLUMN`` (they come after ``source_month``). Any other
         difference refuses the table, which is left as it is (nothing dropped or retyped).
         """
-        expected = [(f.name, self.reported_types[f.type].casefold()) for f in schema]
+        expected = [(self.column_name(f.name), self.reported_types[f.type].casefold())
+                    for f in schema]
         actual = [(name, kind.casefold()) for name, kind in found]
         if actual == expected:
             return []
@@ -136,7 +164,7 @@ class Dialect:
         )
 
     def add_column(self, table: str, column: pa.Field) -> str:
-        return (f"ALTER TABLE {quote(table)} ADD COLUMN {quote(column.name)} "
+        return (f"ALTER TABLE {quote(table)} ADD COLUMN {quote(self.column_name(column.name))} "
                 f"{self.ddl_types[column.type]}")
 
 

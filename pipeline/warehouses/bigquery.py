@@ -246,7 +246,8 @@ def _hive_options(url: str) -> bigquery.HivePartitioningOptions:
     return options
 
 
-def load_month(service: Service, month: date, source: str, manifest: Manifest) -> int:
+def load_month(service: Service, month: date, source: str, manifest: Manifest,
+               schema: str | None = None) -> int:
     """Replace the month's rows of ``{service}_tripdata`` with the object at ``source``
     (a ``gs://`` URL)."""
     url = source
@@ -277,7 +278,7 @@ def load_month(service: Service, month: date, source: str, manifest: Manifest) -
     return staged
 
 
-def load_zones(zones: pa.Table, checksum: str) -> None:
+def load_zones(zones: pa.Table, checksum: str, schema: str | None = None) -> None:
     """Replace table ``zones`` with the lookup, in one transaction."""
     ensure_table(base.ZONES_TABLE, ZONES.schema)
     ensure_table(LOAD_LOG, base.LOAD_LOG_SCHEMA)
@@ -294,7 +295,8 @@ def load_zones(zones: pa.Table, checksum: str) -> None:
         client().delete_table(table_id(staging), not_found_ok=True)
 
 
-def loaded(table: str, month: date | None) -> tuple[int, str, int] | None:
+def loaded(table: str, month: date | None,
+           schema: str | None = None) -> tuple[int, str, int] | None:
     """(rows in the load log, checksum in the load log, rows actually there) or None."""
     where = f"{SOURCE_MONTH} = @month" if month else "TRUE"
     log_where = f"l.{SOURCE_MONTH} = @month" if month else f"l.{SOURCE_MONTH} IS NULL"
@@ -311,7 +313,7 @@ def loaded(table: str, month: date | None) -> tuple[int, str, int] | None:
     return rows[0] if rows else None  # type: ignore[return-value]
 
 
-def rows_by_month(service: Service) -> dict[date, int]:
+def rows_by_month(service: Service, schema: str | None = None) -> dict[date, int]:
     """Rows of each source month in ``{service}_tripdata`` (one query; empty without a table)."""
     try:
         rows = _query(f"SELECT {SOURCE_MONTH}, count(*) FROM {_sql(trips_table(service))} "

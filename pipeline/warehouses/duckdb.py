@@ -4,6 +4,10 @@ it holds.
 The load tasks (``pipeline.tasks.load``) import this module only when they check or run, so
 a process that never touches the warehouse never loads DuckDB. A connection that meets
 another process's write lock waits for it, up to ``[duckdb] lock_timeout``.
+
+Every table lives in the schema the load tasks pass down (``[duckdb] schema``, ``main`` by
+default), created when missing. Columns keep TLC's spelling (``VendorID``): DuckDB matches
+unquoted names case-insensitively, so ``select vendorid from green_tripdata`` works.
 """
 
 from __future__ import annotations
@@ -32,7 +36,8 @@ DIALECT = base.Dialect(NAME, ddl_types=_TYPES, reported_types=_TYPES)
 
 
 def check_settings() -> None:
-    """Nothing to check before scheduling: the file is made on first use."""
+    """Before scheduling: a schema is named (the file is made on first use)."""
+    _schema(None)
 
 
 def _is_lock_conflict(error: BaseException) -> bool:
@@ -85,6 +90,34 @@ def connect(read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection | Non
         con.close()
 
 
+def _schema(schema: str | None) -> str:
+    """The schema asked for, else ``[duckdb] schema``."""
+    return base.check_schema_name(
+        "[duckdb] schema", config.duckdb().schema if schema is None else schema)
+
+
+@contextlib.contextmanager
+def connect_in(schema: str | None, read_only: bool = False
+               ) -> Iterator[duckdb.DuckDBPyConnection | None]:
+    """``connect()`` with ``schema`` as the current schema (unqualified names resolve there;
+    a writer creates it when missing); None when a reader finds no file or no such schema."""
+    name = _schema(schema)
+    with connect(read_only=read_only) as con:
+        if con is None:
+            yield None
+            return
+        if not read_only:
+            con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(name)}")
+        # Qualified by the file's catalog: a bare name could also be an attached database.
+        (catalog,) = con.execute("SELECT current_database()").fetchone()  # type: ignore[misc]
+        try:
+            con.execute(f"USE {quote(catalog)}.{quote(name)}")
+        except duckdb.CatalogException:
+            yield None
+            return
+        yield con
+
+
 def _ensure_table(con: duckdb.DuckDBPyConnection, table: str, schema: pa.Schema) -> None:
     con.execute(DIALECT.create_table(table, schema))
     found = con.execute(
@@ -108,12 +141,13 @@ def _record_load(con: duckdb.DuckDBPyConnection, table: str, month: date | None,
                 base.load_log_row(table, month, rows, checksum))
 
 
-def load_month(service: Service, month: date, source: str, manifest: Manifest) -> int:
+def load_month(service: Service, month: date, source: str, manifest: Manifest,
+               schema: str | None = None) -> int:
     """Replace the month's rows of ``{service}_tripdata`` with the Parquet file at
     ``source``, atomically."""
     table = trips_table(service)
     columns = ", ".join(quote(c) for c in service.columns)
-    with connect() as con:
+    with connect_in(schema) as con:
         assert con is not None
         _ensure_table(con, table, DIALECT.trips_schema(service))
         con.begin()
@@ -134,9 +168,9 @@ def load_month(service: Service, month: date, source: str, manifest: Manifest) -
     return rows
 
 
-def load_zones(zones: pa.Table, checksum: str) -> None:
+def load_zones(zones: pa.Table, checksum: str, schema: str | None = None) -> None:
     """Replace the zones table with the lookup, in one transaction."""
-    with connect() as con:
+    with connect_in(schema) as con:
         assert con is not None
         _ensure_table(con, base.ZONES_TABLE, ZONES.schema)
         con.begin()
@@ -151,9 +185,10 @@ def load_zones(zones: pa.Table, checksum: str) -> None:
             raise
 
 
-def loaded(table: str, month: date | None) -> tuple[int, str, int] | None:
+def loaded(table: str, month: date | None,
+           schema: str | None = None) -> tuple[int, str, int] | None:
     """(rows in the load log, checksum in the load log, rows actually there) or None."""
-    return _LOADED.of(table, month)
+    return _LOADED.of(_schema(schema), table, month)
 
 
 @dataclass
@@ -180,21 +215,21 @@ class _LoadedCache:
 
     def __init__(self) -> None:
         self._state: object = None
-        self._held: dict[str, _Held] = {}
+        self._held: dict[tuple[str, str], _Held] = {}
 
-    def of(self, table: str, month: date | None) -> tuple[int, str, int] | None:
+    def of(self, schema: str, table: str, month: date | None) -> tuple[int, str, int] | None:
         state = _file_state()
         if state != self._state:
             self._state, self._held = state, {}
-        held = self._held.get(table)
+        held = self._held.get((schema, table))
         if held is None or not (held.every_month_counted or month in held.rows):
-            held = self._read(table, month, every_month=held is not None)
-            self._held[table] = held
+            held = self._read(schema, table, month, every_month=held is not None)
+            self._held[schema, table] = held
         logged = held.logged.get(month)
         return None if logged is None else (*logged, held.rows.get(month, 0))
 
-    def _read(self, table: str, month: date | None, every_month: bool) -> _Held:
-        with connect(read_only=True) as con:
+    def _read(self, schema: str, table: str, month: date | None, every_month: bool) -> _Held:
+        with connect_in(schema, read_only=True) as con:
             if con is None:
                 return _Held({}, {}, every_month_counted=True)
             try:
@@ -228,9 +263,9 @@ def _file_state() -> object:
 _LOADED = _LoadedCache()
 
 
-def rows_by_month(service: Service) -> dict[date, int]:
+def rows_by_month(service: Service, schema: str | None = None) -> dict[date, int]:
     """Rows of each source month in ``{service}_tripdata`` (one query; empty without a table)."""
-    with connect(read_only=True) as con:
+    with connect_in(schema, read_only=True) as con:
         if con is None:
             return {}
         try:

@@ -11,6 +11,10 @@ within a batch, which a table does not promise anyway.
 
 Supported Arrow types are the registry's: int64, float64, timestamp[us] (naive), string,
 date32; they map to BIGINT, DOUBLE PRECISION, TIMESTAMP, TEXT, DATE.
+
+Binary COPY data carries no column names: fields go to the columns the ``COPY`` statement
+lists, in order, and ``pipeline.warehouses.postgres`` lists the table's lower-case names
+(``vendorid`` for the registry's ``VendorID``), whatever the batch's field names are.
 """
 
 from __future__ import annotations

@@ -11,6 +11,13 @@ months and the DuckDB branch run in parallel.
 The load tasks (``pipeline.tasks.load``) import this module only when they check or
 run. Passwords come from the url, ``PGPASSWORD`` or ``~/.pgpass`` (libpq's usual places)
 and are never part of a message: errors name the server as ``host:port``.
+
+Every table lives in the schema the load tasks pass down (``[postgres] schema``, ``public``
+by default), created when missing. Column names are in lower case (``vendorid``), so
+unquoted SQL works as Postgres users expect; a table an earlier version made with TLC's
+quoted spelling (``"VendorID"``, DDL 1) is renamed in place by the next load of that table,
+in the load's DDL transaction, rows kept. Until then its completeness check says no, so
+that load runs.
 """
 
 from __future__ import annotations
@@ -44,10 +51,13 @@ DIALECT = base.Dialect(
                              text="TEXT", date="DATE"),
     reported_types=base.sql_types(id="bigint", money="double precision",
                                   time="timestamp without time zone", text="text", date="date"),
+    lower_case=True,
 )
 # The DDL's version, written as each table's comment when the pipeline creates it. A table
 # stamped with a newer version belongs to a newer pipeline and is refused, not altered.
-DDL_VERSION = 1
+# 1: TLC's column names, quoted ("VendorID"); 2: in lower case (vendorid). Stamping 2 on a
+# renamed table keeps an older pipeline, which would COPY into "VendorID", off it.
+DDL_VERSION = 2
 DDL_COMMENT = "nyc-taxi-pipeline DDL {version}"
 # Rows per record batch: ~15 MB of COPY data for yellow, two batches in memory at a time.
 BATCH_ROWS = 1 << 16
@@ -78,8 +88,10 @@ class Server:
 
 
 def check_settings() -> None:
-    """Fail before anything is scheduled when ``[postgres] url`` is empty or malformed."""
+    """Fail before anything is scheduled when ``[postgres] url`` is empty or malformed, or
+    ``[postgres] schema`` empty."""
     server()
+    _schema(None)
 
 
 def server() -> Server:
@@ -135,6 +147,21 @@ def connect() -> Iterator[psycopg.Connection]:
             f"PostgreSQL at {target.where}: {type(e).__name__}: {one_line(e)}")) from None
 
 
+def _schema(schema: str | None) -> str:
+    """The schema asked for, else ``[postgres] schema``."""
+    return base.check_schema_name(
+        "[postgres] schema", config.postgres().schema if schema is None else schema)
+
+
+@contextlib.contextmanager
+def connect_in(schema: str | None) -> Iterator[psycopg.Connection]:
+    """``connect()`` with the search path set to ``schema`` alone: unqualified names resolve
+    there, and tables are created there (``ensure_tables`` creates the schema)."""
+    with connect() as con:
+        con.execute(f"SET search_path TO {quote(_schema(schema))}")
+        yield con
+
+
 # --------------------------------------------------------------------------- DDL
 
 
@@ -157,13 +184,19 @@ def _ensure_table(cur: psycopg.Cursor, table: str, schema: pa.Schema, index_mont
             raise base.WarehouseError(
                 f"PostgreSQL table {table} was created by a newer pipeline (DDL {version[1]}, "
                 f"this one knows {DDL_VERSION}); it was left as it is")
-        # pg_attribute, not information_schema: the latter hides the columns of a table
-        # this role has no privilege on, which would misreport a foreign table's schema.
-        cur.execute(
-            "SELECT attname, format_type(atttypid, NULL) FROM pg_attribute "
-            "WHERE attrelid = to_regclass(%s) AND attnum > 0 AND NOT attisdropped "
-            "ORDER BY attnum", [quote(table)])
-        for column in DIALECT.check_columns(table, schema, cur.fetchall()):
+        found = _columns(cur, table)
+        renames = dict(DIALECT.renames([name for name, _ in found]))
+        # Checked as it will be once renamed: an incompatible table is left untouched.
+        missing = DIALECT.check_columns(
+            table, schema, [(renames.get(name, name), kind) for name, kind in found])
+        if renames:
+            # Once per table, in the caller's transaction: all renamed or none.
+            for old, new in renames.items():
+                cur.execute(f"ALTER TABLE {quote(table)} RENAME COLUMN {quote(old)} "
+                            f"TO {quote(new)}")
+            cur.execute(f"COMMENT ON TABLE {quote(table)} IS "
+                        f"'{DDL_COMMENT.format(version=DDL_VERSION)}'")
+        for column in missing:
             # Earlier months keep their rows; the new column is null for them (no rewrite).
             cur.execute(DIALECT.add_column(table, column))
     index = quote(f"{table}_{SOURCE_MONTH}")
@@ -173,17 +206,39 @@ def _ensure_table(cur: psycopg.Cursor, table: str, schema: pa.Schema, index_mont
         cur.execute(f"CREATE INDEX {index} ON {quote(table)} ({quote(SOURCE_MONTH)})")
 
 
+def _columns(cur: psycopg.Cursor, table: str) -> list[tuple[str, str]]:
+    """(name, type) of each column of an existing table, in order."""
+    # pg_attribute, not information_schema: the latter hides the columns of a table this
+    # role has no privilege on, which would misreport a foreign table's schema.
+    cur.execute(
+        "SELECT attname, format_type(atttypid, NULL) FROM pg_attribute "
+        "WHERE attrelid = to_regclass(%s) AND attnum > 0 AND NOT attisdropped "
+        "ORDER BY attnum", [quote(table)])
+    return cur.fetchall()
+
+
+def _missing_schema(cur: psycopg.Cursor, name: str) -> bool:
+    cur.execute("SELECT to_regnamespace(%s) IS NULL", [quote(name)])
+    return bool(cur.fetchone()[0])  # type: ignore[index]
+
+
 def _missing(cur: psycopg.Cursor, relation: str) -> bool:
     cur.execute("SELECT to_regclass(%s) IS NULL", [relation])
     return bool(cur.fetchone()[0])  # type: ignore[index]
 
 
 def ensure_tables(con: psycopg.Connection, table: str, schema: pa.Schema,
-                  index_month: bool) -> None:
+                  index_month: bool, namespace: str | None = None) -> None:
     """The table and the load log, in their own transaction, one process at a time (two
-    concurrent ``CREATE TABLE IF NOT EXISTS`` can collide in the catalog)."""
+    concurrent ``CREATE TABLE IF NOT EXISTS`` can collide in the catalog), in the schema
+    ``namespace`` (created when missing; the connection's search path names it, see
+    ``connect_in``)."""
     with con.transaction(), con.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(%s, 0)", [_lock_key("ddl")])
+        # Looked up first: CREATE SCHEMA IF NOT EXISTS needs the CREATE privilege on the
+        # database even when the schema exists.
+        if namespace is not None and _missing_schema(cur, namespace):
+            cur.execute(f"CREATE SCHEMA {quote(namespace)}")
         _ensure_table(cur, table, schema, index_month)
         _ensure_table(cur, LOAD_LOG, base.LOAD_LOG_SCHEMA, index_month=False)
 
@@ -211,7 +266,7 @@ def _copy(cur: psycopg.Cursor, table: str, batches: Iterator[pa.RecordBatch],
     """Binary COPY of the batches; the next batch is read and encoded in a helper thread
     while this one is sent, so the server is never kept waiting for the client."""
     pg_copy.check_schema(schema)
-    columns = ", ".join(quote(name) for name in schema.names)
+    columns = ", ".join(quote(DIALECT.column_name(name)) for name in schema.names)
     with cur.copy(f"COPY {quote(table)} ({columns}) FROM STDIN (FORMAT binary)") as copy, \
             ThreadPoolExecutor(1, "pg-copy-encoder") as encoder:
         copy.write(pg_copy.SIGNATURE)
@@ -239,18 +294,19 @@ def _month_batches(parquet: Path, service: Service, month: date) -> Iterator[pa.
             yield batch.append_column(SOURCE_MONTH, pa.repeat(source_month, batch.num_rows))
 
 
-def load_month(service: Service, month: date, source: str | Path, manifest: Manifest) -> int:
-    """Replace the month's rows of ``{service}_tripdata`` with the Parquet file at
-    ``source``, atomically."""
+def load_month(service: Service, month: date, source: str | Path, manifest: Manifest,
+               schema: str | None = None) -> int:
+    """Replace the month's rows of ``{service}_tripdata`` in ``schema`` with the Parquet
+    file at ``source``, atomically."""
     table = trips_table(service)
-    schema = DIALECT.trips_schema(service)
-    with connect() as con:
-        ensure_tables(con, table, schema, index_month=True)
+    columns = DIALECT.trips_schema(service)
+    with connect_in(schema) as con:
+        ensure_tables(con, table, columns, index_month=True, namespace=_schema(schema))
         with con.transaction(), con.cursor() as cur, \
                 contextlib.closing(_month_batches(Path(source), service, month)) as batches:
             _lock_month(cur, table, month)
             cur.execute(f"DELETE FROM {quote(table)} WHERE {SOURCE_MONTH} = %s", [month])
-            _copy(cur, table, batches, schema)
+            _copy(cur, table, batches, columns)
             cur.execute(f"SELECT count(*) FROM {quote(table)} WHERE {SOURCE_MONTH} = %s",
                         [month])
             (rows,) = cur.fetchone()  # type: ignore[misc]
@@ -259,10 +315,11 @@ def load_month(service: Service, month: date, source: str | Path, manifest: Mani
     return rows
 
 
-def load_zones(zones: pa.Table, checksum: str) -> None:
+def load_zones(zones: pa.Table, checksum: str, schema: str | None = None) -> None:
     """Replace the zones table with the lookup, in one transaction."""
-    with connect() as con:
-        ensure_tables(con, base.ZONES_TABLE, ZONES.schema, index_month=False)
+    with connect_in(schema) as con:
+        ensure_tables(con, base.ZONES_TABLE, ZONES.schema, index_month=False,
+                      namespace=_schema(schema))
         with con.transaction(), con.cursor() as cur:
             _lock_month(cur, base.ZONES_TABLE, None)
             cur.execute(f"DELETE FROM {quote(base.ZONES_TABLE)}")
@@ -270,32 +327,38 @@ def load_zones(zones: pa.Table, checksum: str) -> None:
             _record_load(cur, base.ZONES_TABLE, None, zones.num_rows, checksum)
 
 
-def loaded(table: str, month: date | None) -> tuple[int, str, int] | None:
+def loaded(table: str, month: date | None,
+           schema: str | None = None) -> tuple[int, str, int] | None:
     """(rows in the load log, checksum in the load log, rows actually there) or None.
 
-    None too when that cannot be confirmed (no url, server unreachable, no such table):
-    the task then runs, and its run fails with the reason on one line, instead of the
-    completeness check failing the scheduling of the whole run.
+    None too when that cannot be confirmed (no url, server unreachable, no such table),
+    and while the table still has an earlier version's column names (its next load renames
+    them): the task then runs, and its run fails with the reason on one line, instead of
+    the completeness check failing the scheduling of the whole run.
     """
     where = f"{SOURCE_MONTH} = %s" if month else "true"
     try:
-        with connect() as con:
+        with connect_in(schema) as con:
             row = con.execute(
                 f"SELECT l.rows, l.checksum, "
-                f"(SELECT count(*) FROM {quote(table)} WHERE {where}) "
+                f"(SELECT count(*) FROM {quote(table)} WHERE {where}), "
+                f"(SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass(%s) "
+                f"AND attnum > 0 AND NOT attisdropped AND attname <> lower(attname)) "
                 f"FROM {quote(LOAD_LOG)} l WHERE l.table_name = %s "
                 f"AND l.{SOURCE_MONTH} IS NOT DISTINCT FROM %s",
-                [*([month] if month else []), table, month],
+                [*([month] if month else []), quote(table), table, month],
             ).fetchone()
     except base.WarehouseError:
         return None
-    return tuple(row) if row else None  # type: ignore[return-value]
+    if row is None or row[3]:
+        return None
+    return tuple(row[:3])  # type: ignore[return-value]
 
 
-def rows_by_month(service: Service) -> dict[date, int]:
+def rows_by_month(service: Service, schema: str | None = None) -> dict[date, int]:
     """Rows of each source month in ``{service}_tripdata`` (one query; empty without a table)."""
     table = trips_table(service)
-    with connect() as con:
+    with connect_in(schema) as con:
         if con.execute("SELECT to_regclass(%s)", [quote(table)]).fetchone() == (None,):
             return {}
         rows = con.execute(

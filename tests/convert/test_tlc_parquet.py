@@ -550,7 +550,8 @@ def engine(request: pytest.FixtureRequest, env: Env) -> Engine:
             c for (c,) in db.query(
                 "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass "
                 "AND attnum > 0 AND NOT attisdropped ORDER BY attnum", [table])],
-            double_quoted, double_quoted, postgres_warehouse.DIALECT)
+            # PostgreSQL's columns are in lower case (issue 28).
+            double_quoted, lambda name: double_quoted(name.lower()), postgres_warehouse.DIALECT)
     cloud: Cloud = request.getfixturevalue("cloud")
     env.configure(pipeline={"sinks": "gcs,bigquery"})
     return Engine(LoadBigQuery, cloud.query, lambda table: [
@@ -584,7 +585,8 @@ def test_every_warehouse_adds_new_registry_columns_in_place(
 
     load = engine.task(service=service, month=month(key))
     assert env.build(load).status == LuigiStatusCode.SUCCESS
-    assert engine.columns(table) == [*before, "source_month", *added]
+    assert engine.columns(table) == [engine.dialect.column_name(c)
+                                     for c in [*before, "source_month", *added]]
     counts = ", ".join(f"count({engine.quote(c)})" for c in added)
     found = sorted(engine.run_sql(
         f"SELECT {engine.quote('source_month')}, count(*), {counts} "
@@ -608,6 +610,7 @@ def test_every_warehouse_refuses_a_table_that_is_not_a_prefix_of_the_registry(
     env.configure(pipeline={"services": "yellow"}, scheduler={"retry_count": "1"})
     assert env.build(engine.task(service="yellow", month=NEW)).status == \
         LuigiStatusCode.FAILED
-    assert engine.columns("yellow_tripdata") == [*(f.name for f in columns), "source_month"]
+    assert engine.columns("yellow_tripdata") == [
+        *(engine.dialect.column_name(f.name) for f in columns), "source_month"]
     assert engine.run_sql(f"SELECT count(*) FROM {engine.table_name('yellow_tripdata')}") == \
         [(0,)]

@@ -95,3 +95,27 @@ def test_every_engine_names_a_sql_type_for_every_column_of_every_service() -> No
     assert dict(postgres.DIALECT.columns(SCHEMA))[SOURCE_MONTH] == "DATE"
     assert postgres.DIALECT.reported_types[pa.timestamp("us")] == "timestamp without time zone"
     assert dict(bigquery.DIALECT.columns(SCHEMA))["fare_amount"] == "FLOAT64"
+
+
+def test_a_lower_case_dialect_names_columns_and_renames_tlc_spelling_once() -> None:
+    lower = replace(DIALECT, lower_case=True)
+    assert [n for n, _ in lower.columns(SCHEMA)][:3] == [
+        "vendorid", "tpep_pickup_datetime", "tpep_dropoff_datetime"]
+    assert 'ADD COLUMN "airport_fee"' in lower.add_column("t", YELLOW.schema.field("airport_fee"))
+    assert '"ratecodeid" BIGINT' in lower.create_table("yellow_tripdata", SCHEMA)
+    # An earlier version's table: every mixed-case name is renamed, the rest left.
+    old = [f.name for f in SCHEMA]
+    renames = lower.renames(old)
+    assert ("VendorID", "vendorid") in renames and ("PULocationID", "pulocationid") in renames
+    assert all(old_name != new for old_name, new in renames)
+    assert len(renames) == sum(n != n.lower() for n in old)
+    # Renamed once: nothing more to do; a lower-case name already taken is not renamed onto.
+    assert lower.renames([new for _, new in renames]) == []
+    assert lower.renames(["VendorID", "vendorid"]) == []
+    # The columns check expects the lower-case names.
+    assert lower.check_columns("t", SCHEMA, [(n.lower(), TYPES[f.type]) for n, f in
+                                             zip(old, SCHEMA, strict=True)]) == []
+    with pytest.raises(WarehouseError, match="vendorid bigint is VendorID bigint"):
+        lower.check_columns("t", SCHEMA, reported(SCHEMA))
+    # TLC's spelling elsewhere: no renames.
+    assert DIALECT.renames(old) == []

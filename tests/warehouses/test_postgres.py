@@ -132,7 +132,10 @@ def test_two_green_months_land_in_postgres_and_duckdb(env: Env, pg: Database,
 
     types = dict(pg.query("SELECT column_name, data_type FROM information_schema.columns "
                           "WHERE table_name = 'green_tripdata'"))
-    assert types["VendorID"] == types["PULocationID"] == "bigint"
+    # Lower case, so that unquoted SQL works (DuckDB keeps TLC's spelling).
+    assert types["vendorid"] == types["pulocationid"] == "bigint"
+    assert pg.query("SELECT count(*) FROM green_tripdata WHERE vendorid IS NOT NULL "
+                    "AND ratecodeid IS NOT NULL AND pulocationid > 0") != [(0,)]
     assert types["lpep_pickup_datetime"] == "timestamp without time zone"
     assert types["fare_amount"] == types["ehail_fee"] == "double precision"
     assert types["store_and_fwd_flag"] == "text" and types["source_month"] == "date"
@@ -142,11 +145,11 @@ def test_two_green_months_land_in_postgres_and_duckdb(env: Env, pg: Database,
     # Every value as the Parquet file has it: the empty tail's NULLs stay NULL, not ''.
     jan = release.of("green", "2020-01")
     assert jan.empty_tail_rows > 0
-    assert pg.query('SELECT count(*) FILTER (WHERE "VendorID" IS NULL), '
+    assert pg.query('SELECT count(*) FILTER (WHERE vendorid IS NULL), '
                     "count(*) FILTER (WHERE store_and_fwd_flag = '') FROM green_tripdata "
                     "WHERE source_month = %s", [JAN20]) == [(jan.empty_tail_rows, 0)]
     parquet = ParquetizeMonth(service="green", month=JAN20).output().parquet.file
-    columns = ", ".join(f'"{c}"' for c in GREEN.columns)
+    columns = ", ".join(f'"{c.lower()}"' for c in GREEN.columns)
     in_pg = pg.query(f"SELECT {columns} FROM green_tripdata WHERE source_month = %s", [JAN20])
     in_lake = [tuple(r.values()) for r in pq.read_table(parquet).to_pylist()]
     assert sortable(in_pg) == sortable(in_lake)
@@ -186,7 +189,7 @@ def test_a_load_killed_during_its_copy_leaves_the_previous_rows(
         env: Env, pg: Database, big_month: samples.SampleFacts) -> None:
     assert env.build(LoadPostgres(service="green", month=BIG)).status == LuigiStatusCode.SUCCESS
     # The previous state: an older, smaller version of the month (and no load log entry).
-    pg.query("DELETE FROM green_tripdata WHERE \"VendorID\" = 1")
+    pg.query("DELETE FROM green_tripdata WHERE vendorid = 1")
     pg.query("DELETE FROM pipeline_loads WHERE table_name = 'green_tripdata'")
     (old,) = pg.query("SELECT count(*) FROM green_tripdata")[0]
     assert 0 < old < big_month.rows
@@ -205,7 +208,7 @@ def test_a_load_killed_during_its_copy_leaves_the_previous_rows(
     run.wait()
 
     assert pg.query("SELECT count(*) FROM green_tripdata") == [(old,)]
-    assert pg.query("SELECT count(*) FROM green_tripdata WHERE \"VendorID\" = 1") == [(0,)]
+    assert pg.query("SELECT count(*) FROM green_tripdata WHERE vendorid = 1") == [(0,)]
     assert not LoadPostgres(service="green", month=BIG).complete()
     finish = env.command("luigi", *command[1:])
     assert finish.returncode == 0, finish.stderr
@@ -314,9 +317,13 @@ def test_a_table_with_another_schema_is_refused_and_left_alone(env: Env, pg: Dat
     message = str(refused.value)
     assert "\n" not in message
     assert message.startswith("PostgreSQL table green_tripdata has an incompatible schema "
-                              "(VendorID bigint is VendorID text;")
+                              "(vendorid bigint is vendorid text;")
     assert message.endswith("it was left as it is: migrate or drop it")
     assert pg.query("SELECT * FROM green_tripdata") == [("x", "kept")]
+    # The rename to lower case was undone with the rest.
+    assert pg.query("SELECT column_name FROM information_schema.columns "
+                    "WHERE table_name = 'green_tripdata' ORDER BY ordinal_position") == \
+        [("VendorID",), ("note",)]
     assert pg.query("SELECT count(*) FROM pg_indexes WHERE tablename = 'green_tripdata'") == \
         [(0,)]
 
@@ -324,8 +331,8 @@ def test_a_table_with_another_schema_is_refused_and_left_alone(env: Env, pg: Dat
 def test_a_table_of_a_newer_ddl_is_refused(env: Env, pg: Database) -> None:
     assert env.build(LoadPostgresZones()).status == LuigiStatusCode.SUCCESS
     assert pg.query("SELECT obj_description('zones'::regclass)") == [
-        ("nyc-taxi-pipeline DDL 1",)]
-    pg.query("COMMENT ON TABLE zones IS 'nyc-taxi-pipeline DDL 2'")
+        ("nyc-taxi-pipeline DDL 2",)]
+    pg.query("COMMENT ON TABLE zones IS 'nyc-taxi-pipeline DDL 3'")
     with pytest.raises(WarehouseError, match="zones was created by a newer pipeline"):
         postgres_load.load_zones(*read_zones(Path(LoadPostgresZones().input().path)))
     assert pg.query("SELECT count(*) FROM zones") == [(265,)]

@@ -1,0 +1,6 @@
+select
+    locationid as location_id,
+    borough,
+    zone,
+    service_zone
+from {{ source('taxi', 'zones') }}
