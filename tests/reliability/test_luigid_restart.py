@@ -5,7 +5,6 @@ the backfill completes, and no task runs twice — so never twice at once."""
 from __future__ import annotations
 
 import re
-import time
 from collections import Counter
 from datetime import date
 from pathlib import Path
@@ -23,13 +22,16 @@ from pipeline.lake.keys import (
     zones_key,
 )
 from pipeline.tasks.lake_month import DownloadMonth
-from tests.fixtures_hosts import Hosts, Services, months, wait_until, worker_hosts
+from tests.fixtures_hosts import Hosts, Services, months, worker_hosts
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.fault_case]
 
 FIRST = date(2020, 1, 1)
 ROWS = {"yellow": 20_000, "green": 5_000}
 MONTHS = months(FIRST, 4)
+# What luigi's RPC client logs each time luigid does not answer, before it retries.
+UNREACHABLE = "Failed connecting to remote scheduler"
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +39,13 @@ def release(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[tuple[
     root = tmp_path_factory.mktemp("restart-release")
     facts = samples.write_release(root, {s: MONTHS for s in ROWS}, ROWS)
     return root, {(f.service, f.month): f.rows for f in facts}
+
+
+def since(log: Path, offset: int) -> str:
+    """What a host's job wrote to its log after ``offset`` bytes."""
+    with open(log, "rb") as f:
+        f.seek(offset)
+        return f.read().decode(errors="replace")
 
 
 def test_a_backfill_survives_a_luigid_restart(
@@ -63,14 +72,18 @@ def test_a_backfill_survives_a_luigid_restart(
             host.start("backfill", "--start", month_key(MONTHS[0]), "--end",
                        month_key(MONTHS[-1]), "--workers", "1")
 
-        running = wait_until("a throttled download running", lambda: {
+        running = wait_until(lambda: {
             t.task_id: w for t in slow if (w := services.running().get(t.task_id))},
-            timeout=120)
+            120, "a throttled download running")
         assert services.luigid("task_list", status="DONE", upstream_status="")  # under way
+        logged = {h.n: h.log.stat().st_size for h in workers}
         assert services.stop_luigid() == 0  # SIGTERM: the state is saved
         state = services.directory / "scheduler" / "state.pickle"
         assert state.exists()
-        time.sleep(3)  # the workers go on with their tasks meanwhile, and retry their calls
+        # The workers go on with their tasks meanwhile: each has found luigid gone (its
+        # pings fail) and retries its calls.
+        wait_until(lambda: all(UNREACHABLE in since(h.log, logged[h.n]) for h in workers),
+                   60, "every worker retrying its calls to the stopped luigid")
         assert all(host.process and host.process.poll() is None for host in workers)
         services.start_luigid()
         # The restarted luigid knows the tasks it had handed out before it stopped.

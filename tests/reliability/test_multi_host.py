@@ -8,11 +8,13 @@ processes, and the test says so."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import time
 import warnings
 from collections import Counter
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
@@ -35,10 +37,10 @@ from tests.fixtures_hosts import (
     WorkerHost,
     months,
     shared_nothing,
-    wait_until,
     worker_hosts,
     worker_pid,
 )
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.kill_trial]
 
@@ -99,11 +101,20 @@ def check_lake_and_warehouse(services: Services, months_done: list[date],
         assert sorted(logged) == sorted((m, rows[(service, month_key(m))]) for m in months_done)
 
 
-def growing(host: WorkerHost) -> bool:
-    """A file in the host's scratch directory is growing right now."""
-    before = {p: p.stat().st_size for p in host.staged() if p.exists()}
-    time.sleep(0.3)
-    return any(p.exists() and p.stat().st_size > size > 0 for p, size in before.items())
+def growing(host: WorkerHost) -> Callable[[], bool]:
+    """A check that a file in the host's scratch directory has grown since the check's
+    last look (and had bytes then): asked over and over, it says the download is under way."""
+    seen: dict[Path, int] = {}
+
+    def grew() -> bool:
+        sizes = {}
+        for path in host.staged():
+            with contextlib.suppress(FileNotFoundError):  # renamed or removed meanwhile
+                sizes[path] = path.stat().st_size
+        answer = any(size > seen.get(path, size) > 0 for path, size in sizes.items())
+        seen.update(sizes)
+        return answer
+    return grew
 
 
 def test_three_hosts_share_one_backfill_and_survive_a_killed_host(
@@ -139,10 +150,10 @@ def test_three_hosts_share_one_backfill_and_survive_a_killed_host(
             raw = root / "yellow" / f"yellow_tripdata_{month_key(eight[-1])}.csv.gz"
             services.start_mirror(f"{raw.name}={raw.stat().st_size // 15}")  # ~15 s download
             backfill(workers, eight[-1])
-            worker = wait_until("the throttled download running", lambda: services.running().get(
-                victim_task.task_id), timeout=180)
+            worker = wait_until(lambda: services.running().get(victim_task.task_id), 180,
+                                "the throttled download running")
             victim = next(w for w in workers if w.process and w.process.pid == worker_pid(worker))
-            wait_until("its scratch file growing", lambda: growing(victim), timeout=30)
+            wait_until(growing(victim), 30, "its scratch file growing", interval=0.2)
             assert victim.process is not None and victim.process.poll() is None
             assert services.running().get(victim_task.task_id) == worker  # still that task
             killed_at = time.monotonic()

@@ -7,7 +7,6 @@ import gzip
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -26,6 +25,7 @@ from tests.conftest import BIN, Env, Release
 from tests.fixtures_cloud import Cloud
 from tests.fixtures_postgres import SERVER_SETTINGS, Cluster, Database
 from tests.fixtures_scheduler import Luigid
+from tests.waiting import wait_until
 
 JAN = date(2021, 1, 1)
 pytestmark = pytest.mark.fault_case
@@ -179,10 +179,8 @@ def test_postgres_stopped_during_a_load(env: Env, postgres_db: Database,
         cwd=env.tmp, env=env.env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         text=True)
     copying = "SELECT tuples_processed FROM pg_stat_progress_copy"
-    deadline = time.monotonic() + 60
-    while not (rows := postgres_db.query(copying)) or rows[0][0] < 10_000:
-        assert run.poll() is None and time.monotonic() < deadline, "no COPY to interrupt"
-        time.sleep(0.01)
+    wait_until(lambda: (rows := postgres_db.query(copying)) and rows[0][0] >= 10_000, 60,
+               "a COPY under way to interrupt", process=run, interval=0.01)
     port = postgres_cluster.port
     postgres_cluster._run("pg_ctl", "-D", str(postgres_cluster.data), "-m", "fast", "-w", "stop")
     postgres_cluster._run("pg_ctl", "-D", str(postgres_cluster.data), "-l",
