@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import sys
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -34,6 +33,7 @@ import month_children  # noqa: F401 (registers the child functions this script r
 from measure import (
     child_main,
     is_child,
+    own_peak_rss_mb,
 )
 from month_parts import backfill_part, convert_part, e2e_part, normalize_part
 from month_report import CONVERTERS, report, size_label
@@ -140,7 +140,7 @@ def main(argv: list[str]) -> int:
         "versions": {n: _version(n) for n in ("pyarrow", "duckdb", "luigi", "isal")},
         "luigi_set": args.luigi_set,
         "rows": {"main": args.rows, "big": None if args.skip_20m else big_rows},
-        "bench_main_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "bench_main_rss_mb": round(own_peak_rss_mb(), 1),
         "load_average": os.getloadavg(),
         "summary": summary,
         "normalize": normalized,

@@ -20,13 +20,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
-from functools import wraps
 from pathlib import Path
 
 from measure import (
     Args,
-    ChildFunction,
     best,
     child,
     child_main,
@@ -35,6 +32,7 @@ from measure import (
     ratio,
     ratio_text,
     run_child,
+    timed,
 )
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -46,15 +44,6 @@ TARGET_RSS_MB = 400.0
 
 
 # --------------------------------------------------------------------------- children
-
-
-def timed(function: ChildFunction) -> ChildFunction:
-    """The child's own seconds (its imports included) added to its result as ``seconds``."""
-    @wraps(function)
-    def run(a: Args) -> Args:
-        started = time.perf_counter()
-        return {**function(a), "seconds": time.perf_counter() - started}
-    return run
 
 
 @child("generate")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -19,15 +18,12 @@ from pathlib import Path
 from measure import (
     Args,
     child,
+    own_peak_rss_mb,
 )
 
 SERVICE = "yellow"
 MONTH = "2021-01"
 FILE_NAME = f"{SERVICE}_tripdata_{MONTH}.csv.gz"
-
-
-def _self_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _sql_str(value: object) -> str:
@@ -82,7 +78,7 @@ def child_parquetize(a: Args) -> Args:
     from pipeline.convert.parquetize import parquetize
     from pipeline.core.datasets import SERVICES
 
-    import_rss = _self_rss_mb()
+    import_rss = own_peak_rss_mb()
     started = time.perf_counter()
     stats = parquetize(SERVICES[SERVICE], date(2021, 1, 1), Path(a["raw"]), Path(a["out"]))
     return {"work_s": time.perf_counter() - started, "rows": stats.rows,
@@ -98,7 +94,7 @@ def child_duckdb(a: Args) -> Args:
     con = duckdb.connect()
     for statement in script_sql("", "", [], a["threads"], "")[:2]:  # the script's settings
         con.execute(statement)
-    import_rss = _self_rss_mb()
+    import_rss = own_peak_rss_mb()
     started = time.perf_counter()
     (rows,) = con.execute(_duckdb_copy_sql(a["raw"], a["out"], a["columns"])).fetchone()
     work = time.perf_counter() - started
@@ -113,7 +109,7 @@ def child_reference(a: Args) -> Args:
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
-    import_rss = _self_rss_mb()
+    import_rss = own_peak_rss_mb()
     started = time.perf_counter()
     table = pacsv.read_csv(a["raw"])
     pq.write_table(table, a["out"])

@@ -6,7 +6,6 @@ normalise step (``bench_parquet_source.py`` run as it is). Each records its runs
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from pathlib import Path
@@ -26,8 +25,8 @@ from month_runs import (
     Bench,
     Run,
     backfill_release,
-    luigi_config,
     paced,
+    project_run,
     release_dir,
     stage_seconds,
     start_mirror,
@@ -68,9 +67,7 @@ def e2e_part(bench: Bench, raw: Path, rows: int, columns: list[list[str]], repea
     try:
         for rep in range(1, repeat + 1):
             run_dir = bench.work / "e2e" / "ingest"
-            shutil.rmtree(run_dir, ignore_errors=True)
-            run_dir.mkdir(parents=True)
-            env = {**os.environ, "LUIGI_CONFIG_PATH": str(luigi_config(run_dir, urls, extra))}
+            env = project_run(run_dir, urls, extra)
             argv = [luigi_bin, "--module", "pipeline", "IngestMonth", "--month", MONTH,
                     "--services", SERVICE, "--workers", "1", "--local-scheduler"]
             log = bench.logs / f"{logs}-ingest-{rep}.log"
@@ -117,9 +114,7 @@ def backfill_part(bench: Bench, rows: int, seed: int, columns: list[list[str]],
     try:
         for rep in range(1, repeat + 1):
             run_dir = bench.work / "backfill" / "project"
-            shutil.rmtree(run_dir, ignore_errors=True)
-            run_dir.mkdir(parents=True)
-            env = {**os.environ, "LUIGI_CONFIG_PATH": str(luigi_config(run_dir, urls, extra))}
+            env = project_run(run_dir, urls, extra)
             argv = [cli, "backfill", "--start", keys[0], "--end", keys[-1], "--services",
                     SERVICE, "--workers", str(workers), "--local-scheduler"]
             log = bench.logs / f"{logs}-project-{rep}.log"

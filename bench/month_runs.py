@@ -134,12 +134,27 @@ def release_dir(bench: Bench, raw: Path, rows: int) -> Path:
             os.link(raw, target)
         except OSError:
             shutil.copyfile(raw, target)
+    write_zones(root)
+    return root
+
+
+def write_zones(root: Path) -> None:
+    """The zone lookup of a release (``misc/taxi_zone_lookup.csv``), written once, by a
+    child interpreter: this process imports no pipeline code."""
     zones = root / "misc" / "taxi_zone_lookup.csv"
     if not zones.exists():
         code = ("import sys; from pathlib import Path;"
                 " from pipeline.demo.samples import write_zones; write_zones(Path(sys.argv[1]))")
         subprocess.run([PYTHON, "-c", code, str(zones)], check=True, cwd=PROJECT)
-    return root
+
+
+def project_run(run_dir: Path, urls: Args, extra: dict[str, dict[str, str]] | None
+                ) -> dict[str, str]:
+    """An empty ``run_dir`` for one run of the project, and the environment that points
+    luigi at its config there (``luigi_config``)."""
+    shutil.rmtree(run_dir, ignore_errors=True)
+    run_dir.mkdir(parents=True)
+    return {**os.environ, "LUIGI_CONFIG_PATH": str(luigi_config(run_dir, urls, extra))}
 
 
 LOGGING_INI = """[loggers]
@@ -268,11 +283,7 @@ def backfill_release(bench: Bench, rows: int, seed: int, months: list[str]) -> P
                     f"generate-{key}-{rows}")
         sidecar.write_text(json.dumps({"rows": rows, "seed": seed,
                                        "bytes": path.stat().st_size}))
-    zones = root / "misc" / "taxi_zone_lookup.csv"
-    if not zones.exists():
-        code = ("import sys; from pathlib import Path;"
-                " from pipeline.demo.samples import write_zones; write_zones(Path(sys.argv[1]))")
-        subprocess.run([PYTHON, "-c", code, str(zones)], check=True, cwd=PROJECT)
+    write_zones(root)
     return root
 
 
