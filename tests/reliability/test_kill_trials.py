@@ -211,20 +211,15 @@ def all_sinks(env: Env, postgres_db: Database, cloud: object) -> Warehouses:
 
 
 @pytest.mark.kill_trial
-@pytest.mark.parametrize("seed", DEFAULT_TRIALS)
-def test_kill_trial(seed: int, env: Env, release: Release, local_sinks: Warehouses,
-                    old_release: Path, mirror: ReleaseMirror,
-                    request: pytest.FixtureRequest) -> None:
-    run_trial(seed, env, release, local_sinks, old_release, mirror, LOCAL_STAGES,
-              request.node.user_properties)
-
-
-@pytest.mark.slow
-@pytest.mark.kill_trial
-@pytest.mark.parametrize("seed", SLOW_TRIALS)
-def test_kill_trial_all_sinks(seed: int, env: Env, release: Release, all_sinks: Warehouses,
-                              old_release: Path, mirror: ReleaseMirror,
-                              request: pytest.FixtureRequest) -> None:
-    run_trial(seed, env, release, all_sinks, old_release, mirror, CLOUD_STAGES,
-              request.node.user_properties)
+@pytest.mark.parametrize(("seed", "sinks"), [
+    *[pytest.param(seed, "local", id=str(seed)) for seed in DEFAULT_TRIALS],
+    # Every sink, the cloud's too: their stages added to what a kill can hit.
+    *[pytest.param(seed, "all", id=f"all-sinks-{seed}", marks=pytest.mark.slow)
+      for seed in SLOW_TRIALS],
+])
+def test_kill_trial(seed: int, sinks: str, env: Env, release: Release, old_release: Path,
+                    mirror: ReleaseMirror, request: pytest.FixtureRequest) -> None:
+    warehouses = request.getfixturevalue(f"{sinks}_sinks")
+    run_trial(seed, env, release, warehouses, old_release, mirror,
+              LOCAL_STAGES if sinks == "local" else CLOUD_STAGES, request.node.user_properties)
 

@@ -11,34 +11,31 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.core.datasets import SERVICES
 from pipeline.core.months import month_key
-from pipeline.demo import samples
-from pipeline.lake.keys import (
-    manifest_key,
-    parquet_key,
-    raw_key,
-    source_record_key,
-    zones_key,
-)
 from pipeline.tasks.lake_month import DownloadMonth
-from tests.fixtures_hosts import Hosts, Services, months, worker_hosts
+from tests.fixtures_hosts import (
+    Hosts,
+    HostsRelease,
+    Services,
+    lake_objects,
+    months,
+    worker_hosts,
+    write_hosts_release,
+)
 from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.fault_case]
 
-FIRST = date(2020, 1, 1)
+# Four months of two services, whose backfill is under way when luigid stops.
+MONTHS = months(date(2020, 1, 1), 4)
 ROWS = {"yellow": 20_000, "green": 5_000}
-MONTHS = months(FIRST, 4)
 # What luigi's RPC client logs each time luigid does not answer, before it retries.
 UNREACHABLE = "Failed connecting to remote scheduler"
 
 
 @pytest.fixture(scope="module")
-def release(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[tuple[str, str], int]]:
-    root = tmp_path_factory.mktemp("restart-release")
-    facts = samples.write_release(root, {s: MONTHS for s in ROWS}, ROWS)
-    return root, {(f.service, f.month): f.rows for f in facts}
+def release(tmp_path_factory: pytest.TempPathFactory) -> HostsRelease:
+    return write_hosts_release(tmp_path_factory.mktemp("restart-release"), MONTHS, ROWS)
 
 
 def since(log: Path, offset: int) -> str:
@@ -48,8 +45,7 @@ def since(log: Path, offset: int) -> str:
         return f.read().decode(errors="replace")
 
 
-def test_a_backfill_survives_a_luigid_restart(
-        tmp_path: Path, release: tuple[Path, dict[tuple[str, str], int]]) -> None:
+def test_a_backfill_survives_a_luigid_restart(tmp_path: Path, release: HostsRelease) -> None:
     root, rows = release
     hosts = Hosts(2)
     services = Services(hosts, tmp_path / "services", root)
@@ -101,15 +97,10 @@ def test_a_backfill_survives_a_luigid_restart(
         assert logged and set(logged.values()) == {1}, logged
         assert len(logged) == len(runs)
 
-        expected = {f"lake/{zones_key()}"} | {
-            f"lake/{key(SERVICES[s], m)}" for s in ROWS for m in MONTHS
-            for key in (raw_key, source_record_key, parquet_key, manifest_key)}
-        assert set(services.objects("")) == expected
-        assert services.postgres is not None
+        assert set(services.objects("")) == lake_objects(ROWS, MONTHS)
         for service in ROWS:
-            counts = dict(services.postgres.execute(
-                f"SELECT source_month, count(*) FROM {service}_tripdata GROUP BY 1", "trips"))
-            assert counts == {m: rows[(service, month_key(m))] for m in MONTHS}
+            assert services.warehouse_rows(service) == {
+                m: rows[(service, month_key(m))] for m in MONTHS}
         assert [h.staged() for h in workers] == [[], []]
     finally:
         for host in workers:
