@@ -114,6 +114,9 @@ def test_bench_scheduler_no_op_rerun(tmp_path: Path) -> None:
     assert len(noop["local"]["runs"]) == len(noop["central"]["runs"]) == 1
     calls = noop["inproc"]["calls"]
     assert calls["LoadDuckDB.complete()"]["n"] == 3  # a month of three services
+    # What the count patches must still be in the pipeline (scheduler_noop.COUNTED says
+    # where): a function moved or gone shows here, not as a silently missing row.
+    assert noop["inproc"]["not_counted"] == []
     assert noop["profile"]["profile"]["pipeline_cumulative"]
 
 
