@@ -1,5 +1,5 @@
 """Hosts that share nothing but luigid and the bucket, for the multi-host and the luigid
-restart tests (registered in conftest.py).
+restart tests (imported by them).
 
 ``NamespaceHosts`` (root, ``ip netns``): one services host and N worker hosts, each worker
 joined to the services host by its own veth pair: ``10.213.N.1/30`` on the services side,
