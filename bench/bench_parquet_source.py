@@ -20,13 +20,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
-from functools import wraps
 from pathlib import Path
 
 from measure import (
     Args,
-    ChildFunction,
     best,
     child,
     child_main,
@@ -35,25 +32,18 @@ from measure import (
     ratio,
     ratio_text,
     run_child,
+    timed,
 )
 
 BENCH_DIR = Path(__file__).resolve().parent
 OUT = BENCH_DIR / "out" / "parquet_source"
+RESULTS = BENCH_DIR / "out" / "parquet_source-results.json"
 MONTH = "2021-08"
 TARGET_TIME_RATIO = 1.0
 TARGET_RSS_MB = 400.0
 
 
 # --------------------------------------------------------------------------- children
-
-
-def timed(function: ChildFunction) -> ChildFunction:
-    """The child's own seconds (its imports included) added to its result as ``seconds``."""
-    @wraps(function)
-    def run(a: Args) -> Args:
-        started = time.perf_counter()
-        return {**function(a), "seconds": time.perf_counter() - started}
-    return run
 
 
 @child("generate")
@@ -111,9 +101,9 @@ def child_compare(a: Args) -> Args:
 # --------------------------------------------------------------------------- parent
 
 
-def measured_child(name: str, args: Args) -> Args:
+def measured_child(work: Path, name: str, args: Args) -> Args:
     """Run one child; its result with its wall time and peak RSS (MB) from os.wait4."""
-    measured, result = run_child(__file__, name, args, OUT / "logs" / f"{name}.log")
+    measured, result = run_child(__file__, name, args, work / "logs" / f"{name}.log")
     return {**result, "wall": measured.wall_s, "rss_mb": measured.peak_rss_mb}
 
 
@@ -123,23 +113,29 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--work-dir", type=Path, default=OUT,
+                        help="the generated month, outputs and logs (default "
+                             "bench/out/parquet_source, cached)")
+    parser.add_argument("--results", type=Path, default=RESULTS,
+                        help="JSON results (default bench/out/parquet_source-results.json)")
     a = parser.parse_args()
-    OUT.mkdir(parents=True, exist_ok=True)
-    raw = OUT / f"yellow_tripdata_{MONTH}_{a.rows}rows.parquet"
+    work = a.work_dir.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    raw = work / f"yellow_tripdata_{MONTH}_{a.rows}rows.parquet"
     if not raw.exists():
         print(f"generating {raw.name} ...", flush=True)
-        measured_child("generate", {"raw": str(raw), "rows": a.rows})
+        measured_child(work, "generate", {"raw": str(raw), "rows": a.rows})
     runs: dict[str, list[Args]] = {"normalize": [], "plain": []}
     for i in range(a.repeat):
         for name in runs:
-            out = OUT / f"{name}.parquet"
-            r = measured_child(name, {"raw": str(raw), "out": str(out)})
+            out = work / f"{name}.parquet"
+            r = measured_child(work, name, {"raw": str(raw), "out": str(out)})
             if r["rows"] != a.rows:
                 raise SystemExit(f"{name} wrote {r['rows']} rows, expected {a.rows}")
             runs[name].append(r)
             print(f"run {i + 1} {name:9} {r['wall']:6.2f} s  {r['rss_mb']:7.1f} MB", flush=True)
-    same = measured_child("compare", {"left": str(OUT / "normalize.parquet"),
-                                      "right": str(OUT / "plain.parquet")})["same"]
+    same = measured_child(work, "compare", {"left": str(work / "normalize.parquet"),
+                                            "right": str(work / "plain.parquet")})["same"]
     summary = {name: {"best_s": best([r["wall"] for r in rs]),
                       "median_s": median([r["wall"] for r in rs]),
                       "peak_rss_mb": max(r["rss_mb"] for r in rs)} for name, rs in runs.items()}
@@ -154,7 +150,8 @@ def main() -> int:
           f"{'met' if time_ratio <= TARGET_TIME_RATIO else 'MISSED'}")
     print(f"peak RSS normalize {rss:.0f} MB (target ≤ {TARGET_RSS_MB:.0f}): "
           f"{'met' if rss <= TARGET_RSS_MB else 'MISSED'}")
-    (BENCH_DIR / "out" / "parquet_source-results.json").write_text(json.dumps(
+    a.results.parent.mkdir(parents=True, exist_ok=True)
+    a.results.write_text(json.dumps(
         {"rows": a.rows, "identical": same, "summary": summary, "runs": runs,
          "time_ratio": time_ratio}, indent=2))
     return 0

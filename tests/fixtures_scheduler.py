@@ -7,7 +7,6 @@ import json
 import signal
 import sqlite3
 import subprocess
-import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ import pytest
 
 from tests.conftest import BIN, Env
 from tests.ports import free_port
+from tests.waiting import wait_until
 
 
 @dataclass
@@ -51,6 +51,14 @@ class Luigid:
                 "WHERE e.event_name = ? GROUP BY t.task_id", (event,)).fetchall()
         return dict(rows)
 
+    def answers(self) -> bool:
+        """luigid answers its API (it has started)."""
+        try:
+            self.api("task_list", status="", upstream_status="")
+        except OSError:
+            return False
+        return True
+
     def stop(self) -> int:
         self.process.send_signal(signal.SIGTERM)
         return self.process.wait(timeout=20)
@@ -71,15 +79,10 @@ def luigid(env: Env) -> Iterator[Luigid]:
                                cwd=env.tmp, env=env.env(), stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE)
     server = Luigid(port, process, directory)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            server.api("task_list", status="", upstream_status="")
-            break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"luigid did not start: {process.stderr.read()!r}") from None
-            time.sleep(0.1)
+    try:
+        wait_until(server.answers, 30, "luigid answering", process=process, interval=0.1)
+    except AssertionError as e:
+        raise RuntimeError(f"luigid did not start: {e}; {process.stderr.read()!r}") from None
     yield server
     if process.poll() is None:
         server.stop()

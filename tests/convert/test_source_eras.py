@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import gzip
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -28,7 +27,7 @@ from pipeline.demo.mirror import ReleaseMirror
 from pipeline.demo.tlc_samples import ERAS, Era, EraMonth, era_month, write_era_month
 from pipeline.tasks.lake_month import DownloadMonth, ParquetizeMonth
 from pipeline.tasks.load import LoadDuckDB
-from tests.conftest import Env
+from tests.conftest import Env, csv_and_tlc_mirror
 
 ROWS = 1_500
 MONEY = ("fare_amount", "extra", "mta_tax", "tip_amount", "tolls_amount",
@@ -72,11 +71,7 @@ def eras(tmp_path_factory: pytest.TempPathFactory) -> EraRelease:
     return release
 
 
-@pytest.fixture
-def mirror(eras: EraRelease) -> Iterator[ReleaseMirror]:
-    """Overrides conftest's: the eras in TLC's layout (and a zone lookup)."""
-    with ReleaseMirror(eras.csv_root, tlc_root=eras.tlc_root) as server:
-        yield server
+mirror = csv_and_tlc_mirror("eras")  # the eras in TLC's layout (and a zone lookup)
 
 
 @pytest.fixture(autouse=True)

@@ -4,7 +4,7 @@ Luigi workers, a local server laid out like TLC's CloudFront, DuckDB and Postgre
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -38,7 +38,7 @@ from pipeline.warehouses import bigquery as bigquery_load
 from pipeline.warehouses import duckdb as duckdb_warehouse
 from pipeline.warehouses import postgres as postgres_warehouse
 from pipeline.warehouses.base import Dialect
-from tests.conftest import Env
+from tests.conftest import Env, csv_and_tlc_mirror
 from tests.fixtures_cloud import Cloud
 from tests.fixtures_postgres import Database
 
@@ -84,11 +84,7 @@ def tlc_release(tmp_path_factory: pytest.TempPathFactory) -> TlcRelease:
     return release
 
 
-@pytest.fixture
-def mirror(tlc_release: TlcRelease) -> Iterator[ReleaseMirror]:
-    """Overrides conftest's: the CSV mirror and TLC's layout, on one local server."""
-    with ReleaseMirror(tlc_release.csv_root, tlc_root=tlc_release.tlc_root) as server:
-        yield server
+mirror = csv_and_tlc_mirror("tlc_release")  # the CSV mirror and TLC's layout
 
 
 @pytest.fixture(autouse=True)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
@@ -17,6 +16,7 @@ from pipeline.demo import samples
 from pipeline.demo.mirror import Fault, ReleaseMirror
 from pipeline.tasks.lake_month import DownloadMonth, ParquetizeMonth
 from tests.conftest import BIN, Env, Release
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.kill_trial
 
@@ -32,11 +32,7 @@ def start_ingest(env: Env, month: str) -> subprocess.Popen[str]:
 
 def kill_when(process: subprocess.Popen[str], ready: Callable[[], bool],
               timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not ready():
-        assert process.poll() is None, "the run ended before the moment to kill it"
-        assert time.monotonic() < deadline, "the moment to kill never came"
-        time.sleep(0.01)
+    wait_until(ready, timeout, "the moment to kill the run", process=process, interval=0.01)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
 

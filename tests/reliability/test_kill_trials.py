@@ -35,6 +35,7 @@ from pipeline.tasks.lake_month import DownloadMonth, ParquetizeMonth
 from pipeline.tasks.load import LoadDuckDB, LoadPostgres
 from tests.conftest import BIN, Env, Release
 from tests.fixtures_postgres import Database
+from tests.waiting import wait_until
 
 JAN = date(2021, 1, 1)
 NAME = "yellow_tripdata_2021-01.csv.gz"
@@ -132,14 +133,15 @@ def kill_group(run: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(run.pid, signal.SIGKILL)
     run.wait()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+
+    def gone() -> bool:
         try:
             os.killpg(run.pid, 0)
         except ProcessLookupError:
-            return
-        time.sleep(0.05)
-    raise AssertionError("the killed workers did not go away")
+            return True
+        return False
+
+    wait_until(gone, 30, "the killed workers gone")
 
 
 def running_tasks(log: str) -> list[str]:
@@ -154,12 +156,9 @@ def kill_in_stage(run: subprocess.Popen[bytes], log: Path, stage: str,
                   rng: random.Random) -> list[str]:
     """Wait for ``stage`` to start, SIGKILL the run at a random moment soon after, and
     return the tasks it was running then. Fails if the run ends before the kill."""
-    deadline = time.monotonic() + 120
-    while not re.search(rf"running +{stage}\(", log.read_text()):
-        assert run.poll() is None, f"the run ended before {stage} started"
-        assert time.monotonic() < deadline, f"{stage} never started"
-        time.sleep(0.002)
-    time.sleep(rng.uniform(0.0, 0.08))
+    wait_until(lambda: re.search(rf"running +{stage}\(", log.read_text()), 120,
+               f"{stage} started", process=run, interval=0.002)
+    time.sleep(rng.uniform(0.0, 0.08))  # a random moment within the stage: the trial's seed
     kill_group(run)
     assert run.returncode == -signal.SIGKILL, (
         f"the run ended by itself (exit {run.returncode}) before the kill")
@@ -212,20 +211,15 @@ def all_sinks(env: Env, postgres_db: Database, cloud: object) -> Warehouses:
 
 
 @pytest.mark.kill_trial
-@pytest.mark.parametrize("seed", DEFAULT_TRIALS)
-def test_kill_trial(seed: int, env: Env, release: Release, local_sinks: Warehouses,
-                    old_release: Path, mirror: ReleaseMirror,
-                    request: pytest.FixtureRequest) -> None:
-    run_trial(seed, env, release, local_sinks, old_release, mirror, LOCAL_STAGES,
-              request.node.user_properties)
-
-
-@pytest.mark.slow
-@pytest.mark.kill_trial
-@pytest.mark.parametrize("seed", SLOW_TRIALS)
-def test_kill_trial_all_sinks(seed: int, env: Env, release: Release, all_sinks: Warehouses,
-                              old_release: Path, mirror: ReleaseMirror,
-                              request: pytest.FixtureRequest) -> None:
-    run_trial(seed, env, release, all_sinks, old_release, mirror, CLOUD_STAGES,
-              request.node.user_properties)
+@pytest.mark.parametrize(("seed", "sinks"), [
+    *[pytest.param(seed, "local", id=str(seed)) for seed in DEFAULT_TRIALS],
+    # Every sink, the cloud's too: their stages added to what a kill can hit.
+    *[pytest.param(seed, "all", id=f"all-sinks-{seed}", marks=pytest.mark.slow)
+      for seed in SLOW_TRIALS],
+])
+def test_kill_trial(seed: int, sinks: str, env: Env, release: Release, old_release: Path,
+                    mirror: ReleaseMirror, request: pytest.FixtureRequest) -> None:
+    warehouses = request.getfixturevalue(f"{sinks}_sinks")
+    run_trial(seed, env, release, warehouses, old_release, mirror,
+              LOCAL_STAGES if sinks == "local" else CLOUD_STAGES, request.node.user_properties)
 

@@ -5,42 +5,47 @@ the backfill completes, and no task runs twice — so never twice at once."""
 from __future__ import annotations
 
 import re
-import time
 from collections import Counter
 from datetime import date
 from pathlib import Path
 
 import pytest
 
-from pipeline.core.datasets import SERVICES
 from pipeline.core.months import month_key
-from pipeline.demo import samples
-from pipeline.lake.keys import (
-    manifest_key,
-    parquet_key,
-    raw_key,
-    source_record_key,
-    zones_key,
-)
 from pipeline.tasks.lake_month import DownloadMonth
-from tests.fixtures_hosts import Hosts, Services, months, wait_until, worker_hosts
+from tests.fixtures_hosts import (
+    Hosts,
+    HostsRelease,
+    Services,
+    lake_objects,
+    months,
+    worker_hosts,
+    write_hosts_release,
+)
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.fault_case]
 
-FIRST = date(2020, 1, 1)
+# Four months of two services, whose backfill is under way when luigid stops.
+MONTHS = months(date(2020, 1, 1), 4)
 ROWS = {"yellow": 20_000, "green": 5_000}
-MONTHS = months(FIRST, 4)
+# What luigi's RPC client logs each time luigid does not answer, before it retries.
+UNREACHABLE = "Failed connecting to remote scheduler"
 
 
 @pytest.fixture(scope="module")
-def release(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[tuple[str, str], int]]:
-    root = tmp_path_factory.mktemp("restart-release")
-    facts = samples.write_release(root, {s: MONTHS for s in ROWS}, ROWS)
-    return root, {(f.service, f.month): f.rows for f in facts}
+def release(tmp_path_factory: pytest.TempPathFactory) -> HostsRelease:
+    return write_hosts_release(tmp_path_factory.mktemp("restart-release"), MONTHS, ROWS)
 
 
-def test_a_backfill_survives_a_luigid_restart(
-        tmp_path: Path, release: tuple[Path, dict[tuple[str, str], int]]) -> None:
+def since(log: Path, offset: int) -> str:
+    """What a host's job wrote to its log after ``offset`` bytes."""
+    with open(log, "rb") as f:
+        f.seek(offset)
+        return f.read().decode(errors="replace")
+
+
+def test_a_backfill_survives_a_luigid_restart(tmp_path: Path, release: HostsRelease) -> None:
     root, rows = release
     hosts = Hosts(2)
     services = Services(hosts, tmp_path / "services", root)
@@ -63,14 +68,18 @@ def test_a_backfill_survives_a_luigid_restart(
             host.start("backfill", "--start", month_key(MONTHS[0]), "--end",
                        month_key(MONTHS[-1]), "--workers", "1")
 
-        running = wait_until("a throttled download running", lambda: {
+        running = wait_until(lambda: {
             t.task_id: w for t in slow if (w := services.running().get(t.task_id))},
-            timeout=120)
+            120, "a throttled download running")
         assert services.luigid("task_list", status="DONE", upstream_status="")  # under way
+        logged = {h.n: h.log.stat().st_size for h in workers}
         assert services.stop_luigid() == 0  # SIGTERM: the state is saved
         state = services.directory / "scheduler" / "state.pickle"
         assert state.exists()
-        time.sleep(3)  # the workers go on with their tasks meanwhile, and retry their calls
+        # The workers go on with their tasks meanwhile: each has found luigid gone (its
+        # pings fail) and retries its calls.
+        wait_until(lambda: all(UNREACHABLE in since(h.log, logged[h.n]) for h in workers),
+                   60, "every worker retrying its calls to the stopped luigid")
         assert all(host.process and host.process.poll() is None for host in workers)
         services.start_luigid()
         # The restarted luigid knows the tasks it had handed out before it stopped.
@@ -88,15 +97,10 @@ def test_a_backfill_survives_a_luigid_restart(
         assert logged and set(logged.values()) == {1}, logged
         assert len(logged) == len(runs)
 
-        expected = {f"lake/{zones_key()}"} | {
-            f"lake/{key(SERVICES[s], m)}" for s in ROWS for m in MONTHS
-            for key in (raw_key, source_record_key, parquet_key, manifest_key)}
-        assert set(services.objects("")) == expected
-        assert services.postgres is not None
+        assert set(services.objects("")) == lake_objects(ROWS, MONTHS)
         for service in ROWS:
-            counts = dict(services.postgres.execute(
-                f"SELECT source_month, count(*) FROM {service}_tripdata GROUP BY 1", "trips"))
-            assert counts == {m: rows[(service, month_key(m))] for m in MONTHS}
+            assert services.warehouse_rows(service) == {
+                m: rows[(service, month_key(m))] for m in MONTHS}
         assert [h.staged() for h in workers] == [[], []]
     finally:
         for host in workers:

@@ -8,11 +8,13 @@ processes, and the test says so."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import time
 import warnings
 from collections import Counter
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
@@ -20,25 +22,21 @@ import pytest
 
 from pipeline.core.datasets import SERVICES
 from pipeline.core.months import month_key
-from pipeline.demo import samples
-from pipeline.lake.keys import (
-    manifest_key,
-    parquet_key,
-    raw_key,
-    source_record_key,
-    zones_key,
-)
+from pipeline.lake.keys import manifest_key
 from pipeline.tasks.lake_month import DownloadMonth
 from tests.fixtures_hosts import (
+    HostsRelease,
     NamespaceHosts,
     Services,
     WorkerHost,
+    lake_objects,
     months,
     shared_nothing,
-    wait_until,
     worker_hosts,
     worker_pid,
+    write_hosts_release,
 )
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.kill_trial]
 
@@ -48,11 +46,9 @@ JOB_SECONDS = 600
 
 
 @pytest.fixture(scope="module")
-def release(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[tuple[str, str], int]]:
+def release(tmp_path_factory: pytest.TempPathFactory) -> HostsRelease:
     """Eight months of yellow and green: six for the backfill, two more for the kill."""
-    root = tmp_path_factory.mktemp("hosts-release")
-    facts = samples.write_release(root, {s: months(FIRST, 8) for s in ROWS}, ROWS)
-    return root, {(f.service, f.month): f.rows for f in facts}
+    return write_hosts_release(tmp_path_factory.mktemp("hosts-release"), months(FIRST, 8), ROWS)
 
 
 def backfill(hosts: list[WorkerHost], end: date) -> None:
@@ -70,44 +66,43 @@ def ran(host: WorkerHost) -> list[str]:
     return re.findall(r" running\s+(\S.*?\))\s*$", host.log.read_text(errors="replace"), re.M)
 
 
-def expected_objects(services: Services, months_done: list[date]) -> set[str]:
-    keys = {zones_key()}
-    for service in ROWS:
-        for month in months_done:
-            keys |= {key(SERVICES[service], month) for key in (
-                raw_key, source_record_key, parquet_key, manifest_key)}
-    return {f"lake/{key}" for key in keys}
-
-
 def check_lake_and_warehouse(services: Services, months_done: list[date],
                              rows: dict[tuple[str, str], int]) -> None:
     """The bucket holds every month exactly (manifest rows = source rows, nothing else) and
     PostgreSQL holds exactly the source's rows, once."""
-    assert set(services.objects("lake/")) == expected_objects(services, months_done)
+    assert set(services.objects("lake/")) == lake_objects(ROWS, months_done)
     assert services.objects("") == services.objects("lake/")  # nothing outside the lake
     assert services.postgres is not None
     for service in ROWS:
         for month in months_done:
             manifest = json.loads(services.read(f"lake/{manifest_key(SERVICES[service], month)}"))
             assert manifest["rows"] == rows[(service, month_key(month))]
-        counts = dict(services.postgres.execute(
-            f"SELECT source_month, count(*) FROM {service}_tripdata GROUP BY 1", "trips"))
-        assert counts == {m: rows[(service, month_key(m))] for m in months_done}
+        assert services.warehouse_rows(service) == {
+            m: rows[(service, month_key(m))] for m in months_done}
         logged = services.postgres.execute(
             f"SELECT source_month, rows FROM pipeline_loads WHERE table_name = "
-            f"'{service}_tripdata'", "trips")
+            f"'{service}_tripdata'", dbname="trips")
         assert sorted(logged) == sorted((m, rows[(service, month_key(m))]) for m in months_done)
 
 
-def growing(host: WorkerHost) -> bool:
-    """A file in the host's scratch directory is growing right now."""
-    before = {p: p.stat().st_size for p in host.staged() if p.exists()}
-    time.sleep(0.3)
-    return any(p.exists() and p.stat().st_size > size > 0 for p, size in before.items())
+def growing(host: WorkerHost) -> Callable[[], bool]:
+    """A check that a file in the host's scratch directory has grown since the check's
+    last look (and had bytes then): asked over and over, it says the download is under way."""
+    seen: dict[Path, int] = {}
+
+    def grew() -> bool:
+        sizes = {}
+        for path in host.staged():
+            with contextlib.suppress(FileNotFoundError):  # renamed or removed meanwhile
+                sizes[path] = path.stat().st_size
+        answer = any(size > seen.get(path, size) > 0 for path, size in sizes.items())
+        seen.update(sizes)
+        return answer
+    return grew
 
 
 def test_three_hosts_share_one_backfill_and_survive_a_killed_host(
-        tmp_path: Path, release: tuple[Path, dict[tuple[str, str], int]]) -> None:
+        tmp_path: Path, release: HostsRelease) -> None:
     root, rows = release
     with shared_nothing(tmp_path, root) as (hosts, services, why_plain):
         if why_plain:
@@ -139,10 +134,10 @@ def test_three_hosts_share_one_backfill_and_survive_a_killed_host(
             raw = root / "yellow" / f"yellow_tripdata_{month_key(eight[-1])}.csv.gz"
             services.start_mirror(f"{raw.name}={raw.stat().st_size // 15}")  # ~15 s download
             backfill(workers, eight[-1])
-            worker = wait_until("the throttled download running", lambda: services.running().get(
-                victim_task.task_id), timeout=180)
+            worker = wait_until(lambda: services.running().get(victim_task.task_id), 180,
+                                "the throttled download running")
             victim = next(w for w in workers if w.process and w.process.pid == worker_pid(worker))
-            wait_until("its scratch file growing", lambda: growing(victim), timeout=30)
+            wait_until(growing(victim), 30, "its scratch file growing", interval=0.2)
             assert victim.process is not None and victim.process.poll() is None
             assert services.running().get(victim_task.task_id) == worker  # still that task
             killed_at = time.monotonic()

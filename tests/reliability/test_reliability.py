@@ -7,7 +7,6 @@ import gzip
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -23,9 +22,9 @@ from pipeline.tasks.flows import IngestMonth
 from pipeline.tasks.lake_month import DownloadMonth, ParquetizeMonth
 from pipeline.tasks.load import LoadDuckDB
 from tests.conftest import BIN, Env, Release
-from tests.fixtures_cloud import Cloud
-from tests.fixtures_postgres import SERVER_SETTINGS, Cluster, Database
+from tests.fixtures_postgres import Cluster, Database
 from tests.fixtures_scheduler import Luigid
+from tests.waiting import wait_until
 
 JAN = date(2021, 1, 1)
 pytestmark = pytest.mark.fault_case
@@ -179,49 +178,12 @@ def test_postgres_stopped_during_a_load(env: Env, postgres_db: Database,
         cwd=env.tmp, env=env.env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         text=True)
     copying = "SELECT tuples_processed FROM pg_stat_progress_copy"
-    deadline = time.monotonic() + 60
-    while not (rows := postgres_db.query(copying)) or rows[0][0] < 10_000:
-        assert run.poll() is None and time.monotonic() < deadline, "no COPY to interrupt"
-        time.sleep(0.01)
-    port = postgres_cluster.port
-    postgres_cluster._run("pg_ctl", "-D", str(postgres_cluster.data), "-m", "fast", "-w", "stop")
-    postgres_cluster._run("pg_ctl", "-D", str(postgres_cluster.data), "-l",
-                          str(postgres_cluster.directory / "log"), "-w", "-o",
-                          f"-p {port} -k {postgres_cluster.directory} {SERVER_SETTINGS}", "start")
+    wait_until(lambda: (rows := postgres_db.query(copying)) and rows[0][0] >= 10_000, 60,
+               "a COPY under way to interrupt", process=run, interval=0.01)
+    postgres_cluster.restart("fast")
     _, errors = run.communicate(timeout=300)
     # The scheduler retried the load once the server was back: the month landed in this run.
     assert run.returncode == 0, errors[-2000:]
     assert "Traceback" not in errors and postgres_cluster.password not in errors
     assert postgres_db.query("SELECT count(*) FROM green_tripdata WHERE source_month = %s",
                              [big]) == [(facts.rows,)]
-
-
-def test_four_processes_all_sinks_overlapping_months(
-        env: Env, luigid: Luigid, postgres_db: Database, cloud: Cloud,
-        release: Release) -> None:
-    env.configure(postgres={"url": postgres_db.url},
-                  pipeline={"sinks": "duckdb,postgres,gcs,bigquery"},
-                  worker={"force_multiprocessing": "true"})  # as in luigi.cfg
-    asks = [["IngestMonth", "--month", "2021-01", "--services", "yellow"],
-            ["IngestMonth", "--month", "2021-01", "--services", "yellow"],
-            ["Backfill", "--start", "2020-12", "--end", "2021-01", "--services", "yellow"],
-            ["IngestMonth", "--month", "2020-12", "--services", "yellow"]]
-    logs = [env.tmp / f"process-{i}.log" for i in range(len(asks))]
-    processes = [subprocess.Popen([str(BIN / "luigi"), "--module", "pipeline", *ask, "--no-lock"],
-                                  cwd=env.tmp, env=env.env(), stdout=subprocess.DEVNULL,
-                                  stderr=log.open("w"))
-                 for ask, log in zip(asks, logs, strict=True)]
-    codes = [p.wait(timeout=600) for p in processes]
-    assert codes == [0, 0, 0, 0], [log.read_text()[-1500:] for log in logs]
-    ran = luigid.events("RUNNING")
-    assert ran and all(n == 1 for n in ran.values()), ran
-    expected = {date(2020, 12, 1): release.of("yellow", "2020-12").rows,
-                date(2021, 1, 1): release.of("yellow", "2021-01").rows}
-    with duckdb.connect(str(env.duckdb_path), read_only=True) as con:
-        assert dict(con.execute("SELECT source_month, count(*) FROM yellow_tripdata "
-                                "GROUP BY 1").fetchall()) == expected
-    assert dict(postgres_db.query("SELECT source_month, count(*) FROM yellow_tripdata "
-                                  "GROUP BY 1")) == expected
-    assert sorted(cloud.query(f"SELECT source_month, count(*) FROM "
-                              f"`{cloud.table('yellow_tripdata')}` GROUP BY 1 ORDER BY 1")) == \
-        sorted(expected.items())

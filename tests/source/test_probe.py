@@ -5,7 +5,6 @@ AccessDenied for a missing key, a file re-published between two attempts of a do
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -26,6 +25,7 @@ from pipeline.source.download import (
 )
 from pipeline.source.probe import probe
 from tests.conftest import Release
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.fault_case
 
@@ -117,10 +117,15 @@ def test_a_file_republished_during_a_download_is_fetched_whole_again(
     # The first attempt stalls half-way; the file is re-published while it waits.
     tlc_mirror.inject(TLC, Fault("stall", at=len(old) // 2, seconds=1.5))
 
+    # The mirror records the first attempt once it has sent the half, as it starts to stall.
+    failed: list[BaseException] = []
+
     def republish_once_stalled() -> None:
-        deadline = time.monotonic() + 10
-        while not tlc_mirror.requests_for(TLC) and time.monotonic() < deadline:
-            time.sleep(0.01)
+        try:
+            wait_until(lambda: tlc_mirror.requests_for(TLC), 10, "the first attempt stalled",
+                       interval=0.01)
+        except AssertionError as e:
+            failed.append(e)
         tlc_mirror.republish(file, new_bytes)
 
     helper = threading.Thread(target=republish_once_stalled)
@@ -130,6 +135,7 @@ def test_a_file_republished_during_a_download_is_fetched_whole_again(
                       policy=RetryPolicy(timeout=0.5, attempts=4, backoff=0.01,
                                          backoff_max=0.05))
     helper.join()
+    assert not failed, failed
     # The resume saw another ETag: it started over rather than splice two files.
     assert (tmp_path / "raw.parquet").read_bytes() == new_bytes
     assert report.restarted == 1 and report.bytes == len(new_bytes)

@@ -38,6 +38,7 @@ from pipeline.warehouses.base import WarehouseError, read_zones
 from tests.conftest import BIN, Env, Release
 from tests.fixtures_postgres import Database
 from tests.ports import free_port
+from tests.waiting import wait_until
 
 DEC19, JAN20 = date(2019, 12, 1), date(2020, 1, 1)
 BIG = date(2020, 6, 1)  # a month large enough (300k rows) for a COPY to take a while
@@ -199,11 +200,8 @@ def test_a_load_killed_during_its_copy_leaves_the_previous_rows(
     run = subprocess.Popen(command, cwd=env.tmp, env=env.env(), stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL, start_new_session=True)
     copied = "SELECT tuples_processed FROM pg_stat_progress_copy WHERE relid = to_regclass(%s)"
-    deadline = time.monotonic() + 60
-    while not (rows := pg.query(copied, ['"green_tripdata"'])) or rows[0][0] < 20_000:
-        assert run.poll() is None, "the load ended before it could be killed mid-COPY"
-        assert time.monotonic() < deadline, "the COPY never started"
-        time.sleep(0.01)
+    wait_until(lambda: (rows := pg.query(copied, ['"green_tripdata"'])) and rows[0][0] >= 20_000,
+               60, "the load mid-COPY (to kill it there)", process=run, interval=0.01)
     os.killpg(run.pid, signal.SIGKILL)
     run.wait()
 
