@@ -18,13 +18,18 @@ job imports this module, and not those (SQLAlchemy and the server: 0.4 s of its 
 
 from __future__ import annotations
 
+import socket
+import sys
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
+import luigi.interface
 from luigi.scheduler import Scheduler, SimpleTaskState
-from luigi.task_status import FAILED
+from luigi.task_status import DISABLED, FAILED
 
 from pipeline import config
+from pipeline.core.text import redact
 
 
 class _NoDisableEmail:
@@ -75,3 +80,41 @@ class BackoffScheduler(Scheduler):
             delay = min(self._config.retry_delay * 2 ** (failures - 1),
                         config.retry_backoff().max_delay)
             task.retry = time.time() + delay
+
+
+def reenable_disabled(scheduler: Any, tasks: list[Any]) -> list[str]:
+    """Re-enable, on ``scheduler``, the tasks among ``tasks`` it holds DISABLED after too
+    many failures, so a job a person starts once the fault is fixed runs them at once
+    instead of waiting out ``[scheduler] disable_window``. Returns their ids."""
+    wanted = {task.task_id: task for task in tasks}
+    disabled = scheduler.task_list(DISABLED, "")
+    again = [task_id for task_id in disabled if task_id in wanted]
+    for task_id in again:
+        scheduler.re_enable_task(task_id)
+    if again:
+        names = ", ".join(str(wanted[task_id]) for task_id in again[:3])
+        more = f" and {len(again) - 3} more" if len(again) > 3 else ""
+        print(f"scheduler: {len(again)} task(s) disabled after failing earlier are "
+              f"enabled again for this job: {names}{more}", file=sys.stderr, flush=True)
+    return again
+
+
+def scheduler_url() -> str:
+    """The central scheduler's URL, as luigi's RemoteScheduler reaches it."""
+    core = luigi.interface.core()
+    return core.scheduler_url or f"http://{core.scheduler_host}:{core.scheduler_port}"
+
+
+def scheduler_unreachable(timeout: float = 5.0) -> str | None:
+    """Why the central scheduler cannot be reached (one line), or None when it answers.
+    luigi's own client retries for a minute and logs a traceback per attempt."""
+    url = scheduler_url()
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((parts.hostname or "localhost", port), timeout=timeout).close()
+    except OSError as e:
+        why = "no answer" if isinstance(e, TimeoutError) else (e.strerror or type(e).__name__)
+        return (f"the central scheduler at {redact(url)} is not reachable ({why.lower()}): "
+                "start it (taxi-pipeline scheduler) or run the job with --local-scheduler")
+    return None

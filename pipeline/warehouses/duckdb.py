@@ -9,6 +9,7 @@ another process's write lock waits for it, up to ``[duckdb] lock_timeout``.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -67,6 +68,21 @@ def _open(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
     return retrying(duckdb.connect, str(path), read_only=read_only, config=options)
 
 
+# DuckDB names the holder: 'Conflicting lock is held in /usr/bin/python3 (PID 4242) by user'
+_HOLDER = re.compile(r"held in (?P<program>\S.*?) \(PID (?P<pid>\d+)\)")
+
+
+def _locked(path: Path, error: BaseException) -> str:
+    """One line: the file, who holds it (program and PID, from DuckDB's message), how long
+    this process waited."""
+    found = _HOLDER.search(str(error))
+    holder = (f"process {found['pid']} ({found['program']})" if found
+              else "another process")
+    waited = config.duckdb().lock_timeout
+    return (f"DuckDB file {path} is locked by {holder}: waited {waited:g} s ([duckdb] "
+            "lock_timeout); close that process or wait for it, then run again")
+
+
 @contextlib.contextmanager
 def connect(read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection | None]:
     """A connection to the warehouse file, closed after use; None when a reader finds no file."""
@@ -78,6 +94,8 @@ def connect(read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection | Non
     try:
         con = _open(path, read_only)
     except duckdb.IOException as e:
+        if _is_lock_conflict(e):
+            raise base.WarehouseError(_locked(path, e)) from None
         raise base.WarehouseError(f"DuckDB file {path} cannot be opened: {e}") from None
     try:
         yield con
