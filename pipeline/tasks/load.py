@@ -60,7 +60,8 @@ class ZonesLoad(PipelineTask):
         return Zones()
 
     def output(self) -> LoadedTarget:
-        return LoadedTarget(lambda: self.engine().loaded(ZONES_TABLE, None), self._expected)
+        return LoadedTarget(lambda: self.engine().loaded(ZONES_TABLE, None), self._expected,
+                            what=f"table {ZONES_TABLE} loaded by {self.task_family}")
 
     def _expected(self) -> tuple[int, str] | None:
         if not self.input().exists():
@@ -102,6 +103,7 @@ class MonthLoad(MonthTask):
         return LoadedTarget(
             lambda: self.engine().loaded(table, self.month),
             lambda: (m.rows, m.parquet_sha256) if (m := manifest.read()) else None,
+            what=f"{self.label} in table {table}, loaded by {self.task_family}",
         )
 
     def run(self) -> None:
