@@ -126,6 +126,13 @@ def _record_load(con: duckdb.DuckDBPyConnection, table: str, month: date | None,
                 base.load_log_row(table, month, rows, checksum))
 
 
+def _rollback(con: duckdb.DuckDBPyConnection) -> None:
+    """Roll back, keeping the error that made it necessary: a commit that failed on a full
+    disk has already ended the transaction, and rollback() would then raise its own."""
+    with contextlib.suppress(duckdb.TransactionException):
+        con.rollback()
+
+
 def load_month(service: Service, month: date, source: str, manifest: Manifest) -> int:
     """Replace the month's rows of ``{service}_tripdata`` with the Parquet file at
     ``source``, atomically."""
@@ -147,7 +154,7 @@ def load_month(service: Service, month: date, source: str, manifest: Manifest) -
             _record_load(con, table, month, rows, manifest.parquet_sha256)
             con.commit()
         except BaseException:
-            con.rollback()
+            _rollback(con)
             raise
     return rows
 
@@ -165,7 +172,7 @@ def load_zones(zones: pa.Table, checksum: str) -> None:
             _record_load(con, base.ZONES_TABLE, None, zones.num_rows, checksum)
             con.commit()
         except BaseException:
-            con.rollback()
+            _rollback(con)
             raise
 
 
