@@ -40,7 +40,7 @@ class _Schedulers:
         self.scheduler = luigi.rpc.RemoteScheduler(url)
         # A person's job retries at once what failed before (unattended retries within a
         # job still stop at [scheduler] retry_count).
-        reenable_disabled(self.scheduler, list(self.progress.tasks))
+        reenable_disabled(self.scheduler, list(self.progress.tasks.values()))
         return self.scheduler
 
     def create_worker(self, scheduler: object, worker_processes: int,

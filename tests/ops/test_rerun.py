@@ -1,0 +1,67 @@
+"""A person's re-run runs: on the central scheduler, a job started after a fault is fixed
+retries at once the months that failed before (their tasks were disabled for
+``[scheduler] disable_window``), while unattended retries within one job still stop at
+``retry_count``. Failure reasons name the month, the step and the cause in words."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import duckdb
+
+from pipeline.demo.mirror import Fault, ReleaseMirror
+from pipeline.tasks.lake_month import ParquetizeMonth
+from pipeline.tasks.load import LoadDuckDBZones, LoadPostgres
+from tests.conftest import Env, Release
+from tests.fixtures_scheduler import Luigid
+
+NAME = "yellow_tripdata_2021-01.csv.gz"
+
+
+def yellow_rows(env: Env) -> int:
+    with duckdb.connect(str(env.duckdb_path), read_only=True) as con:
+        return con.execute("SELECT count(*) FROM yellow_tripdata WHERE source_month = ?",
+                           [date(2021, 1, 1)]).fetchone()[0]
+
+
+def test_a_person_re_runs_a_disabled_month_at_once(env: Env, luigid: Luigid,
+                                                   mirror: ReleaseMirror,
+                                                   release: Release) -> None:
+    env.configure(source={"retries": "1"})  # one HTTP attempt per task attempt
+    mirror.inject(NAME, *[Fault("html")] * 3)  # every attempt of the first job (retry_count)
+    ingest = ("taxi-pipeline", "ingest", "--month", "2021-01", "--services", "yellow")
+
+    first = env.command(*ingest)
+    assert first.returncode == 30, first.stderr
+    assert len(mirror.requests_for(NAME)) == 3  # the job's own retries stopped at the count
+    failed = [line for line in first.stderr.splitlines() if line.startswith("DISABLED")]
+    # The month, the step and the cause, in words.
+    assert len(failed) == 1, first.stderr
+    assert failed[0].startswith("DISABLED DownloadMonth(service=yellow, month=2021-01): ")
+    assert "the server answered an HTML page, not the data file" in failed[0]
+    disabled = luigid.api("task_list", status="DISABLED", upstream_status="")
+    assert [t for t in disabled if t.startswith("DownloadMonth_2021_01_yellow")]
+
+    # The mirror serves the file again; within the disable window (an hour) a person runs
+    # the job: it runs now, instead of "not granted run permission" (exit 25).
+    again = env.command(*ingest)
+    assert again.returncode == 0, again.stderr
+    assert "scheduler: 1 task(s) disabled after failing earlier are enabled again for this " \
+           "job: DownloadMonth(service=yellow, month=2021-01)" in again.stderr
+    assert len(mirror.requests_for(NAME)) == 4
+    assert yellow_rows(env) == release.of("yellow", "2021-01").rows
+    assert ParquetizeMonth(service="yellow", month=date(2021, 1, 1)).output().read().rows == \
+        release.of("yellow", "2021-01").rows
+
+
+def test_a_missing_load_is_named_in_words(env: Env) -> None:
+    # luigi names a dependency's missing outputs in "Unfulfilled dependency at run time:
+    # <task> (<outputs>)", in the job's summary, its alert and luigid.
+    month = LoadPostgres(service="yellow", month=date(2021, 1, 1)).output()
+    assert str(month) == "yellow 2021-01 in table yellow_tripdata, loaded by LoadPostgres"
+    assert str(LoadDuckDBZones().output()) == "table zones loaded by LoadDuckDBZones"
+    manifest = ParquetizeMonth(service="yellow", month=date(2021, 1, 1)).output()
+    assert str(manifest).endswith("_manifest.json describing "
+                                  f"{env.lake}/parquet/yellow/year=2021/month=01/"
+                                  "yellow_tripdata_2021-01.parquet")
+    assert " object at 0x" not in repr(month)
