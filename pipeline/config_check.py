@@ -90,6 +90,9 @@ RANGES: dict[tuple[str, str], Range] = {
 _MEMORY = re.compile(r"^\s*\d+(\.\d+)?\s*([KMGT]i?B|B|bytes|%)?\s*$", re.IGNORECASE)
 
 _checked: set[int] = set()
+# Unknown keys are refused by check_settings; luigi's own warning about them prints their
+# value (a password), and may come before the check (luigi reads [core] first).
+warnings.filterwarnings("ignore", category=UnconsumedParameterWarning)
 
 
 def check_settings() -> None:
@@ -98,8 +101,6 @@ def check_settings() -> None:
     parser = luigi.configuration.get_config()
     if id(parser) in _checked:
         return
-    # Unknown keys are refused below; luigi's own warning about them prints their value.
-    warnings.filterwarnings("ignore", category=UnconsumedParameterWarning)
     known, free = known_settings()
     for section in parser.sections():
         if section in free:

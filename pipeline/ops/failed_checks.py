@@ -17,6 +17,8 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+import luigi
+import luigi.scheduler
 import luigi.worker
 from luigi.scheduler import DISABLED, FAILED
 from luigi.worker import TracebackWrapper
@@ -37,6 +39,11 @@ def _add(self: luigi.worker.Worker, task: luigi.Task, is_complete: Any) -> Itera
     if not isinstance(is_complete, TracebackWrapper):
         yield from _original_add(self, task, is_complete)
         return
+    if isinstance(task, luigi.WrapperTask):
+        # Its check is its requirements' checks: each of those then fails on its own,
+        # naming its step (LoadDuckDB of a month), and the others go on.
+        yield from _original_add(self, task, False)
+        return
     why = f"its completeness check failed: {reason_of(is_complete.trace)}"
     log.error("%s failed: %s", task, why)
     self._scheduled_tasks[task.task_id] = task
@@ -52,5 +59,18 @@ def _add(self: luigi.worker.Worker, task: luigi.Task, is_complete: Any) -> Itera
     )
 
 
+_original_update_metrics = luigi.scheduler.SimpleTaskState.update_metrics
+
+
+def _update_metrics(self: luigi.scheduler.SimpleTaskState, task: Any, config: Any) -> None:
+    # luigi's Prometheus collector times a failed or disabled task from its start and
+    # raises for one that never ran, as a task disabled here never does: it is counted, not
+    # timed (luigi's local scheduler of `luigi --module pipeline`; luigid has it too).
+    if task.status in (FAILED, DISABLED) and task.time_running is None:
+        task.time_running = task.updated
+    _original_update_metrics(self, task, config)
+
+
 def install() -> None:
     luigi.worker.Worker._add = _add  # type: ignore[method-assign]
+    luigi.scheduler.SimpleTaskState.update_metrics = _update_metrics  # type: ignore[method-assign]

@@ -53,8 +53,9 @@ class _QuietTaskState(SimpleTaskState):
     def update_metrics(self, task: Any, config: Any) -> None:
         # luigi's Prometheus collector times a failure from the task's start, and raises
         # (failing the worker's RPC) for a task that failed without running: one whose
-        # completeness check or scheduling failed. Such a failure is counted, not timed.
-        if task.status == FAILED and task.time_running is None:
+        # completeness check or scheduling failed, or that was disabled at once for it
+        # (pipeline.ops.failed_checks). Such a failure is counted, not timed.
+        if task.status in (FAILED, DISABLED) and task.time_running is None:
             task.time_running = task.updated
         super().update_metrics(task, config)
 

@@ -5,6 +5,7 @@ retries at once the months that failed before (their tasks were disabled for
 
 from __future__ import annotations
 
+import subprocess
 from datetime import date
 
 import duckdb
@@ -14,6 +15,7 @@ from pipeline.tasks.lake_month import ParquetizeMonth
 from pipeline.tasks.load import LoadDuckDBZones, LoadPostgres
 from tests.conftest import Env, Release
 from tests.fixtures_scheduler import Luigid
+from tests.ops.test_job_faults import holder, prepare_lake  # noqa: F401 (DuckDB held)
 
 NAME = "yellow_tripdata_2021-01.csv.gz"
 
@@ -52,6 +54,28 @@ def test_a_person_re_runs_a_disabled_month_at_once(env: Env, luigid: Luigid,
     assert yellow_rows(env) == release.of("yellow", "2021-01").rows
     assert ParquetizeMonth(service="yellow", month=date(2021, 1, 1)).output().read().rows == \
         release.of("yellow", "2021-01").rows
+
+
+def test_a_month_whose_check_failed_on_luigid_runs_again_once_fixed(
+        env: Env, luigid: Luigid, release: Release,
+        holder: subprocess.Popen[str]) -> None:  # noqa: F811
+    env.configure(duckdb={"lock_timeout": "1"})
+    prepare_lake(env)  # the loads' checks open the locked warehouse while luigi schedules
+    ingest = ("taxi-pipeline", "ingest", "--month", "2021-01", "--services", "yellow")
+    first = env.command(*ingest, timeout=120)
+    assert first.returncode == 30, first.stderr
+    assert f"is locked by process {holder.pid}" in first.stderr
+    disabled = luigid.api("task_list", status="DISABLED", upstream_status="")
+    assert [t for t in disabled if t.startswith("LoadDuckDB_2021_01_yellow")]
+    error = luigid.api("fetch_error", task_id=next(t for t in disabled
+                                                   if t.startswith("LoadDuckDB_2021")))
+    assert f"locked by process {holder.pid}" in error["error"]
+
+    holder.kill()
+    holder.wait()
+    again = env.command(*ingest, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert yellow_rows(env) == release.of("yellow", "2021-01").rows
 
 
 def test_a_missing_load_is_named_in_words(env: Env) -> None:
