@@ -364,13 +364,25 @@ def main(argv: list[str] | None = None) -> int:
     except PipelineError as e:
         if verbose:
             raise
-        print(f"error: {e}", file=sys.stderr)
-        return BAD_INPUT
+        return _refused(args.command, str(e))
     except Exception as e:
         if verbose or not logs.anticipated(e):
             raise
-        print(f"error: {type(e).__name__}: {one_line(e)}", file=sys.stderr)
-        return BAD_INPUT
+        return _refused(args.command, f"{type(e).__name__}: {one_line(e)}")
+
+
+def _refused(command: str, reason: str) -> int:
+    """A job that cannot run as configured: one line, exit 40, and (for the jobs cron or
+    systemd run unattended) the alert, so a broken setting is not a silent no-op."""
+    print(f"error: {reason}", file=sys.stderr, flush=True)
+    if command in _WRITING_JOBS:
+        from pipeline.ops import notify
+
+        try:
+            notify.send(notify.failure_alert(f"taxi-pipeline {command}", [reason], BAD_INPUT))
+        except Exception as e:  # the alert's own settings may be what is wrong
+            print(f"alert: not sent: {one_line(e)}", file=sys.stderr)
+    return BAD_INPUT
 
 
 def _preflight(command: str) -> None:

@@ -113,6 +113,20 @@ def test_the_central_scheduler_down_at_start_is_one_line_at_once(
     assert not env.lake.exists()
 
 
+def test_a_job_refused_before_it_runs_still_sends_its_alert(
+        env: Env, receivers: Receivers) -> None:  # noqa: F811
+    env.configure(email={"receiver": ""})
+    env.lake.parent.mkdir(parents=True, exist_ok=True)
+    env.lake.write_text("not a directory")
+    run = ingest(env, "--local-scheduler")
+    assert run.returncode == 40, run.stderr
+    assert run.stderr.splitlines()[0] == \
+        f"error: [lake] root {env.lake} is a file, not a directory"
+    texts = [post["text"] for _, post in receivers.hook.posts]
+    assert len(texts) == 1 and "is a file, not a directory" in texts[0]
+    assert "exit code 40" in texts[0]
+
+
 def _mount_tmpfs(directory: Path, size: str) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     if os.geteuid() != 0:
