@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import luigi.interface
+import luigi.retcodes
 from luigi.scheduler import Scheduler, SimpleTaskState
 from luigi.task_status import DISABLED, FAILED
 
@@ -119,3 +120,23 @@ def scheduler_unreachable(timeout: float = 5.0) -> str | None:
         return (f"the central scheduler at {redact(url)} is not reachable ({why.lower()}): "
                 "start it (taxi-pipeline scheduler) or run the job with --local-scheduler")
     return None
+
+
+def _probed_remote_scheduler(self: Any, url: str) -> Any:
+    unreachable = scheduler_unreachable()
+    if unreachable:
+        # Out of luigi's own handling (which logs a traceback as an "uncaught exception"):
+        # one line and [retcode] scheduling_error.
+        print(f"error: {unreachable}", file=sys.stderr, flush=True)
+        raise SystemExit(luigi.retcodes.retcode().scheduling_error or 1)
+    return _original_remote_scheduler(self, url)
+
+
+_original_remote_scheduler = luigi.interface._WorkerSchedulerFactory.create_remote_scheduler
+
+
+def install() -> None:
+    """``luigi --module pipeline ...`` asks the central scheduler once before it schedules:
+    down, it ends on one line at once instead of a minute of retries and tracebacks."""
+    luigi.interface._WorkerSchedulerFactory.create_remote_scheduler = (  # type: ignore[method-assign]
+        _probed_remote_scheduler)

@@ -127,6 +127,19 @@ def test_a_job_refused_before_it_runs_still_sends_its_alert(
     assert "exit code 40" in texts[0]
 
 
+def test_the_central_scheduler_down_ends_a_plain_luigi_run_at_once(env: Env) -> None:
+    port = free_port()
+    env.configure(core={"scheduler_host": "127.0.0.1", "scheduler_port": str(port)})
+    started = time.monotonic()
+    run = env.command("luigi", "--module", "pipeline", "IngestMonth", "--month", "2021-01",
+                      "--services", "yellow", timeout=60)
+    assert run.returncode == 35, run.stderr
+    assert time.monotonic() - started < 15
+    assert_one_line(run.stderr, f"the central scheduler at http://127.0.0.1:{port} is not "
+                                "reachable")
+    assert not env.lake.exists()
+
+
 def _mount_tmpfs(directory: Path, size: str) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     if os.geteuid() != 0:
