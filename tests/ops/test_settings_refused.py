@@ -153,3 +153,18 @@ def test_verbose_shows_the_traceback(env: Env) -> None:
                       "--local-scheduler")
     assert run.returncode != 0
     assert "Traceback" in run.stderr
+
+
+def test_a_scratch_that_is_a_file_is_refused(env: Env) -> None:
+    scratch = env.tmp / "scratch"
+    scratch.write_text("not a directory")
+    env.configure(lake={"scratch": str(scratch)})
+    assert_refused(ingest(env), f"[lake] scratch {scratch} is a file, not a directory")
+
+
+def test_a_duckdb_path_under_a_file_is_refused(env: Env) -> None:
+    parent = env.tmp / "not-a-folder"
+    parent.write_text("a file")
+    env.configure(duckdb={"path": str(parent / "warehouse.duckdb")})
+    assert_refused(ingest(env), f"[duckdb] path {parent}: {parent} is a file, not a directory")
+    assert not env.lake.exists()
