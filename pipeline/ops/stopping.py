@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
@@ -24,6 +25,14 @@ SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 _job_pid: int | None = None
 _job = "taxi-pipeline"
+# Called with the signal's name once the task processes have ended (e.g. telling the
+# central scheduler that what this job was running stopped); each is best-effort.
+_hooks: list[Callable[[str], None]] = []
+
+
+def on_stop(hook: Callable[[str], None]) -> None:
+    """Call ``hook(signal name)`` when the job is stopped by a signal."""
+    _hooks.append(hook)
 
 
 def install(job: str) -> None:
@@ -44,6 +53,9 @@ def _stop(signum: int, _frame: FrameType | None) -> None:
         signal.signal(other, signal.SIG_IGN)
     ended = end_processes(descendants(os.getpid()))
     name = signal.Signals(signum).name
+    for hook in _hooks:
+        with contextlib.suppress(Exception):
+            hook(name)
     print(f"{_job}: stopped by {name}: {ended} task process(es) ended; nothing half-written "
           "is kept, run it again to finish", file=sys.stderr, flush=True)
     os._exit(128 + signum)

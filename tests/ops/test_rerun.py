@@ -5,7 +5,10 @@ retries at once the months that failed before (their tasks were disabled for
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
+import time
 from datetime import date
 
 import duckdb
@@ -13,7 +16,7 @@ import duckdb
 from pipeline.demo.mirror import Fault, ReleaseMirror
 from pipeline.tasks.lake_month import ParquetizeMonth
 from pipeline.tasks.load import LoadDuckDBZones, LoadPostgres
-from tests.conftest import Env, Release
+from tests.conftest import BIN, Env, Release
 from tests.fixtures_scheduler import Luigid
 from tests.ops.test_job_faults import holder, prepare_lake  # noqa: F401 (DuckDB held)
 
@@ -74,6 +77,39 @@ def test_a_month_whose_check_failed_on_luigid_runs_again_once_fixed(
     holder.kill()
     holder.wait()
     again = env.command(*ingest, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert yellow_rows(env) == release.of("yellow", "2021-01").rows
+
+
+def test_a_job_stopped_on_luigid_leaves_nothing_running_there(
+        env: Env, luigid: Luigid, mirror: ReleaseMirror, release: Release) -> None:
+    env.configure(worker={"force_multiprocessing": "true"})
+    mirror.inject(NAME, Fault("stall", at=400_000, seconds=30))
+    job = subprocess.Popen(
+        [str(BIN / "taxi-pipeline"), "ingest", "--month", "2021-01", "--services", "yellow"],
+        cwd=env.tmp, env=env.env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not [t for t in luigid.api("task_list", status="RUNNING", upstream_status="")
+                   if t.startswith("DownloadMonth_2021_01_yellow")]:
+            assert job.poll() is None, job.communicate()
+            assert time.monotonic() < deadline, "the download never started"
+            time.sleep(0.05)
+        job.send_signal(signal.SIGTERM)
+        _, stderr = job.communicate(timeout=30)
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+            job.wait()
+    assert job.returncode == 143, stderr
+    # luigid was told at once: nothing it holds RUNNING waits for the stopped worker to be
+    # given up (a minute), so the next job runs the month now.
+    assert luigid.api("task_list", status="RUNNING", upstream_status="") == {}
+    assert "the job was stopped by SIGTERM" in luigid.api(
+        "fetch_error", task_id=next(iter(luigid.api("task_list", status="FAILED",
+                                                    upstream_status=""))))["error"]
+    again = env.command("taxi-pipeline", "ingest", "--month", "2021-01", "--services", "yellow")
     assert again.returncode == 0, again.stderr
     assert yellow_rows(env) == release.of("yellow", "2021-01").rows
 
