@@ -101,6 +101,9 @@ def check_settings() -> None:
     parser = luigi.configuration.get_config()
     if id(parser) in _checked:
         return
+    if not hasattr(parser, "sections"):  # luigi.toml (LUIGI_CONFIG_PARSER=toml): not checked
+        _checked.add(id(parser))
+        return
     known, free = known_settings()
     for section in parser.sections():
         if section in free:
