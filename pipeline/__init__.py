@@ -7,7 +7,7 @@ import gc
 
 from pipeline.core import memory  # noqa: F401 (first: before anything loads pyarrow)
 from pipeline.core.version import __version__
-from pipeline.ops import done_elsewhere, logs
+from pipeline.ops import done_elsewhere, failed_checks, logs, scheduler
 from pipeline.tasks import lineage
 from pipeline.tasks.flows import Backfill, IngestMonth
 from pipeline.tasks.lake_month import DownloadMonth, ParquetizeMonth, Zones
@@ -24,6 +24,8 @@ from pipeline.tasks.publish import UploadMonth
 logs.install()
 done_elsewhere.install()
 lineage.install()
+failed_checks.install()
+scheduler.install()
 
 # What the imports above made (pyarrow, pandas, luigi: some 80 thousand objects the
 # garbage collector tracks) lives as long as the process. Frozen, it is left out of every

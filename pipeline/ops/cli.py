@@ -13,13 +13,14 @@ import sys
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import luigi
 import luigi.retcodes
 
 from pipeline.core.errors import PipelineError
 from pipeline.core.months import months_between
+from pipeline.core.text import one_line
 from pipeline.tasks.params import MonthParameter
 
 LATEST = "latest"
@@ -217,9 +218,21 @@ def demo(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _workers(text: str) -> int:
+    """``--workers``: a whole number of processes, at least 1."""
+    try:
+        workers = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid --workers {text!r}: a whole number") from None
+    if workers < 1:
+        raise argparse.ArgumentTypeError(f"invalid --workers {workers}: at least 1")
+    return workers
+
+
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--services", help="comma-separated services (default: [pipeline] services)")
-    p.add_argument("--workers", type=int, default=1, help="parallel worker processes (default 1)")
+    p.add_argument("--workers", type=_workers, default=1,
+                   help="parallel worker processes (default 1)")
     p.add_argument("--local-scheduler", action="store_true",
                    help="schedule in this process instead of the central luigid named by "
                         "[core] scheduler_host/scheduler_port")
@@ -235,9 +248,21 @@ def _command(sub: Any, name: str, run: Callable[[argparse.Namespace], int], help
     return command
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse with its refusals on one line (no usage block) and exit code 40, as every
+    other bad input of a job."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: error: {' '.join(message.split())} (see --help)", file=sys.stderr)
+        sys.exit(BAD_INPUT)
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="taxi-pipeline", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _OneLineParser(prog="taxi-pipeline", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--verbose", action="store_true",
+                   help="show the traceback of every failure (also accepted after the job's "
+                        "name)")
     sub = p.add_subparsers(dest="command", required=True)
 
     run = _command(
@@ -314,13 +339,63 @@ def parser() -> argparse.ArgumentParser:
                    help="where the sample release is generated (reused when present)")
     d.add_argument("--scale", type=float, default=1.0,
                    help="size factor for the sample months (1.0: 200k yellow rows a month)")
-    d.add_argument("--workers", type=int, default=2, help="parallel worker processes")
+    d.add_argument("--workers", type=_workers, default=2, help="parallel worker processes")
     return p
 
 
+# Exit code of a refused flag or setting: luigi.cfg's [retcode] unhandled_exception, which
+# cannot be read when luigi.cfg itself is refused.
+BAD_INPUT = 40
+_WRITING_JOBS = ("ingest", "backfill", "catch-up", "refresh")
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    return args.func(args)
+    from pipeline.ops import logs, stopping
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verbose = "--verbose" in argv
+    args = parser().parse_args([a for a in argv if a != "--verbose"])
+    logs.show_tracebacks(verbose)
+    if args.command != "scheduler":  # luigid saves its state on SIGTERM itself
+        stopping.install(f"taxi-pipeline {args.command}")
+    try:
+        _preflight(args.command)
+        return args.func(args)
+    except PipelineError as e:
+        if verbose:
+            raise
+        return _refused(args.command, str(e))
+    except Exception as e:
+        if verbose or not logs.anticipated(e):
+            raise
+        return _refused(args.command, f"{type(e).__name__}: {one_line(e)}")
+
+
+def _refused(command: str, reason: str) -> int:
+    """A job that cannot run as configured: one line, exit 40, and (for the jobs cron or
+    systemd run unattended) the alert, so a broken setting is not a silent no-op."""
+    print(f"error: {reason}", file=sys.stderr, flush=True)
+    if command in _WRITING_JOBS:
+        from pipeline.ops import notify
+
+        try:
+            notify.send(notify.failure_alert(f"taxi-pipeline {command}", [reason], BAD_INPUT))
+        except Exception as e:  # the alert's own settings may be what is wrong
+            print(f"alert: not sent: {one_line(e)}", file=sys.stderr)
+    return BAD_INPUT
+
+
+def _preflight(command: str) -> None:
+    """Every setting, and what a job will write, checked before anything runs."""
+    from pipeline.config_check import check_settings
+    from pipeline.ops.preflight import check_job
+
+    if command in _WRITING_JOBS or command == "status":
+        check_job(writes=command != "status")
+    elif command == "scheduler":
+        import pipeline.tasks.flows  # noqa: F401 (registers the task families' sections)
+
+        check_settings()
 
 
 if __name__ == "__main__":

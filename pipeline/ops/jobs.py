@@ -16,11 +16,14 @@ import luigi
 import luigi.retcodes
 import luigi.rpc
 import luigi.worker
+import requests
 from luigi.execution_summary import LuigiStatusCode
+from luigi.task_status import FAILED
 
-from pipeline.ops import notify
+from pipeline.core.text import one_line
+from pipeline.ops import notify, stopping
 from pipeline.ops.progress import JobProgress, closure
-from pipeline.ops.scheduler import BackoffScheduler
+from pipeline.ops.scheduler import BackoffScheduler, reenable_disabled, scheduler_unreachable
 
 
 class _Schedulers:
@@ -37,14 +40,32 @@ class _Schedulers:
 
     def create_remote_scheduler(self, url: str) -> luigi.rpc.RemoteScheduler:
         self.scheduler = luigi.rpc.RemoteScheduler(url)
+        # A person's job retries at once what failed before (unattended retries within a
+        # job still stop at [scheduler] retry_count).
+        reenable_disabled(self.scheduler, list(self.progress.tasks.values()))
         return self.scheduler
 
     def create_worker(self, scheduler: object, worker_processes: int,
                       assistant: bool = False) -> luigi.worker.Worker:
         # One alert at the end of the job replaces luigi's e-mail per failed attempt.
-        return luigi.worker.Worker(scheduler=self.progress.observe(scheduler),
-                                   worker_processes=worker_processes, assistant=assistant,
-                                   send_failure_email=False)
+        worker = luigi.worker.Worker(scheduler=self.progress.observe(scheduler),
+                                     worker_processes=worker_processes, assistant=assistant,
+                                     send_failure_email=False)
+        if isinstance(self.scheduler, luigi.rpc.RemoteScheduler):
+            url = self.scheduler._url
+            stopping.on_stop(lambda signal: release_running(worker, url, signal))
+        return worker
+
+
+def release_running(worker: luigi.worker.Worker, url: str, signal: str) -> None:
+    """Tell luigid that the tasks this stopped job was running failed, so a job started
+    next runs them at once instead of after luigid gives the silent worker up
+    (``[scheduler] worker_disconnect_delay``, a minute). One short request each: a
+    scheduler that does not answer does not hold the stop up."""
+    for task_id in list(worker._running_tasks):
+        data = {"worker": worker._id, "task_id": task_id, "status": FAILED,
+                "runnable": False, "expl": json.dumps(f"the job was stopped by {signal}")}
+        requests.post(f"{url}/api/add_task", data={"data": json.dumps(data)}, timeout=3)
 
 
 @dataclass(frozen=True)
@@ -63,6 +84,10 @@ def run(tasks: list[luigi.Task], *, local_scheduler: bool, workers: int) -> int:
     progress = JobProgress(tasks, label=", ".join(t.task_family for t in tasks))
     schedulers = _Schedulers(progress)
     where = "local (in this process)" if local_scheduler else _central_url()
+    if not local_scheduler:
+        unreachable = scheduler_unreachable()
+        if unreachable:
+            return _job_fault(tasks, unreachable, luigi.retcodes.retcode().scheduling_error or 1)
     print(f"scheduler: {where}", file=sys.stderr, flush=True)
     # On a terminal the live progress line replaces luigi's step-by-step log (warnings and
     # errors still show); elsewhere luigi logs as usual, its execution summary included.
@@ -72,7 +97,7 @@ def run(tasks: list[luigi.Task], *, local_scheduler: bool, workers: int) -> int:
                              local_scheduler=local_scheduler, workers=workers, **quiet)
     if progress.live:
         print(result.summary_text, file=sys.stderr)
-    if all(task.complete() for task in tasks):
+    if _complete(tasks):
         return 0
     failures = failures_of(tasks, schedulers.scheduler)
     if failures:
@@ -81,6 +106,22 @@ def run(tasks: list[luigi.Task], *, local_scheduler: bool, workers: int) -> int:
             print(failure.line(), file=sys.stderr)
     code = exit_code(result.status)
     notify.send(notify.failure_alert(job_name(tasks), [f.line() for f in failures], code))
+    return code
+
+
+def _complete(tasks: list[luigi.Task]) -> bool:
+    """Whether what the job asked for is complete; a check that fails says no, on one line."""
+    try:
+        return all(task.complete() for task in tasks)
+    except Exception as e:  # the same faults as while scheduling: a locked file, a full disk
+        print(f"error: cannot tell whether the job is complete: {one_line(e)}", file=sys.stderr)
+        return False
+
+
+def _job_fault(tasks: list[luigi.Task], reason: str, code: int) -> int:
+    """A fault that stops the job before any task: one line, its exit code, its alert."""
+    print(f"error: {reason}", file=sys.stderr, flush=True)
+    notify.send(notify.failure_alert(job_name(tasks), [reason], code))
     return code
 
 

@@ -18,13 +18,19 @@ job imports this module, and not those (SQLAlchemy and the server: 0.4 s of its 
 
 from __future__ import annotations
 
+import socket
+import sys
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
+import luigi.interface
+import luigi.retcodes
 from luigi.scheduler import Scheduler, SimpleTaskState
-from luigi.task_status import FAILED
+from luigi.task_status import DISABLED, FAILED
 
 from pipeline import config
+from pipeline.core.text import redact
 
 
 class _NoDisableEmail:
@@ -48,8 +54,9 @@ class _QuietTaskState(SimpleTaskState):
     def update_metrics(self, task: Any, config: Any) -> None:
         # luigi's Prometheus collector times a failure from the task's start, and raises
         # (failing the worker's RPC) for a task that failed without running: one whose
-        # completeness check or scheduling failed. Such a failure is counted, not timed.
-        if task.status == FAILED and task.time_running is None:
+        # completeness check or scheduling failed, or that was disabled at once for it
+        # (pipeline.ops.failed_checks). Such a failure is counted, not timed.
+        if task.status in (FAILED, DISABLED) and task.time_running is None:
             task.time_running = task.updated
         super().update_metrics(task, config)
 
@@ -75,3 +82,61 @@ class BackoffScheduler(Scheduler):
             delay = min(self._config.retry_delay * 2 ** (failures - 1),
                         config.retry_backoff().max_delay)
             task.retry = time.time() + delay
+
+
+def reenable_disabled(scheduler: Any, tasks: list[Any]) -> list[str]:
+    """Re-enable, on ``scheduler``, the tasks among ``tasks`` it holds DISABLED after too
+    many failures, so a job a person starts once the fault is fixed runs them at once
+    instead of waiting out ``[scheduler] disable_window``. Returns their ids."""
+    wanted = {task.task_id: task for task in tasks}
+    disabled = scheduler.task_list(DISABLED, "")
+    again = [task_id for task_id in disabled if task_id in wanted]
+    for task_id in again:
+        scheduler.re_enable_task(task_id)
+    if again:
+        names = ", ".join(str(wanted[task_id]) for task_id in again[:3])
+        more = f" and {len(again) - 3} more" if len(again) > 3 else ""
+        print(f"scheduler: {len(again)} task(s) disabled after failing earlier are "
+              f"enabled again for this job: {names}{more}", file=sys.stderr, flush=True)
+    return again
+
+
+def scheduler_url() -> str:
+    """The central scheduler's URL, as luigi's RemoteScheduler reaches it."""
+    core = luigi.interface.core()
+    return core.scheduler_url or f"http://{core.scheduler_host}:{core.scheduler_port}"
+
+
+def scheduler_unreachable(timeout: float = 5.0) -> str | None:
+    """Why the central scheduler cannot be reached (one line), or None when it answers.
+    luigi's own client retries for a minute and logs a traceback per attempt."""
+    url = scheduler_url()
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((parts.hostname or "localhost", port), timeout=timeout).close()
+    except OSError as e:
+        why = "no answer" if isinstance(e, TimeoutError) else (e.strerror or type(e).__name__)
+        return (f"the central scheduler at {redact(url)} is not reachable ({why.lower()}): "
+                "start it (taxi-pipeline scheduler) or run the job with --local-scheduler")
+    return None
+
+
+def _probed_remote_scheduler(self: Any, url: str) -> Any:
+    unreachable = scheduler_unreachable()
+    if unreachable:
+        # Out of luigi's own handling (which logs a traceback as an "uncaught exception"):
+        # one line and [retcode] scheduling_error.
+        print(f"error: {unreachable}", file=sys.stderr, flush=True)
+        raise SystemExit(luigi.retcodes.retcode().scheduling_error or 1)
+    return _original_remote_scheduler(self, url)
+
+
+_original_remote_scheduler = luigi.interface._WorkerSchedulerFactory.create_remote_scheduler
+
+
+def install() -> None:
+    """``luigi --module pipeline ...`` asks the central scheduler once before it schedules:
+    down, it ends on one line at once instead of a minute of retries and tracebacks."""
+    luigi.interface._WorkerSchedulerFactory.create_remote_scheduler = (  # type: ignore[method-assign]
+        _probed_remote_scheduler)

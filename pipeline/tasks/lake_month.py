@@ -233,6 +233,9 @@ class RecordedVersion(luigi.Target):
     def __init__(self, download_month: DownloadMonth, version: str) -> None:
         self.download_month, self.version = download_month, version
 
+    def __str__(self) -> str:  # named in luigi's messages about a missing output
+        return f"{self.download_month.label}'s source record naming version {self.version}"
+
     def exists(self) -> bool:
         record = self.download_month.recorded_source()
         return record is not None and source_version(record) == self.version
@@ -272,6 +275,9 @@ class ManifestTarget(luigi.Target):
     @property
     def path(self) -> str:
         return self.manifest.path
+
+    def __str__(self) -> str:  # named in luigi's messages about a missing output
+        return f"{self.manifest.path} describing {self.parquet.path}"
 
     def exists(self) -> bool:
         return self.valid() is not None

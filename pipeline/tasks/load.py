@@ -117,7 +117,7 @@ class ZonesLoad(WarehouseTables, PipelineTask):
     def output(self) -> LoadedTarget:
         return LoadedTarget(
             lambda: self.engine().loaded(ZONES_TABLE, None, self.warehouse_schema()),
-            self._expected)
+            self._expected, what=f"table {ZONES_TABLE} loaded by {self.task_family}")
 
     def _expected(self) -> tuple[int, str] | None:
         if not self.input().exists():
@@ -160,6 +160,7 @@ class MonthLoad(WarehouseTables, MonthTask):
         return LoadedTarget(
             lambda: self.engine().loaded(table, self.month, self.warehouse_schema()),
             lambda: (m.rows, m.parquet_sha256) if (m := manifest.read()) else None,
+            what=f"{self.label} in table {table}, loaded by {self.task_family}",
         )
 
     def run(self) -> None:

@@ -84,6 +84,9 @@ class PublishedTarget(luigi.Target):
     def __init__(self, parquet: LakeTarget, manifest: LakeTarget, local: ManifestTarget) -> None:
         self.parquet, self.manifest, self.local = parquet, manifest, local
 
+    def __str__(self) -> str:  # named in luigi's messages about a missing output
+        return f"the copy {self.parquet.path} and its manifest"
+
     def exists(self) -> bool:
         # The copy first: when nothing is published, one listing answers for every month.
         published = self.manifest.info()

@@ -9,6 +9,7 @@ the root, so no task branches on the kind of storage.
 from __future__ import annotations
 
 from pipeline import config
+from pipeline.config_check import check_settings
 from pipeline.core.errors import SettingsError
 from pipeline.lake.gcs_names import GCSSettings
 from pipeline.lake.root import Lake, parse_root
@@ -25,6 +26,7 @@ def gcs_settings() -> GCSSettings:
 def lake() -> Lake:
     """The configured lake; a root or scratch setting it cannot honour is refused with one
     line (SettingsError), before anything runs when called from a task's constructor."""
+    check_settings()  # luigi.cfg as a whole, once: also for `luigi --module pipeline ...`
     s = config.lake()
     settings = gcs_settings()
     key = (s.root, s.scratch, settings.chunk_mib, settings.timeout)

@@ -206,8 +206,17 @@ class LoadedTarget(luigi.Target):
         self,
         loaded: Callable[[], tuple[int, str, int] | None],
         expected: Callable[[], tuple[int, str] | None],
+        what: str = "a load into the warehouse",
     ) -> None:
         self.loaded, self.expected = loaded, expected
+        self.what = what
+
+    def __str__(self) -> str:
+        # luigi names a missing output in its messages ("Unfulfilled dependency ... (...)").
+        return self.what
+
+    def __repr__(self) -> str:
+        return f"LoadedTarget({self.what!r})"
 
     def exists(self) -> bool:
         expected = self.expected()

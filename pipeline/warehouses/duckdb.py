@@ -13,6 +13,7 @@ unquoted names case-insensitively, so ``select vendorid from green_tripdata`` wo
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -72,6 +73,21 @@ def _open(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
     return retrying(duckdb.connect, str(path), read_only=read_only, config=options)
 
 
+# DuckDB names the holder: 'Conflicting lock is held in /usr/bin/python3 (PID 4242) by user'
+_HOLDER = re.compile(r"held in (?P<program>\S.*?) \(PID (?P<pid>\d+)\)")
+
+
+def _locked(path: Path, error: BaseException) -> str:
+    """One line: the file, who holds it (program and PID, from DuckDB's message), how long
+    this process waited."""
+    found = _HOLDER.search(str(error))
+    holder = (f"process {found['pid']} ({found['program']})" if found
+              else "another process")
+    waited = config.duckdb().lock_timeout
+    return (f"DuckDB file {path} is locked by {holder}: waited {waited:g} s ([duckdb] "
+            "lock_timeout); close that process or wait for it, then run again")
+
+
 @contextlib.contextmanager
 def connect(read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection | None]:
     """A connection to the warehouse file, closed after use; None when a reader finds no file."""
@@ -83,6 +99,8 @@ def connect(read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection | Non
     try:
         con = _open(path, read_only)
     except duckdb.IOException as e:
+        if _is_lock_conflict(e):
+            raise base.WarehouseError(_locked(path, e)) from None
         raise base.WarehouseError(f"DuckDB file {path} cannot be opened: {e}") from None
     try:
         yield con
@@ -141,6 +159,13 @@ def _record_load(con: duckdb.DuckDBPyConnection, table: str, month: date | None,
                 base.load_log_row(table, month, rows, checksum))
 
 
+def _rollback(con: duckdb.DuckDBPyConnection) -> None:
+    """Roll back, keeping the error that made it necessary: a commit that failed on a full
+    disk has already ended the transaction, and rollback() would then raise its own."""
+    with contextlib.suppress(duckdb.TransactionException):
+        con.rollback()
+
+
 def load_month(service: Service, month: date, source: str, manifest: Manifest,
                schema: str | None = None) -> int:
     """Replace the month's rows of ``{service}_tripdata`` with the Parquet file at
@@ -163,7 +188,7 @@ def load_month(service: Service, month: date, source: str, manifest: Manifest,
             _record_load(con, table, month, rows, manifest.parquet_sha256)
             con.commit()
         except BaseException:
-            con.rollback()
+            _rollback(con)
             raise
     return rows
 
@@ -181,7 +206,7 @@ def load_zones(zones: pa.Table, checksum: str, schema: str | None = None) -> Non
             _record_load(con, base.ZONES_TABLE, None, zones.num_rows, checksum)
             con.commit()
         except BaseException:
-            con.rollback()
+            _rollback(con)
             raise
 
 

@@ -33,10 +33,10 @@ def test_ingest_job_exits_with_luigis_codes(env: Env, release: Release) -> None:
                           "green", "--local-scheduler")
     assert missing.returncode == 30
     bad = env.command("taxi-pipeline", "ingest", "--month", "2030-13", "--local-scheduler")
-    assert bad.returncode == 2  # a usage error, refused before anything is scheduled
-    assert bad.stderr.splitlines()[-1] == (
+    assert bad.returncode == 40  # bad input, refused on one line before anything is scheduled
+    assert bad.stderr.splitlines() == [
         "taxi-pipeline ingest: error: argument --month: invalid month '2030-13': "
-        "expected YYYY-MM, e.g. 2021-01")
+        "expected YYYY-MM, e.g. 2021-01 (see --help)"]
 
 
 def test_help_explains_each_job(env: Env) -> None:
