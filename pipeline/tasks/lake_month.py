@@ -146,6 +146,14 @@ class DownloadMonth(MonthTask):
         except (ValueError, KeyError, TypeError):
             return None
 
+    def verified_by(self) -> str | None:
+        """What proved the raw file's bytes, as its source record says (None: not said)."""
+        text = read_text(self.source_record)
+        try:
+            return str(json.loads(text)["verified_by"]) if text else None
+        except (ValueError, KeyError, TypeError):
+            return None
+
     def published(self) -> SourceIdentity:
         """What the source says the month's file is now (an HTTP HEAD); NotPublished when
         it has no such file."""
@@ -175,6 +183,8 @@ class DownloadMonth(MonthTask):
                     progress=lambda done, total: shown_on.report_progress(
                         done, total, f"downloaded {megabytes(done)} of {megabytes(total)}"),
                     missing=NOT_PUBLISHED[self.source_format],
+                    # A Parquet file's footer cannot see spliced bytes; a gzip's CRC-32 can.
+                    resume_unverified=self.source_format != "parquet",
                 )
                 published = staged.publish(
                     if_generation=generation(seen), progress=shown_on.publish_progress,
@@ -184,6 +194,7 @@ class DownloadMonth(MonthTask):
             with record.staging() as staged:
                 staged.path.write_text(identity.to_json(
                     url=report.url, fetched_at=datetime.now(UTC).isoformat(timespec="seconds"),
+                    verified_by=report.verified_by,
                     # What the download did, copied into the manifest's run figures.
                     download={"seconds": round(time.monotonic() - started, 3),
                               "fetched": report.fetched, "attempts": report.attempts,
@@ -374,6 +385,7 @@ class ParquetizeMonth(MonthTask):
             new_columns=stats.new_columns,
             source_etag=identity.etag if identity else None,
             source_last_modified=identity.last_modified if identity else None,
+            source_check=self.requires().verified_by(),
             run=run_figures(stats.rows, stats.source_bytes, stats.parquet_bytes,
                             {"download": self.requires().download_seconds(),
                              "convert": converted}),
