@@ -42,7 +42,7 @@ from pipeline.lake.keys import (
     source_record_key,
     zones_key,
 )
-from pipeline.lake.targets import LakeError, LakeTarget, ObjectInfo
+from pipeline.lake.targets import LakeError, LakeTarget, ObjectInfo, file_digests
 from pipeline.source.download import (
     NOT_PUBLISHED,
     BodyCheck,
@@ -136,6 +136,25 @@ class DownloadMonth(MonthTask):
         except (ValueError, TypeError, AttributeError):
             return None
         return identity if identity is not None and identity.length == size else None
+
+    def complete(self) -> bool:
+        """The raw file is there and is the one its source record describes (its length),
+        when it has one: a raw file replaced by another (another month's) is fetched again.
+        A raw file without a record (fetched before records, or a run stopped between the
+        two) is taken as it is."""
+        size = self.output().size()
+        if size is None:
+            return False
+        return self.matches_record(size)
+
+    def matches_record(self, size: int) -> bool:
+        """False only when a readable source record gives another length than ``size``."""
+        text = read_text(self.source_record)
+        try:
+            recorded = SourceIdentity.from_json(text) if text is not None else None
+        except (ValueError, TypeError, AttributeError):
+            return True
+        return recorded is None or recorded.length is None or recorded.length == size
 
     def download_seconds(self) -> float | None:
         """How long the raw file's download took, as its source record says (None for a
@@ -344,6 +363,37 @@ class ParquetizeMonth(MonthTask):
         if size is None:
             return True
         return manifest.made_from(size, download_month.recorded_source())
+
+    def rebuild(self, why: str) -> Manifest:
+        """Convert the month again from its raw file, because its Parquet is not the file
+        its manifest describes (``why``), and return the new manifest. When the raw file is
+        gone, or is not the one the manifest was made from either (its sha256), the month
+        fails naming both files and what to do; its manifest, false, is removed first, so
+        nothing claims the month is complete."""
+        target, raw = self.output(), self.requires().output()
+        previous = target.read()
+        again = (f"`taxi-pipeline ingest --month {month_key(self.month)} --services "
+                 f"{self.service}`")
+        if not raw.exists():
+            target.manifest.remove()
+            raise LakeError(f"{self.label}: {why}; its raw file {raw.path} is gone too: run "
+                            f"{again} again to download and convert the month")
+        if previous is not None:
+            with raw.local_file() as path:
+                raw_sha256 = file_digests(path).sha256
+            if raw_sha256 != previous.source_sha256:
+                target.manifest.remove()
+                raise LakeError(
+                    f"{self.label}: {why}; and its raw file {raw.path} is not the one the "
+                    f"manifest was made from either (sha256 {raw_sha256[:16]}…, manifest "
+                    f"{previous.source_sha256[:16]}…): remove {raw.path} and run {again} to "
+                    "download the month again")
+        self.run()
+        manifest = target.read()
+        if manifest is None:
+            raise LakeError(f"{self.label}: the conversion again left no manifest at "
+                            f"{target.path}")
+        return manifest
 
     def run(self) -> None:
         target = self.output()
