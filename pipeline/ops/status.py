@@ -99,9 +99,13 @@ def _verify(status: MonthStatus, parquetize: ParquetizeMonth) -> None:
                 found = file_digests(path)
             read += found.size
             if found.sha256 != manifest.source_sha256:
-                problems.append(f"raw file differs from the one the parquet was made from "
-                                f"(remove {raw.path} and run ingest: it downloads the month "
-                                "again)")
+                # The Parquet is whole: only the raw file is fetched again (ingest would
+                # not, a month's raw file being optional once converted).
+                problems.append(
+                    f"raw file differs from the one the parquet was made from (remove "
+                    f"{raw.path} and run `luigi --module pipeline DownloadMonth --service "
+                    f"{status.service} --month {status.month} --local-scheduler`: it "
+                    "downloads it again)")
     except (OSError, PipelineError) as e:
         problems.append(f"not verified: {one_line(e)}")
     status.verified_bytes = read

@@ -174,3 +174,20 @@ def _no_rows(env: Env) -> bool:
             "SELECT table_name FROM information_schema.tables").fetchall()}
         return "yellow_tripdata" not in tables or con.execute(
             "SELECT count(*) FROM yellow_tripdata").fetchone()[0] == 0
+
+
+def test_status_verify_finds_a_changed_raw_file_and_its_advice_fetches_it_again(
+        loaded: Env, release: Release) -> None:
+    data = bytearray(raw(loaded).read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size, same record: only its sha256 tells
+    raw(loaded).write_bytes(bytes(data))
+    assert status(loaded)[:2] == (0, "complete")  # the cheap check reads no whole file
+    code, state, _ = status(loaded, "--verify")
+    assert code == 1
+    assert state.startswith(f"raw file differs from the one the parquet was made from "
+                            f"(remove {raw(loaded)} and run `luigi ")
+    command = state.split("`")[1].split()
+    raw(loaded).unlink()
+    run = loaded.command(*command)
+    assert run.returncode == 0, run.stderr[-3000:]
+    whole(loaded, release)
