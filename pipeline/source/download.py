@@ -4,14 +4,18 @@ The file streams into a temporary name beside its final one. Transient failures 
 408, connection errors, timeouts) are retried by tenacity with exponential back-off and
 full jitter, honouring ``Retry-After``; an attempt after a connection dropped mid-body asks
 for the rest with an HTTP ``Range`` request instead of starting over (and starts over when
-the file's ``ETag`` changed meanwhile). The bytes are checked as they arrive (no extra
-pass): their length against ``Content-Length``, a gzip stream inflated to the end, or a
-Parquet file's magic and footer; never an HTML page. The check runs on a helper thread
-(``BackgroundCheck``), so inflating overlaps with receiving instead of adding to it. What
-the file holds (its columns, its values) is the conversion's business, so a refusal of the
-content never costs another download. Only then is it renamed into place, so the final
-name never holds a partial or unverified file. The report says what the source said the
-file was (``ETag``, ``Last-Modified``), for the month's source record.
+the file's ``ETag`` changed meanwhile: the resume sends ``If-Range``). The bytes are
+checked as they arrive (no extra pass): their length against ``Content-Length``, a gzip
+stream inflated to the end, or a Parquet file's magic and footer; never an HTML page; and
+the whole file against the digest the source's ETag gives (``pipeline.source.etag``: S3's
+MD5 or multipart form), so a resume that spliced in other bytes starts over. Without such a
+digest a Parquet download is never spliced (``resume_unverified``). The check runs on a
+helper thread (``BackgroundCheck``), so inflating and hashing overlap with receiving
+instead of adding to it. What the file holds (its columns, its values) is the conversion's
+business, so a refusal of the content never costs another download. Only then is it renamed
+into place, so the final name never holds a partial or unverified file. The report says what
+the source said the file was (``ETag``, ``Last-Modified``) and which check proved its bytes
+(``verified_by``), for the month's source record.
 """
 
 from __future__ import annotations
@@ -376,6 +380,7 @@ class _Transfer:
         self.policy, self.report, self.progress = policy, report, progress
         self.missing = missing
         self.resume_unverified = resume_unverified
+        self.spliced = False  # the file on disk is made of more than one response
         self.done = 0
         self.total: int | None = None
 
@@ -427,7 +432,7 @@ class _Transfer:
         try:
             self.check.finish()
         except DigestMismatch as e:
-            if self.report.resumed:
+            if self.spliced:
                 self.report.restarted += 1
                 self._restart()
                 raise TransientSourceError(f"the resumed file is not the source's ({e}); "
@@ -438,7 +443,7 @@ class _Transfer:
     def _unproven(self) -> str:
         why = ("no ETag" if not self.report.etag
                else f"ETag {self.report.etag} is no digest")
-        how = "resumed" if self.report.resumed else "in one piece"
+        how = "resumed" if self.spliced else "in one piece"
         return f"none ({why}); received {how}"
 
     def _accept(self, r: requests.Response) -> None:
@@ -470,6 +475,7 @@ class _Transfer:
                 raise TransientSourceError("the file changed on the server during the "
                                            "download; starting over")
             self.report.resumed += 1
+            self.spliced = True
             return
         if self.done:
             # The server ignored Range and sends the whole file again: start over.
@@ -486,6 +492,7 @@ class _Transfer:
         self.out.seek(0)
         self.out.truncate()
         self.done = 0
+        self.spliced = False
         self.check.close()
         self.check = self._new_checks()
 
