@@ -191,7 +191,9 @@ def lake_months(services: tuple[str, ...]) -> list[date]:
 
 
 def as_records(statuses: list[MonthStatus]) -> list[dict[str, object]]:
-    return [asdict(s) | {"complete": s.complete} for s in statuses]
+    # ``verified_bytes`` appears only in the records of a ``status --verify``.
+    return [{k: v for k, v in asdict(s).items() if k != "verified_bytes"
+             or v is not None} | {"complete": s.complete} for s in statuses]
 
 
 def quality_cell(record: dict) -> str:
