@@ -17,6 +17,9 @@ In one run, on one machine state:
 4. The load with and without its check: ``duckdb.load_month`` into a fresh warehouse with
    the file given through ``local_file(sha256=...)`` (hashed alongside DuckDB's read) and
    without it, alternated, best of ``--repeat``.
+5. IngestMonth in process with both checks and with both turned off (the digest expects
+   nothing, the load's file is handed over unhashed), alternated, best of ``--repeat``:
+   the checks' cost as IngestMonth itself sees it.
 
 Every figure is printed as a ratio to IngestMonth's wall time of step 1. Target (issue 26):
 the checks' cost at most 5 % of IngestMonth's time. Neither check adds a pass over the file
@@ -108,6 +111,37 @@ def child_load_month(a: Args) -> Args:
     return {"seconds": time.perf_counter() - started, "rows": rows}
 
 
+@child("ingest_ab")
+def child_ingest_ab(a: Args) -> Args:
+    """IngestMonth in this process, with the byte checks (``checks``) or with both turned
+    off: the download's ETag digest never expects anything, the load's file is handed
+    over unhashed. The difference of the two is what the checks cost IngestMonth."""
+    import contextlib
+    from datetime import date
+
+    os.environ["LUIGI_CONFIG_PATH"] = a["config"]
+    if not a["checks"]:
+        import pipeline.lake.local as local
+        import pipeline.source.download as download
+        from pipeline.source.etag import EtagDigest
+
+        class NoDigest(EtagDigest):
+            def __init__(self, etag: str | None, length: int | None) -> None:
+                super().__init__(None, None)
+
+        download.EtagDigest = NoDigest  # type: ignore[misc]
+        local.verified_read = lambda path, sha256, what: contextlib.nullcontext(path)
+    import luigi
+
+    from pipeline import IngestMonth
+
+    year, month = (int(x) for x in MONTH.split("-"))
+    started = time.perf_counter()
+    ok = luigi.build([IngestMonth(month=date(year, month, 1), services=(SERVICE,))],
+                     local_scheduler=True, workers=1, log_level="WARNING")
+    return {"seconds": time.perf_counter() - started, "ok": ok}
+
+
 def main(argv: list[str]) -> int:
     if is_child(argv):
         return child_main(argv[1:])
@@ -163,6 +197,29 @@ def main(argv: list[str]) -> int:
             loads[kind].append(result["seconds"])
             shutil.rmtree(load_dir, ignore_errors=True)
 
+    # IngestMonth with and without the checks, in process, interleaved, from empty stores.
+    ab: dict[str, list[float]] = {"with checks": [], "without": []}
+    mirror, urls = start_mirror(bench, release_dir(bench, raw, args.rows))
+    try:
+        for rep in range(args.repeat):
+            for kind in ("without", "with checks"):
+                ab_dir = bench.work / "integrity" / f"ab-{rep}"
+                shutil.rmtree(ab_dir, ignore_errors=True)
+                ab_dir.mkdir(parents=True)
+                _, result = run_child(__file__, "ingest_ab", {
+                    "config": str(luigi_config(ab_dir, urls)), "checks": kind != "without"},
+                    logs / f"ab-{kind.replace(' ', '-')}-{rep}.log")
+                ab[kind].append(result["seconds"])
+                shutil.rmtree(ab_dir, ignore_errors=True)
+    finally:
+        stop_mirror(mirror)
+    with_checks, without = min(ab["with checks"]), min(ab["without"])
+    print(f"  IngestMonth in process, best of {args.repeat}: {with_checks:.2f} s with the "
+          f"checks, {without:.2f} s without: the checks cost "
+          f"{ratio(with_checks - without, without):+.2%} "
+          f"(runs: {', '.join(f'{x:.1f}' for x in ab['with checks'])} with; "
+          f"{', '.join(f'{x:.1f}' for x in ab['without'])} without)")
+
     wall = ingest.wall_s
     md5, multipart = digest["md5"], digest["multipart"]
     verified, plain = min(loads["verified"]), min(loads["plain"])
@@ -187,7 +244,7 @@ def main(argv: list[str]) -> int:
           f"{ratio(worst, wall):6.2%} of IngestMonth (target <= {TARGET:.0%}: {verdict})")
     out = bench.work / "integrity-results.json"
     out.write_text(json.dumps({"rows": args.rows, "ingest_wall_s": wall, "digest": digest,
-                               "parquet_hash": hashed, "loads": loads,
+                               "parquet_hash": hashed, "loads": loads, "ingest_ab": ab,
                                "worst_ratio": ratio(worst, wall)}, indent=2) + "\n")
     print(f"  results: {out}")
     shutil.rmtree(run_dir, ignore_errors=True)

@@ -4,8 +4,8 @@ S3 (behind TLC's CloudFront) gives two forms: a single-part upload's ETag is the
 file (``"<32 hex>"``); a multipart upload's is the MD5 of the parts' MD5s followed by the
 number of parts (``"<32 hex>-N"``). The part size is not in the ETag: it is the one of the
 sizes uploaders use (8 MiB for the AWS CLI and boto3, 16 MiB for others, 5 MiB the minimum,
-...) that cuts the file's length into exactly N parts; each size that fits is computed, and
-the ETag must match one of them. Any other ETag (a weak ``W/`` one, a hash of another kind)
+...) that cuts the file's length into exactly N parts (else the smallest whole MiB that
+does); each size that fits is computed, and the ETag must match one of them. Any other ETag (a weak ``W/`` one, a hash of another kind)
 proves nothing, and the check says so (``kind`` None).
 """
 
@@ -40,11 +40,14 @@ def part_sizes(length: int, parts: int) -> list[int]:
     fits = [p * MIB for p in PART_SIZES_MIB if -(-length // (p * MIB)) == parts]
     if parts == 1:  # one part: every size at least the length gives the same ETag
         return [max(length, fits[0] if fits else length)]
+    # Else an uploader that cut the file into N equal parts: the smallest whole MiB that
+    # fits, then the exact size (each candidate costs an MD5 over the file: only when no
+    # common size fits).
     smallest = -(-length // parts)
     whole_mib = -(-smallest // MIB) * MIB
     for size in (whole_mib, smallest):
         # S3 refuses parts under 5 MiB (but the last).
-        if size >= 5 * MIB and -(-length // size) == parts and size not in fits:
+        if not fits and size >= 5 * MIB and -(-length // size) == parts:
             fits.append(size)
     return fits[:MAX_CANDIDATES]
 
@@ -58,7 +61,10 @@ def multipart_etag(data_parts: list[bytes]) -> str:
 def file_etag(path: Path, part_size: int | None = None) -> str:
     """A file's S3 ETag: its MD5, or with ``part_size`` that of a multipart upload."""
     digest = EtagDigest(None, None)
-    digest._start_parts([part_size]) if part_size else digest._start_md5()
+    if part_size:
+        digest._start_parts([part_size])
+    else:
+        digest.kind = "md5"
     with open(path, "rb") as f:
         while data := f.read(MIB):
             digest.feed(data)
@@ -98,8 +104,9 @@ class EtagDigest:
 
     def feed(self, data: bytes) -> None:
         self._fed += len(data)
-        if self.kind == "md5" or not self._parts:
-            self._md5.update(data)
+        if not self._parts:
+            if self.kind == "md5":  # else nothing to check: nothing is hashed
+                self._md5.update(data)
             return
         view = memoryview(data)
         for size, state in self._parts.items():
