@@ -5,8 +5,9 @@ file (``"<32 hex>"``); a multipart upload's is the MD5 of the parts' MD5s follow
 number of parts (``"<32 hex>-N"``). The part size is not in the ETag: it is the one of the
 sizes uploaders use (8 MiB for the AWS CLI and boto3, 16 MiB for others, 5 MiB the minimum,
 ...) that cuts the file's length into exactly N parts (else the smallest whole MiB that
-does); each size that fits is computed, and the ETag must match one of them. Any other ETag (a weak ``W/`` one, a hash of another kind)
-proves nothing, and the check says so (``kind`` None).
+does); each size that fits is computed, and the ETag must match one of them. Any other
+ETag (a weak ``W/`` one, a hash of another kind) proves nothing, and the check says so
+(``kind`` None): nothing is hashed then.
 """
 
 from __future__ import annotations
