@@ -38,7 +38,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline.convert.month_writer import ROW_GROUP_ROWS, MonthWriter, all_null
-from pipeline.convert.result import ConversionError, ParquetStats
+from pipeline.convert.result import ConversionError, ParquetStats, show_invisible
 from pipeline.core.checksums import file_sha256
 from pipeline.core.datasets import NEW_COLUMNS, HeaderMismatch, Service, SourcePlan
 from pipeline.core.manifest import NewColumn
@@ -87,7 +87,7 @@ def normalize(
     try:
         plan = service.source_plan(source.schema_arrow.names)
     except HeaderMismatch as e:
-        raise ConversionError(f"{label}: {e}") from None
+        raise ConversionError(f"{label}: {show_invisible(str(e))}") from None
     if plan.new and new_columns == "refuse":
         raise ConversionError(
             f"{label}: the file has columns the registry does not know: "

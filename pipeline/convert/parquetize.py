@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import queue
+import re
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from datetime import date
@@ -34,7 +35,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from pipeline.convert.month_writer import ROW_GROUP_ROWS, MonthWriter, Written, all_null
-from pipeline.convert.result import ConversionError, ParquetStats
+from pipeline.convert.quality import QualityBlocked
+from pipeline.convert.result import ConversionError, ParquetStats, show_invisible
 from pipeline.core.datasets import HeaderMismatch, Service
 from pipeline.core.gzipstream import GzipError, Inflater
 from pipeline.core.months import month_key
@@ -43,6 +45,12 @@ from pipeline.core.text import Progress
 PIECE_BYTES = 4 << 20
 READ_BYTES = 1 << 18
 PIECES_IN_FLIGHT = 2
+# The longest line taken (the longest real record is well under 1 KB): a longer one is
+# refused, so text without line ends cannot pile up in memory.
+MAX_LINE = 1 << 20
+# CSV text that yields no data row is refused beyond this size (a header-only file is a
+# few hundred bytes; megabytes of blank lines are not a month).
+EMPTY_TEXT_TOLERATED = 64 << 10
 # The end of the pieces, in a queue of pieces.
 _END = object()
 
@@ -85,6 +93,7 @@ class ParquetizeStream:
         self._done = threading.Event()
         self._written: Written | None = None
         self._error: BaseException | None = None
+        self._label = f"{service.name} {month_key(month)}"
         self._thread = threading.Thread(
             target=self._run, args=(service, month, out, row_group_rows),
             name="parquetize-stream", daemon=True)
@@ -98,8 +107,18 @@ class ParquetizeStream:
         if self._done.is_set():
             return
         self._pending.add(text)
-        if self._pending.size >= PIECE_BYTES and (piece := self._pending.take_lines()):
-            self._put((piece, 0))
+        if self._pending.size >= PIECE_BYTES:
+            try:
+                piece = self._pending.take_lines()
+            except LineTooLong as e:
+                # Never raised to the caller (a download's check): the conversion fails.
+                self.abort()
+                self._pending = _Pending()
+                self._error = ConversionError(f"{self._label}: {e}")
+                self._done.set()
+                return
+            if piece:
+                self._put((piece, 0))
 
     def finish(self, source_bytes: int, source_sha256: str) -> ParquetStats:
         if not self._done.is_set():
@@ -154,17 +173,26 @@ def _convert(service: Service, month: date, pieces: Iterable[tuple[bytes, int]],
     # while the last is written, so both cores stay busy.
     with MonthWriter(service, month, out, row_group_rows, ahead=1.0) as writer:
         parser = _PieceParser(service, label)
+        text_bytes = 0  # of CSV text parsed so far: where the next piece starts
         for piece, read_bytes in pieces:
+            start = text_bytes
+            text_bytes += len(piece)
             if parser.columns is None:
-                piece = parser.take_header(piece)
+                rest = parser.take_header(piece)
+                start += len(piece) - len(rest)
+                piece = rest
                 if not piece:
                     continue
-            writer.add(parser.parse(piece, writer.rows))
+            writer.add(parser.parse(piece, writer.rows, start))
             if progress:
                 progress(read_bytes)
         if parser.columns is None:
             raise ConversionError(f"{label}: the file is empty: no header line")
-        return writer.finish()
+        written = writer.finish()
+    if written.rows == 0 and text_bytes > EMPTY_TEXT_TOLERATED:
+        raise QualityBlocked(f"{label}: {text_bytes:,} bytes of CSV text hold no data row "
+                             "(blank lines, or a header only); refused")
+    return written
 
 
 def _stats(written: Written, source_bytes: int, source_sha256: str) -> ParquetStats:
@@ -200,25 +228,35 @@ class _PieceParser:
             # header it publishes: an unknown column there means another file, whatever
             # [source] new_columns says (that contract is for TLC's living Parquet files).
             frozen = "; CSV months take no new columns" if "unknown columns" in str(e) else ""
-            raise ConversionError(f"{self.label}: {e}{frozen}") from None
+            raise ConversionError(f"{self.label}: {show_invisible(str(e))}{frozen}") from None
         except (UnicodeDecodeError, ValueError) as e:
             raise ConversionError(f"{self.label}: {e}") from None
         return piece[end + 1 :] if end >= 0 else b""
 
-    def parse(self, piece: bytes, rows_before: int) -> pa.Table:
+    def parse(self, piece: bytes, rows_before: int, offset: int = 0) -> pa.Table:
+        """The rows of ``piece``: whole lines of CSV text starting at byte ``offset`` of
+        the text, after ``rows_before`` data rows."""
         assert self.columns is not None
         try:
             table = self._read(piece, self._types)
         except pa.ArrowInvalid as e:
+            # A row longer than a block fails to parse one way or another: named as such.
+            if (at := long_line(piece)) is not None:
+                raise ConversionError(
+                    f"{self.label}: a line longer than {MAX_LINE >> 20} MiB at byte "
+                    f"{offset + at:,} of the CSV text; refused") from None
             if "CSV conversion error" not in str(e):
-                raise self._error(e, rows_before) from None
+                raise self._error(e, rows_before, piece) from None
             table = self._read_ids_written_as_decimals(piece, rows_before)
         return self._conform(table)
 
-    def _read(self, piece: bytes, types: dict[str, pa.DataType]) -> pa.Table:
+    def _read(self, piece: bytes, types: dict[str, pa.DataType],
+              use_threads: bool = True) -> pa.Table:
         return pacsv.read_csv(
             pa.py_buffer(piece),
-            read_options=pacsv.ReadOptions(column_names=self.columns, use_threads=True),
+            # A row must fit one block: a longer line is refused (``MAX_LINE``).
+            read_options=pacsv.ReadOptions(column_names=self.columns, use_threads=use_threads,
+                                           block_size=MAX_LINE),
             parse_options=self._parse_options,
             convert_options=pacsv.ConvertOptions(
                 column_types={c: types[c] for c in self.columns},
@@ -234,7 +272,7 @@ class _PieceParser:
         try:
             table = self._read(piece, as_double)
         except pa.ArrowInvalid as e:
-            raise self._error(e, rows_before) from None
+            raise self._error(e, rows_before, piece, as_double) from None
         columns = []
         for name, column in zip(table.column_names, table.columns, strict=True):
             if self._types[name] == pa.int64():
@@ -258,12 +296,23 @@ class _PieceParser:
         ]
         return pa.Table.from_arrays(arrays, schema=self.service.schema)
 
-    def _error(self, e: Exception, rows_before: int) -> ConversionError:
-        detail = " ".join(str(e).split())
+    def _error(self, e: Exception, rows_before: int, piece: bytes,
+               types: dict[str, pa.DataType] | None = None) -> ConversionError:
+        """The refusal of a piece, naming the last good data row before the bad one. A
+        multi-threaded parse does not say which row failed: the piece is parsed again on
+        one thread, which does (only on this path, so the usual parse stays parallel)."""
+        in_piece = None
+        try:
+            self._read(piece, types or self._types, use_threads=False)
+        except pa.ArrowInvalid as again:
+            if found := _ROW.search(str(again)):
+                in_piece, e = int(found.group(1)), again
+        after = rows_before + in_piece - 1 if in_piece else rows_before
+        detail = " ".join(_ROW.sub("", str(e)).split())
         if len(detail) > 160:
             detail = detail[:160] + "..."
         return ConversionError(
-            f"{self.label}: malformed CSV after data row {rows_before}: {detail}"
+            f"{self.label}: malformed CSV after data row {after:,}: {show_invisible(detail)}"
         )
 
 
@@ -303,7 +352,7 @@ class _TextPieces:
             self._put(_END)
         except _Stopped:
             pass
-        except GzipError as e:
+        except (GzipError, LineTooLong) as e:
             self._put_quietly(ConversionError(f"{self._raw.name}: {e}"))
         except BaseException as e:  # handed to the consumer, which re-raises it
             self._put_quietly(e)
@@ -336,13 +385,35 @@ class _TextPieces:
             self._put(item)
 
 
+# pyarrow's name of the failing row of a single-threaded parse (1 = the piece's first).
+_ROW = re.compile(r"Row #(\d+): ")
+
+
+def long_line(text: bytes) -> int | None:
+    """Where the first line longer than ``MAX_LINE`` starts in ``text`` (None: none is)."""
+    import numpy as np
+
+    ends = np.flatnonzero(np.frombuffer(text, dtype=np.uint8) == ord("\n"))
+    starts = np.concatenate(([0], ends + 1))
+    lengths = np.diff(np.concatenate((starts, [len(text)])))
+    over = np.flatnonzero(lengths > MAX_LINE)
+    return int(starts[over[0]]) if len(over) else None
+
+
+class LineTooLong(Exception):
+    """Text with no line end for more than ``MAX_LINE`` bytes."""
+
+
 class _Pending:
     """Inflated text waiting to become a piece, kept as the inflater's own chunks so that
-    each byte is copied once, when a piece is joined."""
+    each byte is copied once, when a piece is joined. A line that has not ended after
+    ``MAX_LINE`` bytes is refused (``LineTooLong``), so memory stays bounded whatever the
+    text."""
 
     def __init__(self) -> None:
         self._chunks: list[bytes | memoryview] = []
         self.size = 0
+        self.taken = 0  # bytes handed out in pieces: the text offset of the pending text
 
     def add(self, text: bytes) -> None:
         self._chunks.append(text)
@@ -361,11 +432,20 @@ class _Pending:
                 self._chunks = [tail, *self._chunks[i + 1 :]] if len(tail) else \
                     self._chunks[i + 1 :]
                 self.size -= len(piece)
+                self.taken += len(piece)
+                self._check_unfinished()
                 return piece
+        self._check_unfinished()
         return b""
+
+    def _check_unfinished(self) -> None:
+        if self.size > MAX_LINE:
+            raise LineTooLong(f"a line longer than {MAX_LINE >> 20} MiB at byte "
+                              f"{self.taken:,} of the CSV text; refused")
 
     def take_all(self) -> bytes:
         piece = b"".join(self._chunks)
+        self.taken += len(piece)
         self._chunks, self.size = [], 0
         return piece
 

@@ -13,6 +13,14 @@ class ConversionError(PipelineError):
     """The raw file cannot become this month's Parquet. The message is one line."""
 
 
+def show_invisible(text: str) -> str:
+    """``text`` with the characters a terminal does not show (a byte-order mark, zero-width
+    spaces, control characters) written as escapes: ``\\ufeffVendorID``, not ``VendorID``
+    twice in one header error."""
+    return "".join(c if c.isprintable() or c == " " else c.encode("unicode_escape").decode()
+                   for c in text)
+
+
 @dataclass(frozen=True)
 class ParquetStats:
     """What either converter (CSV.gz here, TLC Parquet in ``normalize``) made of a month."""

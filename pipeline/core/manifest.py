@@ -105,6 +105,9 @@ class Manifest:
     # did not say, or the raw file was fetched before the pipeline recorded it.
     source_etag: str | None = None
     source_last_modified: str | None = None
+    # What proved the raw file's bytes are the source's (its ETag's MD5 or multipart
+    # digest), or why nothing could; None in manifests written before it was recorded.
+    source_check: str | None = None
 
     # What the run that wrote the month did (``run_figures``): seconds per stage, rows,
     # bytes, rows per second. Empty in manifests written before it was recorded.

@@ -52,7 +52,10 @@ class Fault:
     ``seconds``), ``html`` (200 with an HTML page), ``truncate`` (serve only the first
     ``at`` bytes, with a matching Content-Length), ``lie`` (announce ``extra`` more bytes
     than are sent, then close), ``ignore_range`` (answer 200 with the whole file),
-    ``throttle`` (send at most ``rate`` bytes a second).
+    ``throttle`` (send at most ``rate`` bytes a second), ``patch`` (answer a ``Range``
+    request with the file's bytes at offset ``at`` replaced by ``data``: same length, same
+    ETag, other bytes, as a faulty cache or proxy would; a request without ``Range`` is
+    served as it is), ``corrupt`` (the same replacement in any answer, ranged or not).
     """
 
     kind: str
@@ -62,6 +65,7 @@ class Fault:
     seconds: float = 0.0
     extra: int = 0
     rate: int = 0
+    data: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,8 @@ class ReleaseMirror:
         self.served: list[Served] = []
         self._lock = threading.Lock()
         self._etags: dict[tuple[Path, int, int], str] = {}
+        # ETag forms per file name (``etag_style``): S3's MD5 unless told otherwise.
+        self.etag_styles: dict[str, tuple[str, int]] = {}
         handler = type("Handler", (_Handler,), {"mirror": self})
         self.server = ThreadingHTTPServer((host, port), handler)
         self.server.daemon_threads = True
@@ -145,6 +151,27 @@ class ReleaseMirror:
             with self._lock:
                 self._etags[key] = known
         return known
+
+    def etag_style(self, file_name: str, style: str, part_size: int = 8 << 20) -> None:
+        """Serve ``file_name`` with another ETag: ``multipart`` (S3's ``"<md5>-N"`` for an
+        upload in parts of ``part_size``), ``none`` (no ETag header), ``opaque`` (an ETag
+        that is no digest), or ``md5`` (the default)."""
+        with self._lock:
+            self.etag_styles[file_name] = (style, part_size)
+
+    def etag_for(self, file: Path) -> str | None:
+        """The ETag ``file`` is served with, in its style (None: no ETag header)."""
+        style, part_size = self.etag_styles.get(file.name, ("md5", 0))
+        if style == "none":
+            return None
+        if style == "opaque":
+            stat = file.stat()
+            return f'"{stat.st_mtime_ns:x}-{stat.st_size:x}"'
+        if style == "multipart":
+            from pipeline.source.etag import file_etag
+
+            return file_etag(file, part_size)
+        return self.etag(file)
 
     def republish(self, file: Path, data: bytes) -> None:
         """Replace ``file`` (under a served root) with ``data``, as TLC re-writes a month:
@@ -237,8 +264,13 @@ class _Handler(BaseHTTPRequestHandler):
             return
         size = file.stat().st_size
         start, end = 0, size
+        etag = self.mirror.etag_for(file)
+        last_modified = formatdate(file.stat().st_mtime, usegmt=True)
         match = _RANGE.match(self.headers.get("Range", ""))
         ranged = bool(match) and not (fault and fault.kind == "ignore_range")
+        if_range = self.headers.get("If-Range")
+        if ranged and if_range is not None and if_range not in (etag, last_modified):
+            ranged = False  # RFC 9110: the file changed, so the whole of it is sent
         if ranged and match:
             start = int(match.group(1))
             end = min(size, int(match.group(2)) + 1) if match.group(2) else size
@@ -252,8 +284,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/octet-stream")
         self.send_header("Content-Length", str(announced))
         self.send_header("Accept-Ranges", "bytes")
-        self.send_header("ETag", self.mirror.etag(file))
-        self.send_header("Last-Modified", formatdate(file.stat().st_mtime, usegmt=True))
+        if etag is not None:
+            self.send_header("ETag", etag)
+        self.send_header("Last-Modified", last_modified)
         if ranged:
             self.send_header("Content-Range", f"bytes {start}-{end - 1}/{size}")
         if self.head_only:
@@ -266,7 +299,10 @@ class _Handler(BaseHTTPRequestHandler):
         if fault and fault.kind in ("reset", "stall"):
             stop_at = min(end, start + fault.at)
         sent = self._send(file, start, stop_at, fault.rate if fault and fault.kind == "throttle"
-                          else self.mirror.bandwidth)
+                          else self.mirror.bandwidth,
+                          patch=(fault.at, fault.data)
+                          if fault and (fault.kind == "corrupt"
+                                        or (fault.kind == "patch" and ranged)) else None)
         self.mirror.record(Served(self.path, self.headers.get("Range"), 206 if ranged else 200,
                                   sent))
         if fault and fault.kind == "stall":
@@ -276,7 +312,8 @@ class _Handler(BaseHTTPRequestHandler):
         if fault and fault.kind in ("reset", "lie", "stall"):
             self._reset()
 
-    def _send(self, file: Path, start: int, end: int, rate: int = 0) -> int:
+    def _send(self, file: Path, start: int, end: int, rate: int = 0,
+              patch: tuple[int, bytes] | None = None) -> int:
         sent = 0
         step = max(1, rate // 10) if rate else SEND_BYTES
         began = time.monotonic()
@@ -288,6 +325,8 @@ class _Handler(BaseHTTPRequestHandler):
                 data = f.read(min(step, end - start - sent))
                 if not data:
                     break
+                if patch:
+                    data = _patched(data, start + sent, *patch)
                 try:
                     self.wfile.write(data)
                 except (BrokenPipeError, ConnectionResetError):
@@ -301,6 +340,15 @@ class _Handler(BaseHTTPRequestHandler):
         self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         self.close_connection = True
         self.connection.close()
+
+
+def _patched(data: bytes, offset: int, at: int, replacement: bytes) -> bytes:
+    """``data`` (the file's bytes from ``offset``) with the bytes at file offset ``at``
+    replaced by ``replacement`` where the two overlap."""
+    lo, hi = max(offset, at), min(offset + len(data), at + len(replacement))
+    if lo >= hi:
+        return data
+    return data[:lo - offset] + replacement[lo - at:hi - at] + data[hi - offset:]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -6,6 +6,11 @@ is fsynced, and is renamed into place by ``publish_file`` (then the directory is
 a crash never leaves a partial or empty file under a final name. A file's generation is its
 mtime in nanoseconds; a local check-then-rename is not atomic, so generation preconditions
 here are best effort (GCS enforces them).
+
+A process killed outright cannot remove its temporaries: their names carry the host and the
+process id (``.name.<host>-<pid>-<random>.tmp``), and the next write into a directory removes
+the ones of processes of this host that no longer run (``sweep_leftovers``), and any that no
+one has written to for a day (another host's, or an older version's).
 """
 
 from __future__ import annotations
@@ -13,6 +18,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
+import socket
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,12 +43,53 @@ from pipeline.lake.targets import (
     check_expected,
     file_digests,
     is_hidden_tmp,
+    verified_read,
 )
+
+_HOST = re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname())[:40] or "host"
+# The writer of a temporary: ``.{name}.{host}-{pid}-{random}.tmp``.
+_WRITER = re.compile(r"\.([A-Za-z0-9_]+)-(\d+)-[0-9a-f]{12}\.tmp$")
+# A temporary nobody has written to for this long is a leftover, whoever wrote it.
+STALE_SECONDS = 24 * 3600
 
 
 def hidden_tmp(final: Path) -> Path:
-    """The temporary name a write uses beside ``final``."""
-    return final.with_name(f".{final.name}.{uuid.uuid4().hex[:12]}.tmp")
+    """The temporary name a write uses beside ``final`` (its writer's host and pid in it)."""
+    return final.with_name(f".{final.name}.{_HOST}-{os.getpid()}-{uuid.uuid4().hex[:12]}.tmp")
+
+
+def sweep_leftovers(directory: Path) -> list[Path]:
+    """Remove the temporaries in ``directory`` left by killed writers: those of processes
+    of this host that no longer run, and those nobody wrote to for ``STALE_SECONDS``. The
+    temporaries of running writes are left alone. Returns the paths removed."""
+    removed = []
+    try:
+        names = [entry for entry in os.scandir(directory) if is_hidden_tmp(entry.name)]
+    except (FileNotFoundError, NotADirectoryError):
+        return removed
+    now = time.time()
+    for entry in names:
+        writer = _WRITER.search(entry.name)
+        try:
+            dead = writer is not None and writer[1] == _HOST and not _running(int(writer[2]))
+            if dead or now - entry.stat().st_mtime > STALE_SECONDS:
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+        except FileNotFoundError:
+            continue
+    return removed
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _generation(path: Path) -> int | None:
@@ -92,6 +141,7 @@ def atomic_path(final: Path, if_generation: int | None = None) -> Iterator[Path]
     """Yield a temporary path beside ``final``; publish it under ``final`` only when the
     block ends without an exception; the temporary is gone in any case."""
     final.parent.mkdir(parents=True, exist_ok=True)
+    sweep_leftovers(final.parent)
     tmp = hidden_tmp(final)
     try:
         with lake_full_in_one_line(final):
@@ -162,6 +212,8 @@ class LocalLakeTarget(LakeTarget):
     @contextlib.contextmanager
     def staging(self) -> Iterator[Staged]:
         self.file.parent.mkdir(parents=True, exist_ok=True)
+        # The next write of a month removes what a killed one left beside it.
+        sweep_leftovers(self.file.parent)
         tmp = hidden_tmp(self.file)
 
         def publish(path: Path, if_generation: int | None, sha256: str | None,
@@ -199,7 +251,11 @@ class LocalLakeTarget(LakeTarget):
                    ) -> Iterator[Path]:
         if not self.file.is_file():
             raise FileNotFoundError(f"no file {self.path}")
-        yield self.file
+        if sha256 is None:
+            yield self.file
+            return
+        with verified_read(self.file, sha256, self.path) as path:
+            yield path
 
     def remove(self, if_generation: int | None = None) -> None:
         if if_generation is not None and _generation(self.file) not in (None, if_generation):

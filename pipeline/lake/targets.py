@@ -28,8 +28,10 @@ from __future__ import annotations
 import abc
 import base64
 import contextlib
+import contextvars
 import hashlib
 import io
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -191,6 +193,75 @@ def check_expected(digests: Digests, sha256: str | None, what: str) -> None:
             "(it changed after its manifest was written); nothing was published")
 
 
+class HashAlongside:
+    """Hashes a local lake file on a helper thread while another reader (a warehouse's own
+    Parquet reader) reads it: the read and the hash overlap instead of adding up, and the
+    file comes from the page cache for the second of them. ``check()`` waits for the hash
+    and refuses a file that is not what ``sha256`` says (``ChecksumMismatch``)."""
+
+    def __init__(self, path: Path, sha256: str, what: str) -> None:
+        self.path, self.sha256, self.what = path, sha256, what
+        self._digests: Digests | None = None
+        self._error: OSError | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="lake-verify", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        digest, size = hashlib.sha256(), 0
+        try:
+            with open(self.path, "rb") as f:
+                while (data := f.read(READ_BLOCK)) and not self._stop.is_set():
+                    digest.update(data)
+                    size += len(data)
+        except OSError as e:
+            self._error = e
+        self._digests = Digests(size, "", digest.hexdigest())
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def check(self) -> None:
+        self._thread.join()
+        if self._error is not None:
+            raise LakeError(f"{self.what}: unreadable while verifying it ({self._error})")
+        assert self._digests is not None
+        if self._digests.sha256 != self.sha256:
+            raise ChecksumMismatch(
+                f"{self.what} has sha256 {self._digests.sha256[:16]}…, its manifest says "
+                f"{self.sha256[:16]}…: it is not the file the manifest describes")
+
+
+# Checks of lake files being read in this context, to be passed before what was read from
+# them is committed (``check_pending_reads``).
+_pending_reads: contextvars.ContextVar[tuple[HashAlongside, ...]] = contextvars.ContextVar(
+    "pending_reads", default=())
+
+
+def check_pending_reads() -> None:
+    """Wait for the hashes of the lake files read in this context and refuse any that is
+    not what its manifest says: a load calls it before it commits."""
+    for pending in _pending_reads.get():
+        pending.check()
+
+
+@contextlib.contextmanager
+def verified_read(path: Path, sha256: str, what: str) -> Iterator[Path]:
+    """``path`` for the block, hashed alongside whoever reads it; checked at the latest when
+    the block ends without an exception (``check_pending_reads`` checks it earlier)."""
+    hashing = HashAlongside(path, sha256, what)
+    token = _pending_reads.set((*_pending_reads.get(), hashing))
+    try:
+        yield path
+    except BaseException:
+        hashing.stop()
+        raise
+    finally:
+        _pending_reads.reset(token)
+    hashing.check()
+
+
 def is_hidden_tmp(name: str) -> bool:
     """A write in progress (``.name.<random>.tmp``): never output, whatever its content."""
     return name.startswith(".") and name.endswith(".tmp")
@@ -313,7 +384,8 @@ class LakeTarget(luigi.target.FileSystemTarget):
         """The stored file as a local path for the block's duration (read only).
 
         ``sha256``: what the file must hash to; a copy that does not is refused
-        (``ChecksumMismatch``). A local file is its own path and is not re-read for it.
+        (``ChecksumMismatch``). A local file is its own path, hashed alongside the block's
+        reads (``verified_read``).
         """
 
     @abc.abstractmethod

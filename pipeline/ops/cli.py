@@ -187,7 +187,11 @@ def status(args: argparse.Namespace) -> int:
     else:
         months = lake_months(services)
     statuses = report(months, services, sinks, check_source=not args.no_source_check,
-                      compare_source=args.check_source)
+                      compare_source=args.check_source, verify=args.verify)
+    if args.verify:
+        read = sum(s.verified_bytes or 0 for s in statuses)
+        print(f"status --verify: read {read / 1e6:,.1f} MB of lake files in full and checked "
+              "each against its manifest's sha256", file=sys.stderr)
     records = as_records(statuses)
     if args.html:
         from pipeline.ops.coverage import write_page
@@ -312,6 +316,9 @@ def parser() -> argparse.ArgumentParser:
     st.add_argument("--end", type=_month, help="last month, YYYY-MM")
     st.add_argument("--services", help="comma-separated services (default: [pipeline] services)")
     st.add_argument("--format", choices=("table", "json"), default="table")
+    st.add_argument("--verify", action="store_true",
+                    help="read every lake file in full and check its sha256 against the "
+                         "manifest (slow: the default reads sizes, footers and records)")
     st.add_argument("--no-source-check", action="store_true",
                     help="do not ask the source whether missing months are published")
     st.add_argument("--check-source", action="store_true",

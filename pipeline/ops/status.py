@@ -23,6 +23,7 @@ from pipeline.core.datasets import SERVICES
 from pipeline.core.errors import PipelineError
 from pipeline.core.months import month_key, months_between
 from pipeline.core.text import one_line
+from pipeline.lake.targets import file_digests
 from pipeline.ops.upstream import check_source
 from pipeline.source.download import NotPublished
 from pipeline.tasks.lake_month import DownloadMonth, ParquetizeMonth
@@ -46,6 +47,8 @@ class MonthStatus:
     # their [quality] threshold.
     quality: dict[str, int | None] | None = None
     quality_warnings: list[str] = field(default_factory=list)
+    # With ``verify``: bytes read in full to check the files against their manifest.
+    verified_bytes: int | None = None
 
     @property
     def complete(self) -> bool:
@@ -53,15 +56,61 @@ class MonthStatus:
 
 
 def report(months: list[date], services: tuple[str, ...], sinks: tuple[str, ...],
-           check_source: bool = True, compare_source: bool = False) -> list[MonthStatus]:
+           check_source: bool = True, compare_source: bool = False,
+           verify: bool = False) -> list[MonthStatus]:
     """The status of every month x service; ``check_source`` asks the source about months
-    the lake lacks, ``compare_source`` about the months it holds (re-published ones)."""
+    the lake lacks, ``compare_source`` about the months it holds (re-published ones);
+    ``verify`` reads every lake file in full and checks its sha256 against the manifest
+    (otherwise a complete month's check reads sizes, footers and records only)."""
     counts = {(sink, service): SINKS[sink].rows_by_month(SERVICES[service])
               for sink in sinks for service in services}
     thresholds = config.quality().thresholds()
-    return [_month_status(month, service, sinks, counts, check_source, compare_source,
-                          thresholds)
-            for month in months for service in services]
+    statuses = []
+    for month in months:
+        for service in services:
+            status = _month_status(month, service, sinks, counts, check_source,
+                                   compare_source, thresholds)
+            if verify:
+                _verify(status, ParquetizeMonth(service=service, month=month))
+            statuses.append(status)
+    return statuses
+
+
+def _verify(status: MonthStatus, parquetize: ParquetizeMonth) -> None:
+    """Read the month's lake files in full: the Parquet file's sha256 against its manifest,
+    the raw file's against the manifest's record of the file it was made from. A file that
+    differs is named with the command that repairs it."""
+    target = parquetize.output()
+    manifest = target.valid()
+    if manifest is None:
+        return  # already reported: the cheap checks found it incomplete
+    problems, read = [], 0
+    try:
+        with target.parquet.local_file() as path:
+            found = file_digests(path)
+        read += found.size
+        if found.sha256 != manifest.parquet_sha256:
+            problems.append(f"parquet differs from its manifest's sha256 (remove "
+                            f"{target.manifest.path} and run ingest: it converts the month "
+                            "again)")
+        raw = parquetize.requires().output()
+        if raw.exists() and parquetize.made_from_raw(manifest):
+            with raw.local_file() as path:
+                found = file_digests(path)
+            read += found.size
+            if found.sha256 != manifest.source_sha256:
+                # The Parquet is whole: only the raw file is fetched again (ingest would
+                # not, a month's raw file being optional once converted).
+                problems.append(
+                    f"raw file differs from the one the parquet was made from (remove "
+                    f"{raw.path} and run `luigi --module pipeline DownloadMonth --service "
+                    f"{status.service} --month {status.month} --local-scheduler`: it "
+                    "downloads it again)")
+    except (OSError, PipelineError) as e:
+        problems.append(f"not verified: {one_line(e)}")
+    status.verified_bytes = read
+    if problems:
+        status.state = "; ".join([*([] if status.complete else [status.state]), *problems])
 
 
 def _month_status(month: date, service: str, sinks: tuple[str, ...],
@@ -86,9 +135,14 @@ def _month_status(month: date, service: str, sinks: tuple[str, ...],
     if absent:
         problems.append(_missing_month(status, download) if ask_missing else "not downloaded")
     elif manifest is None:
-        problems.append("parquet missing")
+        # Absent, truncated or replaced: the manifest does not describe what is there.
+        problems.append("parquet missing (run ingest: it converts the month again)")
     elif not parquetize.made_from_raw(manifest):
-        problems.append("parquet older than the raw file (fetched again: run refresh)")
+        problems.append("parquet older than the raw file (run ingest: it converts the month "
+                        "again)")
+    if status.raw_bytes is not None and not download.matches_record(status.raw_bytes):
+        problems.append("raw file is not the one its source record describes (run ingest: "
+                        "it downloads the month again)")
     for sink, rows in status.sinks.items():
         if rows is None:
             if not absent:  # a month the lake lacks is in no sink: that goes without saying
@@ -137,7 +191,9 @@ def lake_months(services: tuple[str, ...]) -> list[date]:
 
 
 def as_records(statuses: list[MonthStatus]) -> list[dict[str, object]]:
-    return [asdict(s) | {"complete": s.complete} for s in statuses]
+    # ``verified_bytes`` appears only in the records of a ``status --verify``.
+    return [{k: v for k, v in asdict(s).items() if k != "verified_bytes"
+             or v is not None} | {"complete": s.complete} for s in statuses]
 
 
 def quality_cell(record: dict) -> str:

@@ -4,14 +4,18 @@ The file streams into a temporary name beside its final one. Transient failures 
 408, connection errors, timeouts) are retried by tenacity with exponential back-off and
 full jitter, honouring ``Retry-After``; an attempt after a connection dropped mid-body asks
 for the rest with an HTTP ``Range`` request instead of starting over (and starts over when
-the file's ``ETag`` changed meanwhile). The bytes are checked as they arrive (no extra
-pass): their length against ``Content-Length``, a gzip stream inflated to the end, or a
-Parquet file's magic and footer; never an HTML page. The check runs on a helper thread
-(``BackgroundCheck``), so inflating overlaps with receiving instead of adding to it. What
-the file holds (its columns, its values) is the conversion's business, so a refusal of the
-content never costs another download. Only then is it renamed into place, so the final
-name never holds a partial or unverified file. The report says what the source said the
-file was (``ETag``, ``Last-Modified``), for the month's source record.
+the file's ``ETag`` changed meanwhile: the resume sends ``If-Range``). The bytes are
+checked as they arrive (no extra pass): their length against ``Content-Length``, a gzip
+stream inflated to the end, or a Parquet file's magic and footer; never an HTML page; and
+the whole file against the digest the source's ETag gives (``pipeline.source.etag``: S3's
+MD5 or multipart form), so a resume that spliced in other bytes starts over. Without such a
+digest a Parquet download is never spliced (``resume_unverified``). The check runs on a
+helper thread (``BackgroundCheck``), so inflating and hashing overlap with receiving
+instead of adding to it. What the file holds (its columns, its values) is the conversion's
+business, so a refusal of the content never costs another download. Only then is it renamed
+into place, so the final name never holds a partial or unverified file. The report says what
+the source said the file was (``ETag``, ``Last-Modified``) and which check proved its bytes
+(``verified_by``), for the month's source record.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from pipeline.core.gzipstream import GzipError, Inflater
 from pipeline.core.text import Progress, one_line, redact
 from pipeline.core.version import __version__
 from pipeline.lake.local import atomic_path
+from pipeline.source.etag import DigestMismatch, EtagDigest
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +106,8 @@ class DownloadReport:
     # What the source said the file was (None when it did not say).
     etag: str | None = None
     last_modified: str | None = None
+    # What proved the bytes are the source's file (the ETag's digest), or why nothing could.
+    verified_by: str = ""
 
 
 class BodyCheck(Protocol):
@@ -284,14 +291,20 @@ def download(
     policy: RetryPolicy,
     progress: Progress | None = None,
     missing: Collection[int] = NOT_PUBLISHED["csv"],
+    resume_unverified: bool = True,
 ) -> DownloadReport:
     """Fetch ``url`` into ``dest`` atomically; raise SourceError with a one-line message
-    (NotPublished when the source answers one of the ``missing`` statuses)."""
+    (NotPublished when the source answers one of the ``missing`` statuses).
+
+    When the source's ETag gives a digest (``pipeline.source.etag``), the whole file must
+    match it before it gets its name; ``resume_unverified`` False: without such a digest an
+    interrupted download starts over instead of resuming (a Parquet file, whose footer
+    check cannot see spliced bytes; a gzip stream's own CRC-32 can)."""
     report = DownloadReport(url=redact(url))
     with atomic_path(dest) as tmp:
         with open(tmp, "wb") as out, http_session() as session:
             transfer = _Transfer(url, label, out, new_check, session, policy, report, progress,
-                                 missing)
+                                 missing, resume_unverified)
             retrying = tenacity.Retrying(
                 stop=tenacity.stop_after_attempt(max(1, policy.attempts)),
                 wait=backoff_wait(policy),
@@ -304,7 +317,6 @@ def download(
             )
             try:
                 retrying(transfer.attempt)
-                transfer.check.finish()
             except TransientSourceError as e:
                 tries = f"{report.attempts} attempt{'' if report.attempts == 1 else 's'}"
                 raise SourceError(
@@ -359,18 +371,42 @@ class _Transfer:
         report: DownloadReport,
         progress: Progress | None,
         missing: Collection[int],
+        resume_unverified: bool = True,
     ) -> None:
         self.url, self.label, self.out, self.session = url, label, out, session
         self.new_check = new_check
-        self.check = BackgroundCheck(new_check())
+        self.digest = EtagDigest(None, None)
+        self.check = self._new_checks()
         self.policy, self.report, self.progress = policy, report, progress
         self.missing = missing
+        self.resume_unverified = resume_unverified
+        self.spliced = False  # the file on disk is made of more than one response
         self.done = 0
         self.total: int | None = None
 
+    def _new_checks(self) -> BackgroundCheck:
+        """The body check and the digest, fed together on the helper thread; the digest
+        learns what to expect from the response headers, before any byte is fed."""
+        self.digest = EtagDigest(None, None)
+        return BackgroundCheck(_WithDigest(self.new_check(), self))
+
+    def _resume_headers(self) -> dict[str, str]:
+        """``Range`` for the rest, with ``If-Range`` so a file changed on the server since
+        is sent whole (and the download starts over) instead of spliced."""
+        validator = self.report.etag if self.report.etag and not self.report.etag.startswith(
+            "W/") else self.report.last_modified
+        headers = {"Range": f"bytes={self.done}-"}
+        if validator:
+            headers["If-Range"] = validator
+        return headers
+
     def attempt(self) -> None:
         self.report.attempts += 1
-        headers = {"Range": f"bytes={self.done}-"} if self.done else {}
+        if self.done and self.digest.kind is None and not self.resume_unverified:
+            # Nothing could prove a splice right: the rest is not asked for, the whole is.
+            self.report.restarted += 1
+            self._restart()
+        headers = self._resume_headers() if self.done else {}
         timeout = (self.policy.timeout, self.policy.timeout)
         try:
             with self.session.get(self.url, headers=headers, stream=True, timeout=timeout) as r:
@@ -387,6 +423,28 @@ class _Transfer:
             raise TransientSourceError(
                 f"connection closed after {self.done} of {self.total} bytes"
             )
+        self._finish()
+
+    def _finish(self) -> None:
+        """The whole file is here: the body check's verdict, then the digest's. Bytes that
+        fail the digest after a resume start over (the splice was wrong); on a download in
+        one piece they are refused (the source serves a file its digest does not match)."""
+        try:
+            self.check.finish()
+        except DigestMismatch as e:
+            if self.spliced:
+                self.report.restarted += 1
+                self._restart()
+                raise TransientSourceError(f"the resumed file is not the source's ({e}); "
+                                           "starting over") from None
+            raise SourceError(f"{e}; refused") from None
+        self.report.verified_by = self.digest.proof or self._unproven()
+
+    def _unproven(self) -> str:
+        why = ("no ETag" if not self.report.etag
+               else f"ETag {self.report.etag} is no digest")
+        how = "resumed" if self.spliced else "in one piece"
+        return f"none ({why}); received {how}"
 
     def _accept(self, r: requests.Response) -> None:
         status = r.status_code
@@ -417,6 +475,7 @@ class _Transfer:
                 raise TransientSourceError("the file changed on the server during the "
                                            "download; starting over")
             self.report.resumed += 1
+            self.spliced = True
             return
         if self.done:
             # The server ignored Range and sends the whole file again: start over.
@@ -426,13 +485,16 @@ class _Transfer:
         self.total = int(length) if length and length.isdigit() else None
         self.report.etag = r.headers.get("ETag")
         self.report.last_modified = r.headers.get("Last-Modified")
+        # Before the first byte is fed (the helper thread reads it after the queue).
+        self.digest = EtagDigest(self.report.etag, self.total)
 
     def _restart(self) -> None:
         self.out.seek(0)
         self.out.truncate()
         self.done = 0
+        self.spliced = False
         self.check.close()
-        self.check = BackgroundCheck(self.new_check())
+        self.check = self._new_checks()
 
     def _write(self, data: bytes) -> None:
         if self.total is not None and self.done + len(data) > self.total:
@@ -445,6 +507,21 @@ class _Transfer:
         self.report.fetched += len(data)
         if self.progress:
             self.progress(self.done, self.total)
+
+
+class _WithDigest:
+    """A body check and the transfer's ETag digest, fed the same bytes in order."""
+
+    def __init__(self, check: BodyCheck, transfer: _Transfer) -> None:
+        self._check, self._transfer = check, transfer
+
+    def feed(self, data: bytes) -> None:
+        self._transfer.digest.feed(data)
+        self._check.feed(data)
+
+    def finish(self) -> None:
+        self._check.finish()
+        self._transfer.digest.verify()
 
 
 def retry_after_seconds(value: str | None) -> float | None:

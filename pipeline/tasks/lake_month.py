@@ -42,7 +42,7 @@ from pipeline.lake.keys import (
     source_record_key,
     zones_key,
 )
-from pipeline.lake.targets import LakeError, LakeTarget, ObjectInfo
+from pipeline.lake.targets import LakeError, LakeTarget, ObjectInfo, file_digests
 from pipeline.source.download import (
     NOT_PUBLISHED,
     BodyCheck,
@@ -137,12 +137,39 @@ class DownloadMonth(MonthTask):
             return None
         return identity if identity is not None and identity.length == size else None
 
+    def complete(self) -> bool:
+        """The raw file is there and is the one its source record describes (its length),
+        when it has one: a raw file replaced by another (another month's) is fetched again.
+        A raw file without a record (fetched before records, or a run stopped between the
+        two) is taken as it is."""
+        size = self.output().size()
+        if size is None:
+            return False
+        return self.matches_record(size)
+
+    def matches_record(self, size: int) -> bool:
+        """False only when a readable source record gives another length than ``size``."""
+        text = read_text(self.source_record)
+        try:
+            recorded = SourceIdentity.from_json(text) if text is not None else None
+        except (ValueError, TypeError, AttributeError):
+            return True
+        return recorded is None or recorded.length is None or recorded.length == size
+
     def download_seconds(self) -> float | None:
         """How long the raw file's download took, as its source record says (None for a
         raw file fetched before the pipeline recorded it)."""
         text = read_text(self.source_record)
         try:
             return float(json.loads(text)["download"]["seconds"]) if text else None
+        except (ValueError, KeyError, TypeError):
+            return None
+
+    def verified_by(self) -> str | None:
+        """What proved the raw file's bytes, as its source record says (None: not said)."""
+        text = read_text(self.source_record)
+        try:
+            return str(json.loads(text)["verified_by"]) if text else None
         except (ValueError, KeyError, TypeError):
             return None
 
@@ -175,6 +202,8 @@ class DownloadMonth(MonthTask):
                     progress=lambda done, total: shown_on.report_progress(
                         done, total, f"downloaded {megabytes(done)} of {megabytes(total)}"),
                     missing=NOT_PUBLISHED[self.source_format],
+                    # A Parquet file's footer cannot see spliced bytes; a gzip's CRC-32 can.
+                    resume_unverified=self.source_format != "parquet",
                 )
                 published = staged.publish(
                     if_generation=generation(seen), progress=shown_on.publish_progress,
@@ -184,6 +213,7 @@ class DownloadMonth(MonthTask):
             with record.staging() as staged:
                 staged.path.write_text(identity.to_json(
                     url=report.url, fetched_at=datetime.now(UTC).isoformat(timespec="seconds"),
+                    verified_by=report.verified_by,
                     # What the download did, copied into the manifest's run figures.
                     download={"seconds": round(time.monotonic() - started, 3),
                               "fetched": report.fetched, "attempts": report.attempts,
@@ -340,6 +370,37 @@ class ParquetizeMonth(MonthTask):
             return True
         return manifest.made_from(size, download_month.recorded_source())
 
+    def rebuild(self, why: str) -> Manifest:
+        """Convert the month again from its raw file, because its Parquet is not the file
+        its manifest describes (``why``), and return the new manifest. When the raw file is
+        gone, or is not the one the manifest was made from either (its sha256), the month
+        fails naming both files and what to do; its manifest, false, is removed first, so
+        nothing claims the month is complete."""
+        target, raw = self.output(), self.requires().output()
+        previous = target.read()
+        again = (f"`taxi-pipeline ingest --month {month_key(self.month)} --services "
+                 f"{self.service}`")
+        if not raw.exists():
+            target.manifest.remove()
+            raise LakeError(f"{self.label}: {why}; its raw file {raw.path} is gone too: run "
+                            f"{again} again to download and convert the month")
+        if previous is not None:
+            with raw.local_file() as path:
+                raw_sha256 = file_digests(path).sha256
+            if raw_sha256 != previous.source_sha256:
+                target.manifest.remove()
+                raise LakeError(
+                    f"{self.label}: {why}; and its raw file {raw.path} is not the one the "
+                    f"manifest was made from either (sha256 {raw_sha256[:16]}…, manifest "
+                    f"{previous.source_sha256[:16]}…): remove {raw.path} and run {again} to "
+                    "download the month again")
+        self.run()
+        manifest = target.read()
+        if manifest is None:
+            raise LakeError(f"{self.label}: the conversion again left no manifest at "
+                            f"{target.path}")
+        return manifest
+
     def run(self) -> None:
         target = self.output()
         recorded = self.requires().recorded_source()
@@ -380,6 +441,7 @@ class ParquetizeMonth(MonthTask):
             new_columns=stats.new_columns,
             source_etag=identity.etag if identity else None,
             source_last_modified=identity.last_modified if identity else None,
+            source_check=self.requires().verified_by(),
             run=run_figures(stats.rows, stats.source_bytes, stats.parquet_bytes,
                             {"download": self.requires().download_seconds(),
                              "convert": converted}),

@@ -11,6 +11,7 @@ checksum for the zones.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import ClassVar
@@ -20,6 +21,7 @@ import pyarrow as pa
 
 from pipeline import config
 from pipeline.core.manifest import Manifest
+from pipeline.lake.targets import ChecksumMismatch
 from pipeline.tasks.base import MonthTask, PipelineTask
 from pipeline.tasks.lake_month import ManifestTarget, ParquetizeMonth, Zones
 from pipeline.tasks.publish import bucket_month, bucket_parquet_url
@@ -31,6 +33,9 @@ from pipeline.warehouses.base import (
     read_zones,
     trips_table,
 )
+
+# Luigi's own logger: its lines reach the console of every run.
+log = logging.getLogger("luigi-interface")
 
 
 # The engines, each imported on first use (their drivers are heavy: DuckDB, psycopg, the
@@ -133,7 +138,12 @@ class ZonesLoad(WarehouseTables, PipelineTask):
 
 class MonthLoad(WarehouseTables, MonthTask):
     """The month's rows in table ``{service}_tripdata`` of a warehouse; complete when the
-    load log and the table both hold the manifest's rows and Parquet checksum."""
+    load log and the table both hold the manifest's rows and Parquet checksum, and the
+    lake's month is whole (``ParquetizeMonth.complete``: its manifest describes the
+    Parquet file's size and footer and was made from the raw file there), so a month
+    damaged in the lake after its load is repaired by the next run instead of hidden
+    behind it. The load reads only the file the manifest describes (its sha256, hashed
+    alongside the load's own read, checked before the load commits)."""
 
     engine: ClassVar[Callable[[], Warehouse]]
     zones_task: ClassVar[type[ZonesLoad]]
@@ -163,17 +173,33 @@ class MonthLoad(WarehouseTables, MonthTask):
             what=f"{self.label} in table {table}, loaded by {self.task_family}",
         )
 
+    def complete(self) -> bool:
+        # The lake first: cheap (a stat and a footer), and no warehouse is opened for a
+        # month the lake must rebuild anyway.
+        return ParquetizeMonth(service=self.service, month=self.month).complete() \
+            and super().complete()
+
     def run(self) -> None:
         engine = self.engine()
         manifest = self.manifest_target().read()
         if manifest is None:
             raise WarehouseError(f"{self.label}: the month's manifest is missing from the lake; "
                                  "re-run to rebuild it")
+        try:
+            rows = self._load(engine, manifest)
+        except ChecksumMismatch as e:
+            # The lake's Parquet is not the file its manifest describes: converted again
+            # from the raw file (when that is still the file the manifest was made from).
+            log.warning("%s: %s; converting the month again from its raw file", self.label, e)
+            rows = self._load(engine, ParquetizeMonth(service=self.service,
+                                                      month=self.month).rebuild(str(e)))
+        self.report(f"loaded {rows:,} rows into {engine.NAME} {trips_table(self.dataset)}", 100)
+
+    def _load(self, engine: Warehouse, manifest: Manifest) -> int:
         self.report(f"loading {manifest.rows:,} rows into {engine.NAME}", 0)
         with self.month_source(manifest) as source:
-            rows = engine.load_month(self.dataset, self.month, source, manifest,
+            return engine.load_month(self.dataset, self.month, source, manifest,
                                      schema=self.warehouse_schema())
-        self.report(f"loaded {rows:,} rows into {engine.NAME} {trips_table(self.dataset)}", 100)
 
 
 class LoadDuckDBZones(ZonesLoad):

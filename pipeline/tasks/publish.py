@@ -20,7 +20,7 @@ from pipeline.core.errors import PipelineError, SettingsError
 from pipeline.core.manifest import Manifest
 from pipeline.lake.keys import PARQUET_PREFIX, manifest_key, parquet_key
 from pipeline.lake.root import Lake
-from pipeline.lake.targets import LakeTarget, bytes_sha256, file_digests
+from pipeline.lake.targets import LakeTarget, bytes_sha256, check_pending_reads, file_digests
 from pipeline.tasks.base import MonthTask, megabytes
 from pipeline.tasks.lake_month import ManifestTarget, ParquetizeMonth
 from pipeline.tasks.storage import gcs_settings, lake
@@ -123,6 +123,9 @@ def publish(parquet: Path, manifest_file: Path, manifest: Manifest, parquet_targ
     if uploaded:
         parquet_target.put(parquet, sha256=manifest.parquet_sha256, progress=progress,
                            if_generation=existing.generation if existing else 0)
+    # The manifest goes up only for the file it describes (a local lake's file is hashed
+    # alongside the upload's read: pipeline.lake.targets.verified_read).
+    check_pending_reads()
     manifest_target.put(manifest_file, if_generation=0)
     return uploaded
 

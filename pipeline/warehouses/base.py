@@ -30,6 +30,7 @@ from pipeline.core.errors import PipelineError
 from pipeline.core.manifest import Manifest
 from pipeline.core.months import month_key
 from pipeline.core.version import __version__
+from pipeline.lake.targets import check_pending_reads
 
 SOURCE_MONTH = "source_month"
 LOAD_LOG = "pipeline_loads"
@@ -65,11 +66,13 @@ class Warehouse(Protocol):
 def check_rows(engine: str, service: Service, month: date, rows: int, manifest: Manifest,
                then: str = "rolled back") -> None:
     """The final check of every month load, inside its transaction: the table holds exactly
-    the manifest's rows for the month, or the load is undone."""
+    the manifest's rows for the month, and the file read is the one the manifest describes
+    (its sha256, hashed alongside the load's read), or the load is undone."""
     if rows != manifest.rows:
         raise WarehouseError(
             f"{service.name} {month_key(month)}: {engine} holds {rows} rows after the load, "
             f"the manifest {manifest.rows}; {then}")
+    check_pending_reads()
 
 
 def load_log_row(table: str, month: date | None, rows: int, checksum: str) -> list[object]:

@@ -206,7 +206,8 @@ def test_a_stream_the_conversion_refuses_drops_the_rest_and_says_why(tmp_path: P
     # 55 MB of text, a dozen pieces: the feeder could not have handed them all over unless
     # the converter had stopped at the first and the rest were dropped.
     assert stream.failed
-    with pytest.raises(ConversionError, match="fhv 2019-01: malformed CSV after data row 0"):
+    # The bad row is the second: it comes after data row 1.
+    with pytest.raises(ConversionError, match="fhv 2019-01: malformed CSV after data row 1:"):
         stream.finish(raw.stat().st_size, "")
 
 

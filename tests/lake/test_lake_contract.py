@@ -218,11 +218,14 @@ def test_a_local_copy_that_is_not_the_expected_file_is_refused(lake: Lake,
                                                                tmp_path: Path) -> None:
     target = lake.target("parquet/month.parquet")
     target.put(sample_file(tmp_path, 200_000))
-    if lake.in_bucket:  # a fetched copy is checked; a local lake's file is its own path
+    if lake.in_bucket:  # a fetched copy is checked before it is handed out
         with pytest.raises(ChecksumMismatch), target.local_file(sha256="0" * 64):
             pytest.fail("a copy with the wrong sha256 was handed out")
     else:
-        with target.local_file(sha256="0" * 64) as path:
+        # A local lake's file is its own path, hashed alongside the block's reads and
+        # refused at the latest when the block ends (a load checks before it commits).
+        with pytest.raises(ChecksumMismatch, match="not the file the manifest describes"), \
+                target.local_file(sha256="0" * 64) as path:
             assert path == Path(target.path)
 
 
