@@ -249,3 +249,7 @@ class notify(luigi.Config):
     )
     webhook_timeout: float = luigi.FloatParameter(
         default=10.0, description="seconds to connect to the webhook, and to wait for its answer")
+    stale_after_days: float = luigi.FloatParameter(
+        default=0.0,
+        description="catch-up alerts (and exits 1) when a month the source published more "
+                    "than this many days ago is still not complete; 0: no freshness check")

@@ -8,7 +8,6 @@ processes on one luigid, a task run by another process counts as done once it is
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass
 
@@ -19,7 +18,7 @@ import luigi.worker
 from luigi.execution_summary import LuigiStatusCode
 
 from pipeline.ops import notify
-from pipeline.ops.progress import JobProgress, closure
+from pipeline.ops.progress import JobProgress, closure, failure_reason
 from pipeline.ops.scheduler import BackoffScheduler
 
 
@@ -57,31 +56,56 @@ class Failure:
         return f"{self.status:8} {self.task}: {self.why}"
 
 
-def run(tasks: list[luigi.Task], *, local_scheduler: bool, workers: int) -> int:
+def run(tasks: list[luigi.Task], *, local_scheduler: bool, workers: int,
+        verbose: bool = False) -> int:
     """Build ``tasks``, showing progress; print the failures and send one alert about them;
     return the exit code (0 when all are complete)."""
-    progress = JobProgress(tasks, label=", ".join(t.task_family for t in tasks))
+    return run_in_chunks([tasks], local_scheduler=local_scheduler, workers=workers,
+                         verbose=verbose)
+
+
+def run_in_chunks(chunks: list[list[luigi.Task]], *, local_scheduler: bool, workers: int,
+                  verbose: bool = False, label: str | None = None) -> int:
+    """Build each chunk of tasks in turn (one job: one progress display, one list of
+    failures, one alert), so that the scheduler holds only one chunk's pending tasks at a
+    time: luigid's get_work scans every pending task, so a 17-year range submitted at once
+    costs it time that grows with the square of the tasks. The tasks keep their ids, so
+    another process or host asking for the same months still shares the work."""
+    tasks = [task for chunk in chunks for task in chunk]
+    progress = JobProgress(tasks, label=label or _label(tasks))
     schedulers = _Schedulers(progress)
     where = "local (in this process)" if local_scheduler else _central_url()
     print(f"scheduler: {where}", file=sys.stderr, flush=True)
-    # On a terminal the live progress line replaces luigi's step-by-step log (warnings and
-    # errors still show); elsewhere luigi logs as usual, its execution summary included.
-    quiet = {"log_level": "WARNING"} if progress.live else {}
+    # Off --verbose, luigi logs warnings and errors only (full tracebacks of unexpected
+    # errors included): the progress lines say what finished or failed, about one a month.
+    quiet = {} if verbose else {"log_level": "WARNING"}
+    failures: list[Failure] = []
+    statuses = []
     with progress:
-        result = luigi.build(tasks, worker_scheduler_factory=schedulers, detailed_summary=True,
-                             local_scheduler=local_scheduler, workers=workers, **quiet)
-    if progress.live:
-        print(result.summary_text, file=sys.stderr)
-    if all(task.complete() for task in tasks):
+        for chunk in chunks:
+            result = luigi.build(chunk, worker_scheduler_factory=schedulers,
+                                 detailed_summary=True, local_scheduler=local_scheduler,
+                                 workers=workers, **quiet)
+            if progress.live and not verbose and len(chunks) == 1:
+                print(result.summary_text, file=sys.stderr)
+            if not all(task.complete() for task in chunk):
+                statuses.append(result.status)
+                failures += failures_of(chunk, schedulers.scheduler)
+    if not statuses:
         return 0
-    failures = failures_of(tasks, schedulers.scheduler)
     if failures:
         print(f"{len(failures)} task(s) failed:", file=sys.stderr)
         for failure in failures:
             print(failure.line(), file=sys.stderr)
-    code = exit_code(result.status)
-    notify.send(notify.failure_alert(job_name(tasks), [f.line() for f in failures], code))
+    code = max(exit_code(status) for status in statuses)
+    notify.send(notify.failure_alert(label or job_name(tasks), [f.line() for f in failures],
+                                     code))
     return code
+
+
+def _label(tasks: list[luigi.Task]) -> str:
+    families = list(dict.fromkeys(task.task_family for task in tasks))
+    return ", ".join(families)
 
 
 def job_name(tasks: list[luigi.Task]) -> str:
@@ -120,11 +144,4 @@ def failures_of(roots: list[luigi.Task], scheduler: object) -> list[Failure]:
 
 def _why(explanation: str | None) -> str:
     """The last line of a task's failure explanation (luigi keeps it JSON-encoded)."""
-    text = explanation or ""
-    try:
-        decoded = json.loads(text)
-        text = decoded if isinstance(decoded, str) else text
-    except ValueError:
-        pass
-    lines = text.strip().splitlines()
-    return lines[-1] if lines else "?"
+    return failure_reason(explanation)

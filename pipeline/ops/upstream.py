@@ -8,13 +8,15 @@ ends a forward probe; any other failure to get an answer is an error, on one lin
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
+from functools import partial
 
 from pipeline.core.datasets import SERVICES
 from pipeline.core.errors import PipelineError
 from pipeline.core.manifest import SourceIdentity
-from pipeline.core.months import month_key, next_month
+from pipeline.core.months import month_key, months_between, next_month
 from pipeline.source.download import NotPublished
 from pipeline.tasks.flows import IngestMonth
 from pipeline.tasks.lake_month import DownloadMonth, ParquetizeMonth, source_version
@@ -79,12 +81,31 @@ def is_published(service: str, month: date) -> bool:
     return True
 
 
+# Months asked about at once while probing forward through months a year or more older
+# than the current one (published, in practice): a year of HEAD requests takes one round
+# trip's time instead of twelve. The last year is probed one month at a time, so the probe
+# asks for the first month not published, and no further.
+PROBE_BATCH = 12
+
+
 def newest_published(service: str, first: date, until: date) -> date | None:
     """Probing forward from ``first``: the last month up to ``until`` before the first one
-    the source does not publish; None when ``first`` itself is not published."""
-    newest, month = None, first
-    while month <= until and is_published(service, month):
-        newest, month = month, next_month(month)
+    the source does not publish; None when ``first`` itself is not published. Never asks
+    about a month before the service began (the calendar)."""
+    first = max(first, SERVICES[service].first_month)
+    months = months_between(first, until) if first <= until else []
+    recent = date(until.year - 1, until.month, 1)
+    older = [m for m in months if m <= recent]
+    batches = [older[i:i + PROBE_BATCH] for i in range(0, len(older), PROBE_BATCH)]
+    batches += [[m] for m in months if m > recent]
+    newest = None
+    with ThreadPoolExecutor(max_workers=PROBE_BATCH) as pool:
+        for batch in batches:
+            for month, published in zip(batch, pool.map(partial(is_published, service), batch),
+                                        strict=True):
+                if not published:
+                    return newest
+                newest = month
     return newest
 
 
@@ -100,15 +121,16 @@ def last_complete_month(service: str, since: date = FIRST_MONTH,
     return None
 
 
-
 @dataclass(frozen=True)
 class CatchUp:
-    """What a catch-up of one service ingests: ``first`` .. ``newest``, or nothing."""
+    """What a catch-up of one service covers: ``first`` .. ``newest``, or nothing."""
 
     service: str
     last_complete: date | None
     newest: date | None
     first: date
+    # What the calendar clipped from the range asked for (one line), if anything.
+    clipped: str | None = None
 
     @property
     def months(self) -> tuple[date, date] | None:
@@ -128,22 +150,22 @@ class CatchUp:
 
 
 def plan_catch_up(service: str, start: date | None, today: date | None = None) -> CatchUp:
-    """The months a catch-up of ``service`` ingests: from ``start`` (else the month after
-    the last complete one) to the newest month published, found by probing forward from
-    the last complete month (or from ``start``) until a month is not published."""
+    """The months a catch-up of ``service`` covers: from ``start`` (else the month after the
+    last complete one, else the service's first month) to the newest month published, found
+    by probing forward from the month after the last complete one (or from the later of
+    ``start`` and the service's first month) until a month is not published. Months before
+    the service began are never asked about."""
     until = current_month(today)
-    last = last_complete_month(service, since=start or FIRST_MONTH, until=until)
-    if last is None and start is None:
-        raise NoCompleteMonth(f"{service}: the lake holds no complete month yet: give --start")
-    if last is not None:
-        newer = newest_published(service, next_month(last), until)
-        newest = newer or last
-    else:
-        assert start is not None
-        newest = newest_published(service, start, until)
-    first = start or next_month(last)  # type: ignore[arg-type]
-    return CatchUp(service, last, newest, first)
+    began = SERVICES[service].first_month
+    begin = max(start or began, began)
+    clipped = SERVICES[service].clip_note(start, until) if start else None
+    last = last_complete_month(service, since=begin, until=until)
+    probe_from = next_month(last) if last is not None else begin
+    newest = newest_published(service, probe_from, until) or last
+    first = begin if start is not None or last is None else next_month(last)
+    return CatchUp(service, last, newest, first, clipped)
 
 
 class NoCompleteMonth(PipelineError, ValueError):
-    """A catch-up without ``--start`` needs one complete month to start from."""
+    """Kept for callers of earlier versions: a catch-up without ``--start`` now starts a
+    service the lake holds nothing of at its first month (the calendar)."""

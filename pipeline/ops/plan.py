@@ -1,0 +1,79 @@
+"""What a backfill or catch-up runs, month by month and why, before it runs it.
+
+Each service's range is clipped to its calendar (the months before it began are outside
+the dataset); of the months left, those already complete in every sink (``IngestMonth``
+complete: the same check the run makes) are left out, and each other one is given its
+reason in the words of ``taxi-pipeline status`` (not ingested, a stage missing, mismatch).
+``--dry-run`` prints this plan; a run submits exactly these months, in chunks of one
+service's year, so luigid never holds more than a year's pending tasks.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date
+
+from pipeline.core.datasets import SERVICES
+from pipeline.core.months import month_key, months_between, next_month
+from pipeline.ops import status
+from pipeline.tasks.flows import Backfill, IngestMonth
+
+
+@dataclass(frozen=True)
+class Planned:
+    """A month of a service a job would run, and why (a ``status`` state)."""
+
+    service: str
+    month: date
+    why: str
+
+
+def months_to_run(service: str, start: date, end: date, sinks: tuple[str, ...]
+                  ) -> list[Planned]:
+    """The months from ``start`` to ``end`` (clipped to the service's calendar) that are not
+    complete in every sink, each with its state (one status query per sink)."""
+    span = SERVICES[service].clip(start, end)
+    if span is None:
+        return []
+    todo = [month for month in months_between(*span)
+            if not IngestMonth(month=month, services=(service,)).complete()]
+    found = status.report(todo, (service,), sinks, check_source=False)
+    return [Planned(service, month, s.state if s.state in status.TO_RUN else status.NOT_INGESTED)
+            for month, s in zip(todo, found, strict=True)]
+
+
+def chunks(planned: list[Planned]) -> list[list[Backfill]]:
+    """The months to run as Backfills, one chunk per year and service, oldest first: each
+    Backfill spans the chunk's first to last planned month (a complete month in between is
+    checked, not run)."""
+    by_chunk: dict[tuple[int, str], list[date]] = defaultdict(list)
+    order = {name: i for i, name in enumerate(SERVICES)}
+    for p in planned:
+        by_chunk[(p.month.year, p.service)].append(p.month)
+    return [[Backfill(start=min(months), end=max(months), services=(service,))]
+            for (_, service), months in sorted(by_chunk.items(),
+                                               key=lambda kv: (kv[0][0], order[kv[0][1]]))]
+
+
+def describe(planned: list[Planned]) -> list[str]:
+    """One line per service and reason: ``yellow: not ingested: 2009-01 .. 2012-03, 2012-05
+    (40 months)``."""
+    by_reason: dict[tuple[str, str], list[date]] = defaultdict(list)
+    for p in planned:
+        by_reason[(p.service, p.why)].append(p.month)
+    return [f"{service}: {why}: {spans(months)} ({len(months)} month"
+            f"{'' if len(months) == 1 else 's'})"
+            for (service, why), months in by_reason.items()]
+
+
+def spans(months: list[date]) -> str:
+    """``2009-01 .. 2012-03, 2012-05``: consecutive months as ranges."""
+    runs: list[list[date]] = []
+    for month in sorted(months):
+        if runs and next_month(runs[-1][-1]) == month:
+            runs[-1].append(month)
+        else:
+            runs.append([month])
+    return ", ".join(month_key(r[0]) if len(r) == 1 else f"{month_key(r[0])} .. {month_key(r[-1])}"
+                     for r in runs)
