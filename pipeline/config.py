@@ -190,6 +190,10 @@ class luigid(luigi.Config):
     logdir: str = luigi.Parameter(
         default="data/scheduler/logs", description="directory of luigid's log file"
     )
+    log_max_mb: float = luigi.FloatParameter(
+        default=20.0, description="luigi-server.log is rotated when it reaches this size (MB)")
+    log_backups: int = luigi.IntParameter(
+        default=5, description="rotated luigid logs kept (luigi-server.log.1 ...)")
 
 
 def _share(default: float, rows: str) -> luigi.FloatParameter:

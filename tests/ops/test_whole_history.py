@@ -41,13 +41,17 @@ class History:
         self.mirror = ReleaseMirror(root / "release", tlc_root=root / "tlc").start()
 
     def asked(self, method: str | None = None) -> set[tuple[str, str]]:
-        """(service, YYYY-MM) of every month the source was asked about."""
-        found = set()
-        for served in self.mirror.served:
-            match = FILE.search(served.path)
-            if match and method in (None, served.method):
-                found.add((match.group(1), match.group(2)))
-        return found
+        return asked(self.mirror, method)
+
+
+def asked(mirror: ReleaseMirror, method: str | None = None) -> set[tuple[str, str]]:
+    """(service, YYYY-MM) of every month the source was asked about (``method`` only)."""
+    found = set()
+    for served in mirror.served:
+        match = FILE.search(served.path)
+        if match and method in (None, served.method):
+            found.add((match.group(1), match.group(2)))
+    return found
 
 
 def serve(env: Env, root: Path, start: date, newest: dict[str, date]) -> Iterator[History]:
