@@ -21,6 +21,7 @@ from pipeline.demo.history import era_of
 from pipeline.demo.mirror import ReleaseMirror
 from tests.conftest import Env
 from tests.ops.test_notify import Hook, _hook_server
+from tests.ports import free_port
 
 ROWS = 400
 MONTHS = ("2026-03", "2026-04", "2026-05", "2026-06")
@@ -147,3 +148,16 @@ def test_dry_runs_list_what_would_run_and_download_nothing(
     assert verbose.returncode == 0, verbose.stderr[-3000:]
     assert " INFO " in verbose.stderr or "DEBUG" in verbose.stderr
     assert len(gets(server)) == fetched + 1
+
+
+def test_status_could_not_tell_when_a_warehouse_does_not_answer(
+        env: Env, source: tuple[ReleaseMirror, Path, Hook]) -> None:
+    closed = free_port()  # nothing listens there
+    env.configure(pipeline={"sinks": "duckdb,postgres"},
+                  postgres={"url": f"postgresql://taxi@127.0.0.1:{closed}/taxi",
+                            "connect_timeout": "2"})
+    run = env.command("taxi-pipeline", "status", "--start", "2026-03", "--end", "2026-04",
+                      "--services", "yellow")
+    assert run.returncode == 3, run.stdout + run.stderr
+    (line,) = run.stderr.strip().splitlines()
+    assert line.startswith("status: could not tell: ") and f"127.0.0.1:{closed}" in line
