@@ -65,7 +65,8 @@ def ingest(args: argparse.Namespace) -> int:
         task = IngestMonth(month=args.month, services=args.services or ())
     except PipelineError as e:
         return _bad_input(e)
-    return jobs.run([task], local_scheduler=args.local_scheduler, workers=args.workers)
+    return jobs.run([task], local_scheduler=args.local_scheduler, workers=args.workers,
+                    verbose=_verbose(args))
 
 
 def backfill(args: argparse.Namespace) -> int:

@@ -18,6 +18,7 @@ from pipeline.core.datasets import SERVICES
 from pipeline.core.months import month_key, months_between, next_month
 from pipeline.ops import status
 from pipeline.tasks.flows import Backfill, IngestMonth
+from pipeline.tasks.storage import lake
 
 
 @dataclass(frozen=True)
@@ -36,11 +37,19 @@ def months_to_run(service: str, start: date, end: date, sinks: tuple[str, ...]
     span = SERVICES[service].clip(start, end)
     if span is None:
         return []
+    # One listing of the lake each: a month with neither a manifest nor a raw file is not
+    # ingested, without asking each month's tasks (a first run over 17 years).
+    the_lake = lake()
+    held = set(the_lake.manifest_months(SERVICES[service]))
+    fetched = set(the_lake.raw_months(SERVICES[service]))
     todo = [month for month in months_between(*span)
-            if not IngestMonth(month=month, services=(service,)).complete()]
-    found = status.report(todo, (service,), sinks, check_source=False)
-    return [Planned(service, month, s.state if s.state in status.TO_RUN else status.NOT_INGESTED)
-            for month, s in zip(todo, found, strict=True)]
+            if month not in held or not IngestMonth(month=month, services=(service,)).complete()]
+    absent = {month for month in todo if month not in held and month not in fetched}
+    found = status.report([m for m in todo if m not in absent], (service,), sinks,
+                          check_source=False)
+    states = {status.month_of(s.month): s.state for s in found}
+    return [Planned(service, month, state if (state := states.get(month)) in status.TO_RUN
+                    else status.NOT_INGESTED) for month in todo]
 
 
 def chunks(planned: list[Planned]) -> list[list[Backfill]]:

@@ -141,7 +141,7 @@ def mark_stale(statuses: list[MonthStatus], days: float, now: datetime | None = 
 
 
 def _ask_published(status: MonthStatus) -> None:
-    download = DownloadMonth(service=status.service, month=_month(status.month))
+    download = DownloadMonth(service=status.service, month=month_of(status.month))
     try:
         status.published_at = download.published().last_modified
     except NotPublished:
@@ -157,7 +157,8 @@ def _when(text: str | None) -> datetime | None:
         return None
 
 
-def _month(key: str) -> date:
+def month_of(key: str) -> date:
+    """``2021-01`` -> the month's date."""
     year, month = (int(part) for part in key.split("-"))
     return date(year, month, 1)
 
