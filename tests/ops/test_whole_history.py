@@ -66,9 +66,9 @@ def serve(env: Env, root: Path, start: date, newest: dict[str, date]) -> Iterato
 
 @pytest.fixture
 def short_history(env: Env, tmp_path: Path) -> Iterator[History]:
-    """2018-11 .. 2019-03 of every service (fhvhv from 2019-02); nothing newer published."""
+    """2018-12 .. 2019-03 of every service (fhvhv from 2019-02); nothing newer published."""
     newest = dict.fromkeys(SERVICES, date(2019, 3, 1))
-    yield from serve(env, tmp_path / "source", date(2018, 11, 1), newest)
+    yield from serve(env, tmp_path / "source", date(2018, 12, 1), newest)
 
 
 def in_warehouse(env: Env) -> dict[tuple[str, str], int]:
@@ -148,7 +148,7 @@ def check_whole_history(env: Env, luigid: Luigid, history: History, start: str,
 
 def test_the_whole_history_command_on_a_short_history(env: Env, luigid: Luigid,
                                                       short_history: History) -> None:
-    check_whole_history(env, luigid, short_history, "2018-11", "2019-06")
+    check_whole_history(env, luigid, short_history, "2018-12", "2019-06")
 
 
 def test_an_explicit_range_is_clipped_to_each_service_calendar(env: Env,
