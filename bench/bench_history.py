@@ -197,7 +197,11 @@ def main() -> None:
         print(table(results), flush=True)
     out = BENCH_DIR / "out" / "history-results.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
+    # Results of other scales from earlier runs are kept (each scale its latest figures).
+    earlier = json.loads(out.read_text()) if out.exists() else []
+    ran = {r["scale"] for r in results}
+    out.write_text(json.dumps([r for r in earlier if r["scale"] not in ran] + results,
+                              indent=2))
     if len(results) > 1:
         base, top = results[0], results[-1]
         print(f"luigid CPU per task, {top['scale']} over {base['scale']}: "
