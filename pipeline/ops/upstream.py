@@ -8,6 +8,7 @@ ends a forward probe; any other failure to get an answer is an error, on one lin
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
@@ -81,32 +82,55 @@ def is_published(service: str, month: date) -> bool:
     return True
 
 
-# Months asked about at once while probing forward through months a year or more older
-# than the current one (published, in practice): a year of HEAD requests takes one round
-# trip's time instead of twelve. The last year is probed one month at a time, so the probe
-# asks for the first month not published, and no further.
+# HEAD requests in flight at once while probing months over a year old.
 PROBE_BATCH = 12
 
 
 def newest_published(service: str, first: date, until: date) -> date | None:
     """Probing forward from ``first``: the last month up to ``until`` before the first one
     the source does not publish; None when ``first`` itself is not published. Never asks
-    about a month before the service began (the calendar)."""
+    about a month before the service began (the calendar).
+
+    Months over a year old (published, in practice) are probed a year at a time: ``first``
+    and each December, all at once; only a year with a month not published is probed month
+    by month, to find it (a gap inside an older year whose December is published is not
+    seen here: the run then fails that month, on one line). The last year is probed one
+    month at a time, so nothing past the first month not published is asked (a 17-year
+    history: ~30 requests, not ~200)."""
     first = max(first, SERVICES[service].first_month)
     months = months_between(first, until) if first <= until else []
     recent = date(until.year - 1, until.month, 1)
     older = [m for m in months if m <= recent]
-    batches = [older[i:i + PROBE_BATCH] for i in range(0, len(older), PROBE_BATCH)]
-    batches += [[m] for m in months if m > recent]
-    newest = None
+    ask = partial(is_published, service)
     with ThreadPoolExecutor(max_workers=PROBE_BATCH) as pool:
-        for batch in batches:
-            for month, published in zip(batch, pool.map(partial(is_published, service), batch),
-                                        strict=True):
-                if not published:
-                    return newest
-                newest = month
+        newest = _newest_of_older(older, ask, pool) if older else None
+        if older and newest != older[-1]:
+            return newest
+        for month in (m for m in months if m > recent):
+            if not ask(month):
+                return newest
+            newest = month
     return newest
+
+
+def _newest_of_older(older: list[date], ask: Callable[[date], bool],
+                     pool: ThreadPoolExecutor) -> date | None:
+    """The month before the first of ``older`` not published (None: the first is not), from
+    its first month, each December and its last month, then the months of the year that
+    holds the first not published."""
+    points = sorted({older[0], older[-1], *(m for m in older if m.month == 12)})
+    answers = dict(zip(points, pool.map(ask, points), strict=True))
+    before = None
+    for point in points:
+        if not answers[point]:
+            span = [m for m in older if (before is None or m > before) and m <= point]
+            for month, published in zip(span, pool.map(ask, span), strict=True):
+                if not published:
+                    return before
+                before = month
+            return before  # not reached: the point itself was not published
+        before = point
+    return before
 
 
 def last_complete_month(service: str, since: date = FIRST_MONTH,

@@ -187,3 +187,23 @@ def test_the_whole_history_command_on_the_real_calendar(env: Env, luigid: Luigid
         for service, _ in history.rows:
             by_service[service] += 1
         assert by_service == {"yellow": 214, "green": 159, "fhv": 139, "fhvhv": 93}
+
+
+def test_the_newest_month_is_probed_a_year_at_a_time_and_stops_at_a_gap(
+        env: Env, tmp_path: Path) -> None:
+    from pipeline.ops.upstream import newest_published
+
+    until = date(2026, 12, 1)
+    for history in serve(env, tmp_path / "source", date(2013, 8, 1),
+                         {"green": date(2016, 3, 1)}):
+        assert newest_published("green", date(2009, 1, 1), until) == date(2016, 3, 1)
+        heads = [s for s in history.mirror.served if s.method == "HEAD"]
+        # Its first month and each December (14), then 2016's months: not ~40 one by one.
+        assert len(heads) == 14 + 12
+        assert min(month for _, month in history.asked()) == "2013-08"
+        # A year whose December is missing is probed month by month: the probe ends at the
+        # first month not published, as a forward probe does. (A gap inside an older year
+        # whose December is published is not probed: the run fails that month on one line.)
+        (tmp_path / "source" / "tlc" / "green_tripdata_2014-12.parquet").unlink()
+        (tmp_path / "source" / "tlc" / "green_tripdata_2015-12.parquet").unlink()
+        assert newest_published("green", date(2013, 8, 1), until) == date(2014, 11, 1)
