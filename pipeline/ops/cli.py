@@ -121,7 +121,8 @@ def _run_planned(args: argparse.Namespace, job: str, planned: list[Any]) -> int:
     if not planned:
         return 0
     return jobs.run_in_chunks(chunks(planned), local_scheduler=args.local_scheduler,
-                              workers=args.workers, verbose=_verbose(args), label=job)
+                              workers=args.workers, verbose=_verbose(args), label=job,
+                              months=len(planned))
 
 
 def catch_up(args: argparse.Namespace) -> int:

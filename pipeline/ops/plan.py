@@ -53,16 +53,26 @@ def months_to_run(service: str, start: date, end: date, sinks: tuple[str, ...]
 
 
 def chunks(planned: list[Planned]) -> list[list[Backfill]]:
-    """The months to run as Backfills, one chunk per year and service, oldest first: each
-    Backfill spans the chunk's first to last planned month (a complete month in between is
-    checked, not run)."""
+    """The months to run, one chunk per year and service, oldest first: a Backfill for each
+    run of consecutive months (so a chunk holds exactly the planned months)."""
     by_chunk: dict[tuple[int, str], list[date]] = defaultdict(list)
     order = {name: i for i, name in enumerate(SERVICES)}
     for p in planned:
         by_chunk[(p.month.year, p.service)].append(p.month)
-    return [[Backfill(start=min(months), end=max(months), services=(service,))]
+    return [[Backfill(start=run[0], end=run[-1], services=(service,)) for run in _runs(months)]
             for (_, service), months in sorted(by_chunk.items(),
                                                key=lambda kv: (kv[0][0], order[kv[0][1]]))]
+
+
+def _runs(months: list[date]) -> list[list[date]]:
+    """Consecutive months together: [2009-01, 2009-02, 2009-05] -> [[01, 02], [05]]."""
+    runs: list[list[date]] = []
+    for month in sorted(months):
+        if runs and next_month(runs[-1][-1]) == month:
+            runs[-1].append(month)
+        else:
+            runs.append([month])
+    return runs
 
 
 def describe(planned: list[Planned]) -> list[str]:
@@ -78,11 +88,5 @@ def describe(planned: list[Planned]) -> list[str]:
 
 def spans(months: list[date]) -> str:
     """``2009-01 .. 2012-03, 2012-05``: consecutive months as ranges."""
-    runs: list[list[date]] = []
-    for month in sorted(months):
-        if runs and next_month(runs[-1][-1]) == month:
-            runs[-1].append(month)
-        else:
-            runs.append([month])
     return ", ".join(month_key(r[0]) if len(r) == 1 else f"{month_key(r[0])} .. {month_key(r[-1])}"
-                     for r in runs)
+                     for r in _runs(months))

@@ -44,7 +44,9 @@ class JobProgress:
     """``with JobProgress(tasks) as progress: ... worker(progress.observe(scheduler))``."""
 
     def __init__(self, roots: list[luigi.Task], label: str, stream: TextIO | None = None,
-                 live: bool | None = None) -> None:
+                 live: bool | None = None, total: int | None = None) -> None:
+        """``total``: the months of the whole job when ``roots`` is only its first chunk
+        (``extend`` adds the others' tasks as their turn comes)."""
         self.stream = stream or sys.stderr
         self.live = self.stream.isatty() if live is None else live
         self.label = label
@@ -52,13 +54,8 @@ class JobProgress:
         # A month of a service: (service, month), of the tasks that have both.
         self.months_of: dict[str, tuple[str, date]] = {}
         self.open: dict[tuple[str, date], set[str]] = defaultdict(set)
-        for task in closure(roots):
-            self.tasks[task.task_id] = task
-            month, service = getattr(task, "month", None), getattr(task, "service", None)
-            if isinstance(month, date) and isinstance(service, str):
-                self.months_of[task.task_id] = (service, month)
-                self.open[(service, month)].add(task.task_id)
-        self.total = len(self.open)
+        self.extend(roots)
+        self.total = len(self.open) if total is None else total
         self.done_months: set[tuple[str, date]] = set()
         self.failed_months: set[tuple[str, date]] = set()
         # Months with a task this job ran (the others were found complete).
@@ -70,6 +67,17 @@ class JobProgress:
         self._lock = threading.Lock()
         self._bar: Progress | None = None
         self._bar_task: Any = None
+
+    def extend(self, roots: list[luigi.Task]) -> None:
+        """Follow the tasks of ``roots`` too (the next chunk of the job)."""
+        for task in closure(roots):
+            if task.task_id in self.tasks:
+                continue
+            self.tasks[task.task_id] = task
+            month, service = getattr(task, "month", None), getattr(task, "service", None)
+            if isinstance(month, date) and isinstance(service, str):
+                self.months_of[task.task_id] = (service, month)
+                self.open[(service, month)].add(task.task_id)
 
     # ------------------------------------------------------------------ what the worker says
     def observe(self, scheduler: Any) -> _ObservedScheduler:
