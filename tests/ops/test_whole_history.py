@@ -175,6 +175,15 @@ def test_an_explicit_range_is_clipped_to_each_service_calendar(env: Env,
         assert [line.split()[:2] for line in status.stdout.splitlines()[1:]] == [
             ["2013-08", "green"], ["2013-09", "green"]]
         assert "status: fhv: 2013-06 .. 2013-09 is before the service began" in status.stderr
+        refresh = env.command("taxi-pipeline", "refresh", "--start", "2013-06", "--end",
+                              "2013-09", "--services", "green,fhv", "--dry-run",
+                              "--local-scheduler")
+        assert refresh.returncode == 0, refresh.stderr
+        assert "refresh: green: begins 2013-08: 2013-06 .. 2013-07 skipped (before the " \
+               "service began)" in refresh.stderr
+        assert "refresh: 0 of the 2 months the lake holds were re-published upstream" \
+            in refresh.stderr
+        assert history.asked() == {("green", "2013-08"), ("green", "2013-09")}
 
 
 @pytest.mark.slow
