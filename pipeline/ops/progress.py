@@ -4,8 +4,8 @@ The job's worker tells its scheduler about every task it finds complete, starts 
 finishes; ``JobProgress.observe`` wraps that scheduler (local or luigid) and listens in, so
 progress costs no polling and no extra request. On a terminal it is one live line drawn by
 ``rich``; elsewhere (cron, CI) it is a plain line each time a month of a service is done
-by this job, and one for each task that fails: about one line per month, however long the
-range (luigi's own log shows warnings and errors only, unless the job runs --verbose).
+by this job: about one line per month, however long the range (luigi's own log shows
+warnings and errors only, a failure on one line, unless the job runs --verbose).
 Months found complete are not listed: the closing line counts them.
 
 A month of a service counts as done when every task of it the job asked for is done; rows
@@ -91,7 +91,7 @@ class JobProgress:
                 self.worked.add(self.months_of[task_id])
         self._show(None)
 
-    def reported(self, task_id: str, status: str, explanation: str | None = None) -> None:
+    def reported(self, task_id: str, status: str) -> None:
         if status not in (DONE, FAILED):
             return
         news = None
@@ -102,8 +102,8 @@ class JobProgress:
                 self._counted.add(task_id)
                 self.rows += _rows(self.tasks.get(task_id))
             if status == FAILED:
-                what = _short(self.tasks.get(task_id), task_id)
-                news = f"failed: {what}: {failure_reason(explanation)}"
+                # luigi's own log says it on one line (ERROR: ... failed ...: why): the
+                # failure is counted here, not repeated.
                 if month is not None and month not in self.done_months:
                     self.failed_months.add(month)
             elif month is not None and month not in self.done_months:
@@ -140,10 +140,6 @@ class JobProgress:
             self._bar.update(self._bar_task, completed=len(self.done_months),
                              rows=f"{self.rows:,}",
                              running=self._running() if self.running else "")
-            if news and news.startswith("failed"):
-                self._bar.console.print(news, markup=False, highlight=False)
-        elif news and news.startswith("failed"):
-            print(news, file=self.stream, flush=True)
         elif news:
             print(f"progress: {len(self.done_months)}/{self.total} months done, "
                   f"{self.rows:,} rows: {news}", file=self.stream, flush=True)
@@ -183,7 +179,7 @@ class _ObservedScheduler:
         result = self._scheduler.add_task(*args, **kwargs)
         task_id = kwargs.get("task_id")
         if task_id:
-            self._progress.reported(task_id, kwargs.get("status", ""), kwargs.get("expl"))
+            self._progress.reported(task_id, kwargs.get("status", ""))
         return result
 
     def get_work(self, *args: Any, **kwargs: Any) -> Any:
