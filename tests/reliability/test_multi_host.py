@@ -57,8 +57,9 @@ def release(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[tuple[
 
 def backfill(hosts: list[WorkerHost], end: date) -> None:
     for host in hosts:
+        # --verbose: luigi's own log, whose "running" lines tell which host ran what.
         host.start("backfill", "--start", month_key(FIRST), "--end", month_key(end),
-                   "--workers", "1")
+                   "--workers", "1", "--verbose")
 
 
 def finish(hosts: list[WorkerHost]) -> dict[int, int]:
