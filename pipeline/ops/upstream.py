@@ -12,15 +12,20 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
-from functools import partial
 
 from pipeline.core.datasets import SERVICES
 from pipeline.core.errors import PipelineError
 from pipeline.core.manifest import SourceIdentity
 from pipeline.core.months import month_key, months_between, next_month
-from pipeline.source.download import NotPublished
+from pipeline.source.download import NOT_PUBLISHED, NotPublished
+from pipeline.source.probe import probe
 from pipeline.tasks.flows import IngestMonth
-from pipeline.tasks.lake_month import DownloadMonth, ParquetizeMonth, source_version
+from pipeline.tasks.lake_month import (
+    DownloadMonth,
+    ParquetizeMonth,
+    probe_policy,
+    source_version,
+)
 from pipeline.tasks.storage import lake
 
 # TLC's first month (yellow 2009-01): nothing is published before it.
@@ -101,16 +106,37 @@ def newest_published(service: str, first: date, until: date) -> date | None:
     months = months_between(first, until) if first <= until else []
     recent = date(until.year - 1, until.month, 1)
     older = [m for m in months if m <= recent]
-    ask = partial(is_published, service)
     with ThreadPoolExecutor(max_workers=PROBE_BATCH) as pool:
-        newest = _newest_of_older(older, ask, pool) if older else None
+        newest = _newest_of_older(older, _head_requests(service, older), pool) if older \
+            else None
         if older and newest != older[-1]:
             return newest
         for month in (m for m in months if m > recent):
-            if not ask(month):
+            if not is_published(service, month):
                 return newest
             newest = month
     return newest
+
+
+def _head_requests(service: str, months: list[date]) -> Callable[[date], bool]:
+    """``is_published`` for threads: each month's URL and the retry policy are read from
+    the settings here, in this thread (luigi's config parser is not safe to share between
+    threads); the threads only send the HEAD requests."""
+    policy = probe_policy()
+    asks = {}
+    for month in months:
+        task = DownloadMonth(service=service, month=month)
+        asks[month] = (task.url, task.label, NOT_PUBLISHED[task.source_format])
+
+    def ask(month: date) -> bool:
+        url, label, missing = asks[month]
+        try:
+            probe(url, label=label, policy=policy, missing=missing)
+        except NotPublished:
+            return False
+        return True
+
+    return ask
 
 
 def _newest_of_older(older: list[date], ask: Callable[[date], bool],
