@@ -200,6 +200,10 @@ class luigid(luigi.Config):
     logdir: str = luigi.Parameter(
         default="data/scheduler/logs", description="directory of luigid's log file"
     )
+    log_max_mb: float = luigi.FloatParameter(
+        default=20.0, description="luigi-server.log is rotated when it reaches this size (MB)")
+    log_backups: int = luigi.IntParameter(
+        default=5, description="rotated luigid logs kept (luigi-server.log.1 ...)")
 
 
 def _share(default: float, rows: str) -> luigi.FloatParameter:
@@ -259,6 +263,10 @@ class notify(luigi.Config):
     )
     webhook_timeout: float = luigi.FloatParameter(
         default=10.0, description="seconds to connect to the webhook, and to wait for its answer")
+    stale_after_days: float = luigi.FloatParameter(
+        default=0.0,
+        description="catch-up alerts (and exits 1) when a month the source published more "
+                    "than this many days ago is still not complete; 0: no freshness check")
 
 
 OPENLINEAGE_TRANSPORTS = ("", "http", "file", "console")

@@ -11,10 +11,12 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
+from datetime import date
 
 import pyarrow as pa
 
 from pipeline.core.errors import PipelineError
+from pipeline.core.months import previous_month
 
 # The four kinds of column, each with its one Arrow type.
 KINDS: dict[str, pa.DataType] = {
@@ -66,6 +68,9 @@ class Service:
     name: str
     schema: pa.Schema
     pickup_column: str
+    # The first month the service published (the calendar, see CALENDAR below): months
+    # before it are outside the dataset, never asked for.
+    first_month: date = date(2009, 1, 1)
     # Columns a real month may lack in its header; they are published as all-null.
     optional: frozenset[str] = field(default_factory=frozenset)
     # Columns only TLC's Parquet files carry: the CSV mirror's months lack them (fhvhv's
@@ -82,6 +87,27 @@ class Service:
     @property
     def columns(self) -> list[str]:
         return self.schema.names
+
+    def began(self, month: date) -> bool:
+        """True when ``month`` is in the service's calendar (not before its first month)."""
+        return month >= self.first_month
+
+    def clip(self, start: date, end: date) -> tuple[date, date] | None:
+        """The part of ``start`` .. ``end`` from the service's first month on; None when
+        the whole range is before the service began."""
+        first = max(start, self.first_month)
+        return (first, end) if first <= end else None
+
+    def clip_note(self, start: date, end: date) -> str | None:
+        """One line saying what a range loses to the calendar, or None when nothing."""
+        if start >= self.first_month:
+            return None
+        first = f"{self.first_month:%Y-%m}"
+        if end < self.first_month:
+            return (f"{self.name}: {start:%Y-%m} .. {end:%Y-%m} is before the service began "
+                    f"({first}): nothing to do")
+        return (f"{self.name}: begins {first}: {start:%Y-%m} .. "
+                f"{previous_month(self.first_month):%Y-%m} skipped (before the service began)")
 
     def file_stem(self, month_key: str) -> str:
         """``yellow_tripdata_2021-01``: the name every file of this month is derived from."""
@@ -190,13 +216,16 @@ def _table(table: str) -> tuple[pa.Schema, dict[str, list[str]]]:
     return pa.schema(fields), tagged
 
 
-def _service(name: str, table: str, aliases: dict[str, Alias] | None = None,
+def _service(name: str, first_month: str, table: str,
+             aliases: dict[str, Alias] | None = None,
              dropped: frozenset[str] = frozenset()) -> Service:
-    """A service from its column table (one ``pickup`` column), with the older files'
-    ``aliases`` and ``dropped`` columns."""
+    """A service first published in ``first_month`` (YYYY-MM) from its column table (one
+    ``pickup`` column), with the older files' ``aliases`` and ``dropped`` columns."""
     schema, tagged = _table(table)
     (pickup,) = tagged["pickup"]
+    year, month = (int(part) for part in first_month.split("-"))
     return Service(name=name, schema=schema, pickup_column=pickup,
+                   first_month=date(year, month, 1),
                    optional=frozenset(tagged["optional"]),
                    parquet_only=frozenset(tagged["parquet-only"]),
                    aliases=aliases or {}, dropped=dropped)
@@ -246,7 +275,10 @@ _YELLOW_ALIASES = {
 _YELLOW_DROPPED = frozenset({"start_lon", "start_lat", "end_lon", "end_lat", "pickup_longitude",
                              "pickup_latitude", "dropoff_longitude", "dropoff_latitude"})
 
-YELLOW = _service("yellow", f"""
+# The calendar: the first month each service published (TLC's trip record page and
+# ../shared/real: yellow from 2009-01, green (boro taxis) from 2013-08, fhv from 2015-01,
+# fhvhv from 2019-02, when the high-volume licences began).
+YELLOW = _service("yellow", "2009-01", f"""
     VendorID               id
     tpep_pickup_datetime   time   pickup
     tpep_dropoff_datetime  time
@@ -270,7 +302,7 @@ YELLOW = _service("yellow", f"""
     request_source         text   optional parquet-only
 """, aliases=_YELLOW_ALIASES, dropped=_YELLOW_DROPPED)
 
-GREEN = _service("green", f"""
+GREEN = _service("green", "2013-08", f"""
     VendorID               id
     lpep_pickup_datetime   time   pickup
     lpep_dropoff_datetime  time
@@ -291,7 +323,7 @@ GREEN = _service("green", f"""
     request_source         text   optional parquet-only
 """)
 
-FHV = _service("fhv", """
+FHV = _service("fhv", "2015-01", """
     dispatching_base_num    text
     pickup_datetime         time  pickup
     dropoff_datetime        time
@@ -306,7 +338,7 @@ FHV = _service("fhv", """
 # CSV mirror's months (2019-02 .. 2021-07) carry the old 7-column form, FHVHV_CSV_COLUMNS.
 # The schema is their union: SR_Flag (shared ride: empty or 1, as fhv's) is null in
 # Parquet months, the other 19 columns are null in CSV months.
-FHVHV = _service("fhvhv", """
+FHVHV = _service("fhvhv", "2019-02", """
     hvfhs_license_num     text
     dispatching_base_num  text
     originating_base_num  text   optional parquet-only

@@ -22,6 +22,10 @@ def next_month(month: date) -> date:
     return date(month.year + month.month // 12, month.month % 12 + 1, 1)
 
 
+def previous_month(month: date) -> date:
+    return date(month.year - (month.month == 1), (month.month - 2) % 12 + 1, 1)
+
+
 def months_between(start: date, end: date) -> list[date]:
     """Every month from start to end, both included."""
     months, month = [], date(start.year, start.month, 1)

@@ -3,6 +3,8 @@
 Settings come from luigi.cfg in the current directory (or LUIGI_CONFIG_PATH). Each job
 exits 0 when what it asked for is complete and non-zero otherwise, with luigi.cfg's
 ``[retcode]`` codes (30: a task failed, or the source could not be asked; 40: bad input).
+``status`` exits 0 when every month of the range that exists is complete, 1 when one is
+not, 3 when the source or a warehouse could not tell (docs/operations.md).
 """
 
 from __future__ import annotations
@@ -64,22 +66,64 @@ def ingest(args: argparse.Namespace) -> int:
         task = IngestMonth(month=args.month, services=args.services or ())
     except PipelineError as e:
         return _bad_input(e)
-    return jobs.run([task], local_scheduler=args.local_scheduler, workers=args.workers)
+    return jobs.run([task], local_scheduler=args.local_scheduler, workers=args.workers,
+                    verbose=_verbose(args))
 
 
 def backfill(args: argparse.Namespace) -> int:
-    from pipeline.ops import jobs
+    from pipeline import config
+    from pipeline.core.datasets import SERVICES
+    from pipeline.ops.plan import months_to_run
     from pipeline.tasks.flows import Backfill
+    from pipeline.tasks.sinks import parse_sinks
 
     if args.end == LATEST:
         return _catch_up(args, args.start, "backfill")
     try:
-        task = Backfill(start=args.start, end=args.end, services=args.services or ())
+        Backfill(start=args.start, end=args.end, services=args.services or ())
+        services = _services(args.services)
+        sinks = parse_sinks(config.pipeline().sinks)
     except PipelineError as e:
         return _bad_input(e)
     months = len(months_between(args.start, args.end))
     print(f"backfill: {months} months, {args.start:%Y-%m} to {args.end:%Y-%m}", file=sys.stderr)
-    return jobs.run([task], local_scheduler=args.local_scheduler, workers=args.workers)
+    planned = []
+    for service in services:
+        note = SERVICES[service].clip_note(args.start, args.end)
+        if note:
+            print(f"backfill: {note}", file=sys.stderr)
+        try:
+            planned += months_to_run(service, args.start, args.end, sinks)
+        except PipelineError as e:
+            return _source_failed(e)
+    return _run_planned(args, "backfill", planned)
+
+
+def _verbose(args: argparse.Namespace) -> bool:
+    return bool(getattr(args, "verbose", False))
+
+
+def _run_planned(args: argparse.Namespace, job: str, planned: list[Any]) -> int:
+    """Say what the job runs (per service and reason), then run it in chunks, or with
+    --dry-run stop there."""
+    from pipeline.ops import jobs
+    from pipeline.ops.plan import chunks, describe
+
+    if not planned:
+        print(f"{job}: every month of the range that exists is complete: nothing to run",
+              file=sys.stderr, flush=True)
+    else:
+        print(f"{job}: {len(planned)} month(s) to run", file=sys.stderr)
+    for line in describe(planned):
+        print(f"{job}: {line}", file=sys.stderr, flush=True)
+    if getattr(args, "dry_run", False):
+        print(f"{job}: dry run: nothing was run", file=sys.stderr, flush=True)
+        return 0
+    if not planned:
+        return 0
+    return jobs.run_in_chunks(chunks(planned), local_scheduler=args.local_scheduler,
+                              workers=args.workers, verbose=_verbose(args), label=job,
+                              months=len(planned))
 
 
 def catch_up(args: argparse.Namespace) -> int:
@@ -88,29 +132,73 @@ def catch_up(args: argparse.Namespace) -> int:
 
 def _catch_up(args: argparse.Namespace, start: date | None, job: str) -> int:
     """Ingest, per service, up to the newest month the source publishes (probed forward
-    with HEAD requests from the last complete month, or from ``start``)."""
-    from pipeline.ops import jobs
-    from pipeline.ops.upstream import NoCompleteMonth, plan_catch_up
-    from pipeline.tasks.flows import Backfill
+    with HEAD requests from the last complete month, or from the later of ``start`` and the
+    service's first month); without ``start``, from the month after the last complete one
+    (the service's first month when none is)."""
+    from pipeline import config
+    from pipeline.ops.plan import months_to_run
+    from pipeline.ops.upstream import plan_catch_up
+    from pipeline.tasks.sinks import parse_sinks
 
     try:
         services = _services(args.services)
+        sinks = parse_sinks(config.pipeline().sinks)
     except PipelineError as e:
         return _bad_input(e)
-    plans = []
+    planned, spans = [], []
     for service in services:
         try:
-            plans.append(plan_catch_up(service, start))
-        except NoCompleteMonth as e:
-            return _bad_input(e)
+            plan = plan_catch_up(service, start)
+            if plan.clipped:
+                print(f"{job}: {plan.clipped}", file=sys.stderr)
+            print(f"{job}: {plan.describe()}", file=sys.stderr, flush=True)
+            if plan.months:
+                spans.append((service, *plan.months))
+                planned += months_to_run(service, *plan.months, sinks)
         except PipelineError as e:
             return _source_failed(e)
-        print(f"{job}: {plans[-1].describe()}", file=sys.stderr, flush=True)
-    tasks = [Backfill(start=span[0], end=span[1], services=(plan.service,))
-             for plan in plans if (span := plan.months)]
-    if not tasks:
+    code = _run_planned(args, job, planned)
+    if job == "catch-up" and not getattr(args, "dry_run", False):
+        code = max(code, _freshness(job, spans, sinks))
+    return code
+
+
+def _freshness(job: str, spans: list[tuple[str, date, date]], sinks: tuple[str, ...]) -> int:
+    """With ``[notify] stale_after_days``: alert (and exit 1) about the months of the job's
+    ranges that are still not complete though the source published them longer ago."""
+    from pipeline import config
+    from pipeline.ops import status
+    from pipeline.tasks.flows import IngestMonth
+
+    days = config.notify().stale_after_days
+    if not days:
         return 0
-    return jobs.run(tasks, local_scheduler=args.local_scheduler, workers=args.workers)
+    statuses = []
+    for service, first, last in spans:
+        todo = [m for m in months_between(first, last)
+                if not IngestMonth(month=m, services=(service,)).complete()]
+        statuses += status.report(todo, (service,), sinks)
+    stale = status.mark_stale(statuses, days)
+    if not stale:
+        return 0
+    _alert_stale(job, stale, days)
+    return status.EXIT_INCOMPLETE
+
+
+def _alert_stale(job: str, stale: list[Any], days: float) -> None:
+    """One line per stale month on stderr, and one alert about them all."""
+    import socket
+
+    from pipeline.ops import notify
+
+    lines = [f"STALE {s.service} {s.month}: {s.state}, published {s.published_at}"
+             for s in stale]
+    for line in lines:
+        print(f"{job}: {line}", file=sys.stderr)
+    host = socket.gethostname()
+    subject = (f"taxi-pipeline: {job} on {host}: {len(stale)} month(s) published more than "
+               f"{days:g} days ago not complete")
+    notify.send(notify.Alert(subject, "\n".join([subject + ".", *lines])))
 
 
 def refresh(args: argparse.Namespace) -> int:
@@ -130,9 +218,18 @@ def refresh(args: argparse.Namespace) -> int:
         return _bad_input(e)
     if args.end < args.start:
         return _bad_input(PipelineError("refresh ends before it starts"))
+    from pipeline.core.datasets import SERVICES
+    from pipeline.ops.status import REPUBLISHED, STAGE_MISSING
+
+    for service in services:
+        note = SERVICES[service].clip_note(args.start, args.end)
+        if note:
+            print(f"refresh: {note}", file=sys.stderr)
     checks = []
     for month in months_between(args.start, args.end):
         for service in services:
+            if not SERVICES[service].began(month):
+                continue
             try:
                 checked = check_source(service, month)
             except PipelineError as e:
@@ -148,10 +245,13 @@ def refresh(args: argparse.Namespace) -> int:
         if c.change or c.published is None:
             print(f"refresh: {c.service} {c.month:%Y-%m} {c.describe()}", file=sys.stderr)
     for c in unfinished:
-        print(f"refresh: {c.service} {c.month:%Y-%m} is not complete in every sink: "
-              "finishing it", file=sys.stderr)
+        print(f"refresh: {c.service} {c.month:%Y-%m} {STAGE_MISSING} (not complete in every "
+              "sink): finishing it", file=sys.stderr)
     print(f"refresh: {len(republished)} of the {len(checks)} months the lake holds "
-          "were re-published upstream", file=sys.stderr, flush=True)
+          f"were {REPUBLISHED}", file=sys.stderr, flush=True)
+    if getattr(args, "dry_run", False):
+        print("refresh: dry run: nothing was run", file=sys.stderr, flush=True)
+        return 0
     if not republished and not unfinished:
         return 0
     # Three steps, each a run of its own: each one's completeness is judged only after
@@ -165,34 +265,52 @@ def refresh(args: argparse.Namespace) -> int:
     code = 0
     for tasks in filter(None, steps):
         code = code or jobs.run(tasks, local_scheduler=args.local_scheduler,
-                                workers=args.workers)
+                                workers=args.workers, verbose=_verbose(args))
     return code
 
 
 def status(args: argparse.Namespace) -> int:
+    """The status table; exit 0 when every month of the range that exists is complete, 1
+    when one is not (with --stale-after: not complete though published longer ago), 3 when
+    the source or a warehouse could not tell."""
     from pipeline import config
-    from pipeline.ops.status import as_records, as_table, lake_months, report
+    from pipeline.core.datasets import SERVICES
+    from pipeline.ops import status as st
+    from pipeline.ops.upstream import current_month
     from pipeline.tasks.sinks import parse_sinks
 
     try:
         services = _services(args.services)
         sinks = parse_sinks(config.pipeline().sinks)
         config.quality().thresholds()
+        if args.stale_after is not None and args.stale_after < 0:
+            raise PipelineError("--stale-after takes a number of days, 0 or more")
     except PipelineError as e:
         return _bad_input(e)
     if args.start or args.end:
         if not (args.start and args.end):
             return _bad_input(PipelineError("give both --start and --end, or neither"))
         months = months_between(args.start, args.end)
+        for service in services:
+            note = SERVICES[service].clip_note(args.start, args.end)
+            if note:
+                print(f"status: {note}", file=sys.stderr)
     else:
-        months = lake_months(services)
-    statuses = report(months, services, sinks, check_source=not args.no_source_check,
-                      compare_source=args.check_source, verify=args.verify)
+        months = st.lake_months(services)
+        if months and args.stale_after is not None:  # freshness: up to this month
+            months = months_between(months[0], current_month())
+    try:
+        statuses = st.report(months, services, sinks, check_source=not args.no_source_check,
+                             compare_source=args.check_source, verify=args.verify)
+    except PipelineError as e:
+        print(f"status: {st.COULD_NOT_TELL}: {e}", file=sys.stderr)
+        return st.EXIT_UNKNOWN
     if args.verify:
         read = sum(s.verified_bytes or 0 for s in statuses)
         print(f"status --verify: read {read / 1e6:,.1f} MB of lake files in full and checked "
               "each against its manifest's sha256", file=sys.stderr)
-    records = as_records(statuses)
+    stale = st.mark_stale(statuses, args.stale_after) if args.stale_after is not None else []
+    records = st.as_records(statuses)
     if args.html:
         from pipeline.ops.coverage import write_page
 
@@ -200,11 +318,17 @@ def status(args: argparse.Namespace) -> int:
         print(f"coverage page: {Path(args.html).absolute()}", file=sys.stderr)
     if args.format == "json":
         print(json.dumps(records, indent=2))
-    elif records:
-        print(as_table(records))
+    elif any(r["state"] != st.BEFORE_START for r in records):
+        print(st.as_table(records))
     else:
         print("the lake holds no month yet: give --start and --end to ask about a range")
-    return 0 if all(s.complete for s in statuses) else 1
+    if args.stale_after is None:
+        return st.exit_code(statuses)
+    if stale:
+        _alert_stale("status", stale, args.stale_after)
+        return st.EXIT_INCOMPLETE
+    unknown = [s for s in statuses if not s.fine and s.published_at is None]
+    return st.EXIT_UNKNOWN if unknown else st.EXIT_COMPLETE
 
 
 def scheduler(args: argparse.Namespace) -> int:
@@ -240,6 +364,15 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--local-scheduler", action="store_true",
                    help="schedule in this process instead of the central luigid named by "
                         "[core] scheduler_host/scheduler_port")
+    # SUPPRESS: a --verbose given before the sub-command (if the parser has one) stands.
+    p.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
+                   help="luigi's own log in full (scheduling, every task's steps)")
+
+
+def _add_dry_run(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dry-run", action="store_true",
+                   help="print per service which months would run and why (the states of "
+                        "status), run nothing, exit 0")
 
 
 def _command(sub: Any, name: str, run: Callable[[argparse.Namespace], int], help: str,
@@ -284,6 +417,7 @@ def parser() -> argparse.ArgumentParser:
     fill.add_argument("--end", required=True, type=_month_or_latest,
                       help="last month, YYYY-MM, or 'latest': per service, the newest month "
                            "the source publishes (probed with HEAD requests)")
+    _add_dry_run(fill)
 
     up = _command(
         sub, "catch-up", catch_up, "ingest every month up to the newest one published (for cron)",
@@ -293,7 +427,9 @@ def parser() -> argparse.ArgumentParser:
         "published. Without --start the lake must hold a complete month. The "
         "job to schedule: see deploy/ and README (Scheduling).", job=True)
     up.add_argument("--start", type=_month,
-                    help="first month, YYYY-MM (default: the month after the last complete)")
+                    help="first month, YYYY-MM (default: the month after the last complete, "
+                         "or the service's first month when none is)")
+    _add_dry_run(up)
 
     again = _command(
         sub, "refresh", refresh, "fetch again the months the source re-published, end to end",
@@ -304,14 +440,16 @@ def parser() -> argparse.ArgumentParser:
         "a second run finds nothing to do.", job=True)
     again.add_argument("--start", required=True, type=_month, help="first month, YYYY-MM")
     again.add_argument("--end", required=True, type=_month, help="last month, YYYY-MM")
+    _add_dry_run(again)
 
     st = _command(
         sub, "status", status, "which months are done, stage by stage",
         "A table of months x services x stages (raw, parquet, each configured "
         "sink) with row counts from the manifests and the warehouses, and what is "
         "missing or inconsistent. Without --start/--end: every month from the "
-        "first to the last in the lake. Exit 0 when every month shown is "
-        "complete, 1 otherwise.")
+        "first to the last in the lake. Exit 0 when every month that exists "
+        "(published, from the service's first month) is complete, 1 when one is "
+        "not, 3 when the source or a warehouse could not tell.")
     st.add_argument("--start", type=_month, help="first month, YYYY-MM")
     st.add_argument("--end", type=_month, help="last month, YYYY-MM")
     st.add_argument("--services", help="comma-separated services (default: [pipeline] services)")
@@ -324,6 +462,9 @@ def parser() -> argparse.ArgumentParser:
     st.add_argument("--check-source", action="store_true",
                     help="also ask the source about the months the lake holds (HEAD) and "
                          "mark those re-published upstream since they were fetched")
+    st.add_argument("--stale-after", type=float, metavar="DAYS",
+                    help="freshness: exit 1 and alert only when a month the source published "
+                         "more than DAYS ago (its Last-Modified) is not complete")
     st.add_argument("--html", metavar="FILE",
                     help="also write a coverage page: one self-contained HTML file, a grid "
                          "of months x services coloured by state (details on hover or click)")

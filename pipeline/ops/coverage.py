@@ -17,32 +17,35 @@ from pathlib import Path
 import luigi
 
 from pipeline.convert.quality import CHECKS
+from pipeline.ops import status
 
-# Cell states, most urgent first: a cell whose state text says several things shows the
-# first that applies.
+# Cell classes, most urgent first, from the month's state (``pipeline.ops.status``: the
+# same values, never matched as text).
 STATES: dict[str, tuple[str, str]] = {
     # key: (legend, colour)
-    "republished": ("re-published upstream", "#8e44ad"),
-    "mismatch": ("row-count mismatch", "#c0392b"),
-    "missing": ("a stage missing", "#e67e22"),
-    "not-published": ("not published", "#95a5a6"),
+    "unknown": (status.COULD_NOT_TELL, "#34495e"),
+    "republished": (status.REPUBLISHED, "#8e44ad"),
+    "mismatch": (status.MISMATCH, "#c0392b"),
+    "missing": (status.STAGE_MISSING, "#e67e22"),
+    "not-ingested": (status.NOT_INGESTED, "#d35400"),
+    "not-published": (status.NOT_PUBLISHED, "#95a5a6"),
     "quality": ("complete, quality warning", "#f1c40f"),
-    "complete": ("complete", "#27ae60"),
+    "complete": (status.COMPLETE, "#27ae60"),
+    # Not a problem, and not a month of the dataset: a blank cell.
+    "before": (status.BEFORE_START, "#ffffff"),
 }
+_CLASS_OF = {status.COULD_NOT_TELL: "unknown", status.REPUBLISHED: "republished",
+             status.MISMATCH: "mismatch", status.STAGE_MISSING: "missing",
+             status.NOT_INGESTED: "not-ingested", status.NOT_PUBLISHED: "not-published",
+             status.COMPLETE: "complete", status.BEFORE_START: "before"}
 
 
 def cell_state(record: dict) -> str:
-    """The colour class of one month of one service, from its status record."""
-    state = str(record.get("state", ""))
-    if "re-published" in state:
-        return "republished"
-    if "MISMATCH" in state:
-        return "mismatch"
-    if state == "complete":
-        return "quality" if record.get("quality_warnings") else "complete"
-    if state.startswith("not published"):
-        return "not-published"
-    return "missing"
+    """The colour class of one month of one service, from its status record's state."""
+    state = _CLASS_OF.get(str(record.get("state", "")), "unknown")
+    if state == "complete" and record.get("quality_warnings"):
+        return "quality"
+    return state
 
 
 def render(records: list[dict], title: str = "NYC taxi months: coverage") -> str:
@@ -98,7 +101,7 @@ def write_page(path: Path, records: list[dict]) -> None:
 
 def _short(record: dict) -> str:
     rows = record.get("parquet_rows")
-    if rows is None:
+    if rows is None or record.get("state") == status.BEFORE_START:
         return "&ndash;"
     return f"{rows / 1e6:.1f}M" if rows >= 100_000 else f"{rows / 1e3:.0f}k"
 
@@ -109,7 +112,10 @@ def _details(record: dict) -> dict:
         ["parquet rows", record.get("parquet_rows")],
         *([f"{sink} rows", rows] for sink, rows in record.get("sinks", {}).items()),
     ]
-    return {"state": record.get("state"), "class": cell_state(record), "stages": stages,
+    detail = record.get("detail")
+    state = str(record.get("state")) + (f": {detail}" if detail and detail != record.get("state")
+                                        else "")
+    return {"state": state, "class": cell_state(record), "stages": stages,
             "quality": record.get("quality"), "warnings": record.get("quality_warnings", [])}
 
 

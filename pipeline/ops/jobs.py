@@ -22,7 +22,7 @@ from luigi.task_status import FAILED
 
 from pipeline.core.text import one_line
 from pipeline.ops import notify, stopping
-from pipeline.ops.progress import JobProgress, closure
+from pipeline.ops.progress import JobProgress, closure, failure_reason
 from pipeline.ops.scheduler import BackoffScheduler, reenable_disabled, scheduler_unreachable
 
 
@@ -78,10 +78,29 @@ class Failure:
         return f"{self.status:8} {self.task}: {self.why}"
 
 
-def run(tasks: list[luigi.Task], *, local_scheduler: bool, workers: int) -> int:
+def run(tasks: list[luigi.Task], *, local_scheduler: bool, workers: int,
+        verbose: bool = False) -> int:
     """Build ``tasks``, showing progress; print the failures and send one alert about them;
     return the exit code (0 when all are complete)."""
-    progress = JobProgress(tasks, label=", ".join(t.task_family for t in tasks))
+    return run_in_chunks([tasks], local_scheduler=local_scheduler, workers=workers,
+                         verbose=verbose)
+
+
+def run_in_chunks(chunks: list[list[luigi.Task]], *, local_scheduler: bool, workers: int,
+                  verbose: bool = False, label: str | None = None,
+                  months: int | None = None) -> int:
+    """Build each chunk of tasks in turn (one job: one progress display, one list of
+    failures, one alert), so that the scheduler holds only one chunk's pending tasks at a
+    time: luigid's get_work scans every pending task, so a 17-year range submitted at once
+    costs it time that grows with the square of the tasks. The tasks keep their ids, so
+    another process or host asking for the same months still shares the work.
+
+    ``months``: how many months of services the chunks hold, when the caller knows; the
+    tasks of each chunk are then looked at only when its turn comes (the whole history's
+    2,500 tasks take 1.4 s to list, before the first could start)."""
+    tasks = [task for chunk in chunks for task in chunk]
+    progress = JobProgress(chunks[0] if months is not None else tasks,
+                           label=label or _label(tasks), total=months)
     schedulers = _Schedulers(progress)
     where = "local (in this process)" if local_scheduler else _central_url()
     if not local_scheduler:
@@ -89,23 +108,31 @@ def run(tasks: list[luigi.Task], *, local_scheduler: bool, workers: int) -> int:
         if unreachable:
             return _job_fault(tasks, unreachable, luigi.retcodes.retcode().scheduling_error or 1)
     print(f"scheduler: {where}", file=sys.stderr, flush=True)
-    # On a terminal the live progress line replaces luigi's step-by-step log (warnings and
-    # errors still show); elsewhere luigi logs as usual, its execution summary included.
-    quiet = {"log_level": "WARNING"} if progress.live else {}
+    # Off --verbose, luigi logs warnings and errors only (full tracebacks of unexpected
+    # errors included): the progress lines say what finished or failed, about one a month.
+    quiet = {} if verbose else {"log_level": "WARNING"}
+    failures: list[Failure] = []
+    statuses = []
     with progress:
-        result = luigi.build(tasks, worker_scheduler_factory=schedulers, detailed_summary=True,
-                             local_scheduler=local_scheduler, workers=workers, **quiet)
-    if progress.live:
-        print(result.summary_text, file=sys.stderr)
-    if _complete(tasks):
+        for chunk in chunks:
+            progress.extend(chunk)
+            result = luigi.build(chunk, worker_scheduler_factory=schedulers,
+                                 detailed_summary=True, local_scheduler=local_scheduler,
+                                 workers=workers, **quiet)
+            if progress.live and not verbose and len(chunks) == 1:
+                print(result.summary_text, file=sys.stderr)
+            if not _complete(chunk):
+                statuses.append(result.status)
+                failures += failures_of(chunk, schedulers.scheduler)
+    if not statuses:
         return 0
-    failures = failures_of(tasks, schedulers.scheduler)
     if failures:
         print(f"{len(failures)} task(s) failed:", file=sys.stderr)
         for failure in failures:
             print(failure.line(), file=sys.stderr)
-    code = exit_code(result.status)
-    notify.send(notify.failure_alert(job_name(tasks), [f.line() for f in failures], code))
+    code = max(exit_code(status) for status in statuses)
+    notify.send(notify.failure_alert(label or job_name(tasks), [f.line() for f in failures],
+                                     code))
     return code
 
 
@@ -123,6 +150,11 @@ def _job_fault(tasks: list[luigi.Task], reason: str, code: int) -> int:
     print(f"error: {reason}", file=sys.stderr, flush=True)
     notify.send(notify.failure_alert(job_name(tasks), [reason], code))
     return code
+
+
+def _label(tasks: list[luigi.Task]) -> str:
+    families = list(dict.fromkeys(task.task_family for task in tasks))
+    return ", ".join(families)
 
 
 def job_name(tasks: list[luigi.Task]) -> str:
@@ -161,11 +193,4 @@ def failures_of(roots: list[luigi.Task], scheduler: object) -> list[Failure]:
 
 def _why(explanation: str | None) -> str:
     """The last line of a task's failure explanation (luigi keeps it JSON-encoded)."""
-    text = explanation or ""
-    try:
-        decoded = json.loads(text)
-        text = decoded if isinstance(decoded, str) else text
-    except ValueError:
-        pass
-    lines = text.strip().splitlines()
-    return lines[-1] if lines else "?"
+    return failure_reason(explanation)

@@ -9,6 +9,7 @@ for SQLAlchemy 2; it is installed before the server creates its history.
 from __future__ import annotations
 
 import logging
+import logging.handlers
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -60,12 +61,20 @@ def serve(port: int, address: str) -> None:
     logdir = Path(config.luigid().logdir)
     logdir.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(
-        level=logging.INFO, filename=logdir / "luigi-server.log",
+        level=logging.INFO, handlers=[rotating_log(logdir / "luigi-server.log")],
         format="%(asctime)s %(name)s[%(process)s] %(levelname)s: %(message)s",
     )
     print(f"luigid on http://{address}:{port} (visualiser, /history); log in {logdir}",
           flush=True)
     luigi.server.run(api_port=port, address=address, scheduler=BackoffScheduler())
+
+
+def rotating_log(path: Path) -> logging.Handler:
+    """luigid's log file, rotated by size (``[luigid] log_max_mb``, ``log_backups``)."""
+    settings = config.luigid()
+    return logging.handlers.RotatingFileHandler(
+        path, maxBytes=int(settings.log_max_mb * 1_000_000), backupCount=settings.log_backups,
+        encoding="utf-8")
 
 
 def _sqlite_file(url: str) -> str:

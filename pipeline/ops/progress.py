@@ -3,15 +3,19 @@
 The job's worker tells its scheduler about every task it finds complete, starts and
 finishes; ``JobProgress.observe`` wraps that scheduler (local or luigid) and listens in, so
 progress costs no polling and no extra request. On a terminal it is one live line drawn by
-``rich`` (luigi's own log then shows warnings and errors only, above the line); elsewhere
-(cron, CI) it is a plain line each time a month is done, between luigi's usual log lines.
+``rich``; elsewhere (cron, CI) it is a plain line each time a month of a service is done
+by this job: about one line per month, however long the range (luigi's own log shows
+warnings and errors only, a failure on one line, unless the job runs --verbose).
+Months found complete are not listed: the closing line counts them.
 
-A month counts as done when every task of it the job asked for is done; rows are those of
-the months' Parquet files (their manifests), whether converted now or found complete.
+A month of a service counts as done when every task of it the job asked for is done; rows
+are those of the months' Parquet files (their manifests), whether converted now or found
+complete.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import threading
@@ -40,22 +44,22 @@ class JobProgress:
     """``with JobProgress(tasks) as progress: ... worker(progress.observe(scheduler))``."""
 
     def __init__(self, roots: list[luigi.Task], label: str, stream: TextIO | None = None,
-                 live: bool | None = None) -> None:
+                 live: bool | None = None, total: int | None = None) -> None:
+        """``total``: the months of the whole job when ``roots`` is only its first chunk
+        (``extend`` adds the others' tasks as their turn comes)."""
         self.stream = stream or sys.stderr
         self.live = self.stream.isatty() if live is None else live
         self.label = label
         self.tasks: dict[str, luigi.Task] = {}
-        self.months_of: dict[str, date] = {}
-        self.open: dict[date, set[str]] = defaultdict(set)
-        for task in closure(roots):
-            self.tasks[task.task_id] = task
-            month = getattr(task, "month", None)
-            if isinstance(month, date):
-                self.months_of[task.task_id] = month
-                self.open[month].add(task.task_id)
-        self.total = len(self.open)
-        self.done_months: set[date] = set()
-        self.failed_months: set[date] = set()
+        # A month of a service: (service, month), of the tasks that have both.
+        self.months_of: dict[str, tuple[str, date]] = {}
+        self.open: dict[tuple[str, date], set[str]] = defaultdict(set)
+        self.extend(roots)
+        self.total = len(self.open) if total is None else total
+        self.done_months: set[tuple[str, date]] = set()
+        self.failed_months: set[tuple[str, date]] = set()
+        # Months with a task this job ran (the others were found complete).
+        self.worked: set[tuple[str, date]] = set()
         self.rows = 0
         self.running: dict[str, None] = {}  # in start order
         self._counted: set[str] = set()
@@ -63,6 +67,17 @@ class JobProgress:
         self._lock = threading.Lock()
         self._bar: Progress | None = None
         self._bar_task: Any = None
+
+    def extend(self, roots: list[luigi.Task]) -> None:
+        """Follow the tasks of ``roots`` too (the next chunk of the job)."""
+        for task in closure(roots):
+            if task.task_id in self.tasks:
+                continue
+            self.tasks[task.task_id] = task
+            month, service = getattr(task, "month", None), getattr(task, "service", None)
+            if isinstance(month, date) and isinstance(service, str):
+                self.months_of[task.task_id] = (service, month)
+                self.open[(service, month)].add(task.task_id)
 
     # ------------------------------------------------------------------ what the worker says
     def observe(self, scheduler: Any) -> _ObservedScheduler:
@@ -72,29 +87,33 @@ class JobProgress:
     def started(self, task_id: str) -> None:
         with self._lock:
             self.running[task_id] = None
-        self._show(changed=False)
+            if task_id in self.months_of:
+                self.worked.add(self.months_of[task_id])
+        self._show(None)
 
     def reported(self, task_id: str, status: str) -> None:
         if status not in (DONE, FAILED):
             return
-        changed = False
+        news = None
         with self._lock:
             self.running.pop(task_id, None)
             month = self.months_of.get(task_id)
             if status == DONE and task_id not in self._counted:
                 self._counted.add(task_id)
                 self.rows += _rows(self.tasks.get(task_id))
-            if month is not None and month not in self.done_months:
-                if status == FAILED:
-                    changed = month not in self.failed_months
+            if status == FAILED:
+                # luigi's own log says it on one line (ERROR: ... failed ...: why): the
+                # failure is counted here, not repeated.
+                if month is not None and month not in self.done_months:
                     self.failed_months.add(month)
-                else:
-                    self.open[month].discard(task_id)
-                    if not self.open[month]:
-                        changed = True
-                        self.done_months.add(month)
-                        self.failed_months.discard(month)
-        self._show(changed)
+            elif month is not None and month not in self.done_months:
+                self.open[month].discard(task_id)
+                if not self.open[month]:
+                    self.done_months.add(month)
+                    self.failed_months.discard(month)
+                    if month in self.worked:
+                        news = f"{month[0]} {month_key(month[1])} done"
+        self._show(news)
 
     # ------------------------------------------------------------------------- what it shows
     def line(self) -> str:
@@ -103,19 +122,27 @@ class JobProgress:
         return (f"progress: {len(self.done_months)}/{self.total} months done{failed}, "
                 f"{self.rows:,} rows{running}")
 
+    def closing_line(self) -> str:
+        found = len(self.done_months - self.worked)
+        complete = f", {found} found complete" if found else ""
+        failed = f", {len(self.failed_months)} with a failed task" if self.failed_months else ""
+        return (f"progress: {len(self.done_months)}/{self.total} months done{complete}"
+                f"{failed}, {self.rows:,} rows")
+
     def _running(self) -> str:
         names = [_short(self.tasks.get(task_id), task_id) for task_id in self.running]
         return names[-1] + (f" (+{len(names) - 1} more)" if len(names) > 1 else "")
 
-    def _show(self, changed: bool) -> None:
+    def _show(self, news: str | None) -> None:
         if os.getpid() != self._pid:
             return  # a forked task process: the job's own process shows progress
         if self._bar is not None:
             self._bar.update(self._bar_task, completed=len(self.done_months),
                              rows=f"{self.rows:,}",
                              running=self._running() if self.running else "")
-        elif changed:
-            print(self.line(), file=self.stream, flush=True)
+        elif news:
+            print(f"progress: {len(self.done_months)}/{self.total} months done, "
+                  f"{self.rows:,} rows: {news}", file=self.stream, flush=True)
 
     def __enter__(self) -> JobProgress:
         if self.live:
@@ -136,10 +163,10 @@ class JobProgress:
 
     def __exit__(self, *exc: object) -> None:
         if self._bar is not None:
-            self._show(changed=True)
+            self._show(None)
             self._bar.stop()
             self._bar = None
-        print(self.line(), file=self.stream, flush=True)
+        print(self.closing_line(), file=self.stream, flush=True)
 
 
 class _ObservedScheduler:
@@ -171,6 +198,18 @@ def _rows(task: luigi.Task | None) -> int:
         return 0
     manifest = task.output().read()
     return manifest.rows if manifest else 0
+
+
+def failure_reason(explanation: str | None) -> str:
+    """The last line of a failure's explanation (luigi sends it JSON-encoded)."""
+    text = explanation or ""
+    try:
+        decoded = json.loads(text)
+        text = decoded if isinstance(decoded, str) else text
+    except ValueError:
+        pass
+    lines = text.strip().splitlines()
+    return lines[-1] if lines else "?"
 
 
 def _short(task: luigi.Task | None, task_id: str) -> str:

@@ -15,7 +15,8 @@ weighed against today's ``[quality]`` thresholds.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
+from email.utils import parsedate_to_datetime
 
 from pipeline import config
 from pipeline.convert.quality import judge
@@ -29,6 +30,38 @@ from pipeline.source.download import NotPublished
 from pipeline.tasks.lake_month import DownloadMonth, ParquetizeMonth
 from pipeline.tasks.sinks import SINKS
 from pipeline.tasks.storage import lake
+
+# The states of a month of a service, in words that say what to do (``state`` of a
+# MonthStatus, the coverage page's cells, the plans of --dry-run). Most urgent first: a
+# month with several problems takes the first that applies.
+COULD_NOT_TELL = "could not tell"
+MISMATCH = "mismatch"
+REPUBLISHED = "re-published upstream"
+STAGE_MISSING = "a stage missing"
+NOT_INGESTED = "not ingested"
+NOT_PUBLISHED = "not published yet"
+BEFORE_START = "before the service began"
+COMPLETE = "complete"
+STATES: dict[str, str] = {
+    # state: what to do about it
+    COULD_NOT_TELL: "the source or a warehouse did not answer: check it, then ask again",
+    MISMATCH: "a sink or the Parquet disagrees with the manifest: run backfill (or refresh)",
+    REPUBLISHED: "TLC re-wrote the month since it was fetched: run refresh",
+    STAGE_MISSING: "the month is partly ingested: run backfill for it",
+    NOT_INGESTED: "published but not in the lake: run backfill or catch-up",
+    NOT_PUBLISHED: "nothing to do: catch-up takes it once TLC publishes it",
+    BEFORE_START: "outside the dataset: the service had not begun",
+    COMPLETE: "nothing to do",
+}
+# States that are not a problem: the month is complete, or does not exist (yet).
+FINE = frozenset({COMPLETE, NOT_PUBLISHED, BEFORE_START})
+# States a backfill or catch-up works on.
+TO_RUN = frozenset({MISMATCH, REPUBLISHED, STAGE_MISSING, NOT_INGESTED})
+
+# `taxi-pipeline status` exit codes (40, bad input, is luigi.cfg's [retcode]).
+EXIT_COMPLETE = 0
+EXIT_INCOMPLETE = 1
+EXIT_UNKNOWN = 3
 
 
 @dataclass
@@ -49,10 +82,21 @@ class MonthStatus:
     quality_warnings: list[str] = field(default_factory=list)
     # With ``verify``: bytes read in full to check the files against their manifest.
     verified_bytes: int | None = None
+    # Every problem found, in words (``state`` is the most urgent one's kind).
+    detail: str = ""
+    # The source's Last-Modified for the month when it was asked (a HEAD request).
+    published_at: str | None = None
+    # With status --stale-after: published longer ago than that and still not complete.
+    stale: bool = False
 
     @property
     def complete(self) -> bool:
-        return self.state == "complete"
+        return self.state == COMPLETE
+
+    @property
+    def fine(self) -> bool:
+        """Complete, or not a month that exists (not published yet, before the service)."""
+        return self.state in FINE
 
 
 def report(months: list[date], services: tuple[str, ...], sinks: tuple[str, ...],
@@ -68,6 +112,10 @@ def report(months: list[date], services: tuple[str, ...], sinks: tuple[str, ...]
     statuses = []
     for month in months:
         for service in services:
+            if not SERVICES[service].began(month):
+                statuses.append(MonthStatus(month_key(month), service, None, None,
+                                            dict.fromkeys(sinks), state=BEFORE_START))
+                continue
             status = _month_status(month, service, sinks, counts, check_source,
                                    compare_source, thresholds)
             if verify:
@@ -84,15 +132,16 @@ def _verify(status: MonthStatus, parquetize: ParquetizeMonth) -> None:
     manifest = target.valid()
     if manifest is None:
         return  # already reported: the cheap checks found it incomplete
-    problems, read = [], 0
+    problems: list[tuple[str, str]] = []  # (state, what exactly)
+    read = 0
     try:
         with target.parquet.local_file() as path:
             found = file_digests(path)
         read += found.size
         if found.sha256 != manifest.parquet_sha256:
-            problems.append(f"parquet differs from its manifest's sha256 (remove "
-                            f"{target.manifest.path} and run ingest: it converts the month "
-                            "again)")
+            problems.append((MISMATCH, f"parquet differs from its manifest's sha256 (remove "
+                                       f"{target.manifest.path} and run ingest: it converts "
+                                       "the month again)"))
         raw = parquetize.requires().output()
         if raw.exists() and parquetize.made_from_raw(manifest):
             with raw.local_file() as path:
@@ -101,16 +150,73 @@ def _verify(status: MonthStatus, parquetize: ParquetizeMonth) -> None:
             if found.sha256 != manifest.source_sha256:
                 # The Parquet is whole: only the raw file is fetched again (ingest would
                 # not, a month's raw file being optional once converted).
-                problems.append(
+                problems.append((MISMATCH,
                     f"raw file differs from the one the parquet was made from (remove "
                     f"{raw.path} and run `luigi --module pipeline DownloadMonth --service "
                     f"{status.service} --month {status.month} --local-scheduler`: it "
-                    "downloads it again)")
+                    "downloads it again)"))
     except (OSError, PipelineError) as e:
-        problems.append(f"not verified: {one_line(e)}")
+        problems.append((COULD_NOT_TELL, f"not verified: {one_line(e)}"))
     status.verified_bytes = read
     if problems:
-        status.state = "; ".join([*([] if status.complete else [status.state]), *problems])
+        found_before = [] if status.complete else [(status.state, status.detail)]
+        problems = found_before + problems
+        status.detail = "; ".join(what for _, what in problems)
+        kinds = {kind for kind, _ in problems}
+        status.state = next(kind for kind in STATES if kind in kinds)
+
+
+def exit_code(statuses: list[MonthStatus]) -> int:
+    """0: everything that exists is complete; 1: some month is not; 3: could not tell."""
+    if any(not s.fine and s.state != COULD_NOT_TELL for s in statuses):
+        return EXIT_INCOMPLETE
+    if any(s.state == COULD_NOT_TELL for s in statuses):
+        return EXIT_UNKNOWN
+    return EXIT_COMPLETE
+
+
+def mark_stale(statuses: list[MonthStatus], days: float, now: datetime | None = None
+               ) -> list[MonthStatus]:
+    """Mark (and return) the months not complete whose source published them more than
+    ``days`` ago (their Last-Modified, asked for with a HEAD request when not known yet);
+    the others that are not complete stop counting as problems (``fine`` by freshness)."""
+    now = now or datetime.now(UTC)
+    stale = []
+    for status in statuses:
+        if status.fine or status.state == COULD_NOT_TELL:
+            continue
+        if status.published_at is None:
+            _ask_published(status)
+        published = _when(status.published_at)
+        if published is None:
+            continue
+        if (now - published).total_seconds() > days * 86_400:
+            status.stale = True
+            stale.append(status)
+    return stale
+
+
+def _ask_published(status: MonthStatus) -> None:
+    download = DownloadMonth(service=status.service, month=month_of(status.month))
+    try:
+        status.published_at = download.published().last_modified
+    except NotPublished:
+        status.source = "not published"
+    except PipelineError as e:
+        status.source = f"unreachable: {one_line(e)}"
+
+
+def _when(text: str | None) -> datetime | None:
+    try:
+        return parsedate_to_datetime(text) if text else None
+    except (TypeError, ValueError):
+        return None
+
+
+def month_of(key: str) -> date:
+    """``2021-01`` -> the month's date."""
+    year, month = (int(part) for part in key.split("-"))
+    return date(year, month, 1)
 
 
 def _month_status(month: date, service: str, sinks: tuple[str, ...],
@@ -130,54 +236,61 @@ def _month_status(month: date, service: str, sinks: tuple[str, ...],
         status.quality = dict(manifest.quality)
         status.quality_warnings = [f.check for f in judge(manifest.quality, manifest.rows,
                                                           thresholds)]
-    problems = []
+    problems: list[tuple[str, str]] = []  # (state, what exactly)
     absent = manifest is None and status.raw_bytes is None
     if absent:
-        problems.append(_missing_month(status, download) if ask_missing else "not downloaded")
+        problems.append(_missing_month(status, download) if ask_missing
+                        else (NOT_INGESTED, "not downloaded"))
     elif manifest is None:
         # Absent, truncated or replaced: the manifest does not describe what is there.
-        problems.append("parquet missing (run ingest: it converts the month again)")
+        problems.append((STAGE_MISSING,
+                         "parquet missing (run ingest: it converts the month again)"))
     elif not parquetize.made_from_raw(manifest):
-        problems.append("parquet older than the raw file (run ingest: it converts the month "
-                        "again)")
+        problems.append((MISMATCH, "parquet older than the raw file (run ingest: it converts "
+                                   "the month again)"))
     if status.raw_bytes is not None and not download.matches_record(status.raw_bytes):
-        problems.append("raw file is not the one its source record describes (run ingest: "
-                        "it downloads the month again)")
+        problems.append((MISMATCH, "raw file is not the one its source record describes (run "
+                                   "ingest: it downloads the month again)"))
     for sink, rows in status.sinks.items():
         if rows is None:
             if not absent:  # a month the lake lacks is in no sink: that goes without saying
-                problems.append(f"{sink} missing")
+                problems.append((STAGE_MISSING, f"{sink} missing"))
         elif manifest is not None and rows != manifest.rows:
-            problems.append(f"MISMATCH {sink} {rows:,} != manifest {manifest.rows:,}")
+            problems.append((MISMATCH, f"MISMATCH {sink} {rows:,} != manifest {manifest.rows:,}"))
         elif manifest is None:
-            problems.append(f"{sink} has {rows:,} rows without a manifest")
+            problems.append((MISMATCH, f"{sink} has {rows:,} rows without a manifest"))
     if compare and manifest is not None:
         try:
             checked = check_source(service, month)
         except PipelineError as e:
             status.source = f"unreachable: {one_line(e)}"
-            problems.append("source not checked (unreachable)")
+            problems.append((COULD_NOT_TELL, "source not checked (unreachable)"))
         else:
             if checked is not None:
                 status.source = checked.describe()
+                if checked.published is not None:
+                    status.published_at = checked.published.last_modified
                 if checked.republished:
-                    problems.append(status.source)
-    status.state = "; ".join(problems) or "complete"
+                    problems.append((REPUBLISHED, status.source))
+    status.detail = "; ".join(what for _, what in problems) or COMPLETE
+    kinds = {kind for kind, _ in problems}
+    status.state = next((kind for kind in STATES if kind in kinds), COMPLETE)
     return status
 
 
-def _missing_month(status: MonthStatus, download: DownloadMonth) -> str:
+def _missing_month(status: MonthStatus, download: DownloadMonth) -> tuple[str, str]:
     """Why the lake lacks a month, as the source tells (a HEAD request)."""
     try:
-        download.published()
+        published = download.published()
     except NotPublished:
         status.source = "not published"
-        return "not published"
+        return NOT_PUBLISHED, "not published"
     except PipelineError as e:
         status.source = f"unreachable: {one_line(e)}"
-        return "not downloaded (source unreachable)"
+        return COULD_NOT_TELL, "not downloaded (source unreachable)"
     status.source = "published"
-    return "not downloaded"
+    status.published_at = published.last_modified
+    return NOT_INGESTED, "not downloaded"
 
 
 def lake_months(services: tuple[str, ...]) -> list[date]:
@@ -204,9 +317,18 @@ def quality_cell(record: dict) -> str:
     return "warn: " + ",".join(warnings) if warnings else "ok"
 
 
+def state_cell(record: dict) -> str:
+    """The table's state column: the state, what exactly when it says more, stale or not."""
+    state, detail = record["state"], record.get("detail") or ""
+    text = state if detail in ("", state) else f"{state}: {detail}"
+    return text + (" (STALE: published " + str(record["published_at"]) + ")"
+                   if record.get("stale") else "")
+
+
 def as_table(records: list[dict]) -> str:
-    """The status table as text: a header, one line per month and service; numbers right-
-    aligned, the state (free text) last and left-aligned."""
+    """The status table as text: a header, one line per month and service (months before
+    a service began left out); numbers right-aligned, the state last and left-aligned."""
+    records = [r for r in records if r["state"] != BEFORE_START]
     sinks = list(records[0]["sinks"]) if records else []
     # Columns the source added that the registry does not know: shown when any month has one.
     noted = any(r.get("new_columns") for r in records)
@@ -217,7 +339,7 @@ def as_table(records: list[dict]) -> str:
              "-" if r["raw_bytes"] is None else f"{r['raw_bytes'] / 1e6:,.1f}",
              _count(r["parquet_rows"]), *(_count(r["sinks"][sink]) for sink in sinks),
              *([", ".join(c.split(" (")[0] for c in r["new_columns"]) or "-"] if noted else []),
-             quality_cell(r), r["state"]] for r in records]
+             quality_cell(r), state_cell(r)] for r in records]
     widths = [max(len(str(line[i])) for line in [header, *rows]) for i in range(len(header))]
     last = len(header) - 1
     text_columns = {0, 1, last - 1, last} | ({last - 2} if noted else set())

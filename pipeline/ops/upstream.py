@@ -8,16 +8,24 @@ ends a forward probe; any other failure to get an answer is an error, on one lin
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
 
 from pipeline.core.datasets import SERVICES
 from pipeline.core.errors import PipelineError
 from pipeline.core.manifest import SourceIdentity
-from pipeline.core.months import month_key, next_month
-from pipeline.source.download import NotPublished
+from pipeline.core.months import month_key, months_between, next_month
+from pipeline.source.download import NOT_PUBLISHED, NotPublished
+from pipeline.source.probe import probe
 from pipeline.tasks.flows import IngestMonth
-from pipeline.tasks.lake_month import DownloadMonth, ParquetizeMonth, source_version
+from pipeline.tasks.lake_month import (
+    DownloadMonth,
+    ParquetizeMonth,
+    probe_policy,
+    source_version,
+)
 from pipeline.tasks.storage import lake
 
 # TLC's first month (yellow 2009-01): nothing is published before it.
@@ -79,13 +87,76 @@ def is_published(service: str, month: date) -> bool:
     return True
 
 
+# HEAD requests in flight at once while probing months over a year old.
+PROBE_BATCH = 12
+
+
 def newest_published(service: str, first: date, until: date) -> date | None:
     """Probing forward from ``first``: the last month up to ``until`` before the first one
-    the source does not publish; None when ``first`` itself is not published."""
-    newest, month = None, first
-    while month <= until and is_published(service, month):
-        newest, month = month, next_month(month)
+    the source does not publish; None when ``first`` itself is not published. Never asks
+    about a month before the service began (the calendar).
+
+    Months over a year old (published, in practice) are probed a year at a time: ``first``
+    and each December, all at once; only a year with a month not published is probed month
+    by month, to find it (a gap inside an older year whose December is published is not
+    seen here: the run then fails that month, on one line). The last year is probed one
+    month at a time, so nothing past the first month not published is asked (a 17-year
+    history: ~30 requests, not ~200)."""
+    first = max(first, SERVICES[service].first_month)
+    months = months_between(first, until) if first <= until else []
+    recent = date(until.year - 1, until.month, 1)
+    older = [m for m in months if m <= recent]
+    with ThreadPoolExecutor(max_workers=PROBE_BATCH) as pool:
+        newest = _newest_of_older(older, _head_requests(service, older), pool) if older \
+            else None
+        if older and newest != older[-1]:
+            return newest
+        for month in (m for m in months if m > recent):
+            if not is_published(service, month):
+                return newest
+            newest = month
     return newest
+
+
+def _head_requests(service: str, months: list[date]) -> Callable[[date], bool]:
+    """``is_published`` for threads: each month's URL and the retry policy are read from
+    the settings here, in this thread (luigi's config parser is not safe to share between
+    threads); the threads only send the HEAD requests."""
+    policy = probe_policy()
+    asks = {}
+    for month in months:
+        task = DownloadMonth(service=service, month=month)
+        asks[month] = (task.url, task.label, NOT_PUBLISHED[task.source_format])
+
+    def ask(month: date) -> bool:
+        url, label, missing = asks[month]
+        try:
+            probe(url, label=label, policy=policy, missing=missing)
+        except NotPublished:
+            return False
+        return True
+
+    return ask
+
+
+def _newest_of_older(older: list[date], ask: Callable[[date], bool],
+                     pool: ThreadPoolExecutor) -> date | None:
+    """The month before the first of ``older`` not published (None: the first is not), from
+    its first month, each December and its last month, then the months of the year that
+    holds the first not published."""
+    points = sorted({older[0], older[-1], *(m for m in older if m.month == 12)})
+    answers = dict(zip(points, pool.map(ask, points), strict=True))
+    before = None
+    for point in points:
+        if not answers[point]:
+            span = [m for m in older if (before is None or m > before) and m <= point]
+            for month, published in zip(span, pool.map(ask, span), strict=True):
+                if not published:
+                    return before
+                before = month
+            return before  # not reached: the point itself was not published
+        before = point
+    return before
 
 
 def last_complete_month(service: str, since: date = FIRST_MONTH,
@@ -100,15 +171,16 @@ def last_complete_month(service: str, since: date = FIRST_MONTH,
     return None
 
 
-
 @dataclass(frozen=True)
 class CatchUp:
-    """What a catch-up of one service ingests: ``first`` .. ``newest``, or nothing."""
+    """What a catch-up of one service covers: ``first`` .. ``newest``, or nothing."""
 
     service: str
     last_complete: date | None
     newest: date | None
     first: date
+    # What the calendar clipped from the range asked for (one line), if anything.
+    clipped: str | None = None
 
     @property
     def months(self) -> tuple[date, date] | None:
@@ -128,22 +200,22 @@ class CatchUp:
 
 
 def plan_catch_up(service: str, start: date | None, today: date | None = None) -> CatchUp:
-    """The months a catch-up of ``service`` ingests: from ``start`` (else the month after
-    the last complete one) to the newest month published, found by probing forward from
-    the last complete month (or from ``start``) until a month is not published."""
+    """The months a catch-up of ``service`` covers: from ``start`` (else the month after the
+    last complete one, else the service's first month) to the newest month published, found
+    by probing forward from the month after the last complete one (or from the later of
+    ``start`` and the service's first month) until a month is not published. Months before
+    the service began are never asked about."""
     until = current_month(today)
-    last = last_complete_month(service, since=start or FIRST_MONTH, until=until)
-    if last is None and start is None:
-        raise NoCompleteMonth(f"{service}: the lake holds no complete month yet: give --start")
-    if last is not None:
-        newer = newest_published(service, next_month(last), until)
-        newest = newer or last
-    else:
-        assert start is not None
-        newest = newest_published(service, start, until)
-    first = start or next_month(last)  # type: ignore[arg-type]
-    return CatchUp(service, last, newest, first)
+    began = SERVICES[service].first_month
+    begin = max(start or began, began)
+    clipped = SERVICES[service].clip_note(start, until) if start else None
+    last = last_complete_month(service, since=begin, until=until)
+    probe_from = next_month(last) if last is not None else begin
+    newest = newest_published(service, probe_from, until) or last
+    first = begin if start is not None or last is None else next_month(last)
+    return CatchUp(service, last, newest, first, clipped)
 
 
 class NoCompleteMonth(PipelineError, ValueError):
-    """A catch-up without ``--start`` needs one complete month to start from."""
+    """Kept for callers of earlier versions: a catch-up without ``--start`` now starts a
+    service the lake holds nothing of at its first month (the calendar)."""

@@ -3,6 +3,7 @@ a range of months."""
 
 from __future__ import annotations
 
+import logging
 from datetime import date
 
 import luigi
@@ -13,6 +14,8 @@ from pipeline.core.months import BadParameter, month_key, months_between, parse_
 from pipeline.tasks.params import MonthParameter, NameListParameter
 from pipeline.tasks.sinks import month_tasks, parse_sinks
 from pipeline.tasks.storage import lake
+
+log = logging.getLogger("luigi-interface")
 
 
 def configured_services() -> tuple[str, ...]:
@@ -29,7 +32,8 @@ def services_parameter() -> NameListParameter:
 
 class IngestMonth(luigi.WrapperTask):
     """Done when every configured sink (``[pipeline] sinks``) holds the month for every
-    service (``--services``, else ``[pipeline] services``)."""
+    service (``--services``, else ``[pipeline] services``) that had begun by then (the
+    registry's calendar: green 2010-01 is outside the dataset, never asked for)."""
 
     month: date = MonthParameter(description="the month, YYYY-MM")
     services: tuple[str, ...] = services_parameter()
@@ -45,14 +49,16 @@ class IngestMonth(luigi.WrapperTask):
     def requires(self) -> list[luigi.Task]:
         return [
             task
-            for service in self.selected_services
+            for service in self.selected_services if SERVICES[service].began(self.month)
             for task in month_tasks(self.sinks, service, self.month)
         ]
 
 
 class Backfill(luigi.WrapperTask):
-    """Done when every month from ``start`` to ``end`` (both included) is ingested. No month
-    is dropped, however long the range; a month that fails does not stop the others."""
+    """Done when every month from ``start`` to ``end`` (both included) is ingested, for each
+    service from its first month on (the calendar: the months before are outside the
+    dataset). No month is dropped, however long the range; a month that fails does not
+    stop the others."""
 
     start: date = MonthParameter(description="first month, YYYY-MM")
     end: date = MonthParameter(description="last month, YYYY-MM (included)")
@@ -65,7 +71,14 @@ class Backfill(luigi.WrapperTask):
             raise BadParameter(
                 f"backfill ends ({month_key(self.end)}) before it starts ({month_key(self.start)})"
             )
+        # One line per service the calendar clips (luigi keeps one instance per parameters).
+        for service in self.services or configured_services():
+            note = SERVICES[service].clip_note(self.start, self.end)
+            if note:
+                log.info("Backfill: %s", note)
 
     def requires(self) -> list[IngestMonth]:
+        services = [SERVICES[name] for name in self.services or configured_services()]
         return [IngestMonth(month=month, services=self.services)
-                for month in months_between(self.start, self.end)]
+                for month in months_between(self.start, self.end)
+                if any(service.began(month) for service in services)]

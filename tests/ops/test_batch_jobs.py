@@ -26,20 +26,22 @@ def test_status_reports_each_stage_and_every_inconsistency(env: Env, release: Re
                       "--services", "yellow", "--format", "json")
     assert run.returncode == 1, run.stderr
     records = {r["month"]: r for r in json.loads(run.stdout)}
-    assert records["2020-11"]["state"] == "not published"
+    assert records["2020-11"]["state"] == "not published yet"
     dec = release.of("yellow", "2020-12").rows
     assert records["2020-12"] | {"raw_bytes": None, "quality": None} == {
         "month": "2020-12", "service": "yellow", "raw_bytes": None, "parquet_rows": dec,
         "sinks": {"duckdb": dec}, "state": "complete", "complete": True,
-        "new_columns": [], "source": None, "quality": None, "quality_warnings": []}
+        "new_columns": [], "source": None, "quality": None, "quality_warnings": [],
+        "detail": "complete", "published_at": None, "stale": False}
     assert records["2020-12"]["quality"]["pickup_outside_month"] == release.of(
         "yellow", "2020-12").rows_outside_month
     jan = records["2021-01"]
     assert jan["parquet_rows"] == release.of("yellow", "2021-01").rows
     assert jan["sinks"]["duckdb"] < jan["parquet_rows"]
-    assert jan["state"] == (f"MISMATCH duckdb {jan['sinks']['duckdb']:,} != manifest "
+    assert jan["state"] == "mismatch"
+    assert jan["detail"] == (f"MISMATCH duckdb {jan['sinks']['duckdb']:,} != manifest "
                             f"{jan['parquet_rows']:,}")
-    assert records["2021-02"]["state"] == "not published"
+    assert records["2021-02"]["state"] == "not published yet"
 
     table = env.command("taxi-pipeline", "status", "--services", "yellow")
     assert table.returncode == 1

@@ -100,9 +100,11 @@ def test_catch_up_starts_after_the_last_complete_month(
     server, tlc_root = tlc
     empty = tlc_env.command("taxi-pipeline", "catch-up", "--services", "yellow",
                             "--local-scheduler")
-    assert empty.returncode == 40
-    assert empty.stderr.strip().splitlines()[-1] == (
-        "error: yellow: the lake holds no complete month yet: give --start")
+    # With nothing in the lake, a catch-up starts at the service's first month (yellow
+    # 2009-01), which this source does not publish: nothing to ingest.
+    assert empty.returncode == 0, empty.stderr[-3000:]
+    assert "catch-up: yellow: none complete yet, nothing published from 2009-01: up to date" \
+        in empty.stderr
     first = tlc_env.command("taxi-pipeline", "catch-up", "--services", "yellow", "--start",
                             "2026-06", "--local-scheduler")
     assert first.returncode == 0, first.stderr[-3000:]
@@ -142,15 +144,15 @@ def test_not_published_reads_the_same_from_403_and_404(
                      r"/\S+/yellow_tripdata_2030-01\.csv\.gz \(HTTP 404\)", csv_run.stderr)
     for run in (tlc_run, csv_run):
         assert "Traceback" not in run.stderr and "Forbidden" not in run.stderr
-    # status says "not published" for both.
+    # status says "not published yet" for both: not a problem (exit 0).
     csv_status = tlc_env.command("taxi-pipeline", "status", "--start", "2030-01", "--end",
                                  "2030-01", "--services", "yellow", "--format", "json")
     tlc_env.configure(source={"kind": "parquet"})
     tlc_status = tlc_env.command("taxi-pipeline", "status", "--start", "2026-08", "--end",
                                  "2026-08", "--services", "fhv", "--format", "json")
     for status in (csv_status, tlc_status):
-        assert status.returncode == 1
-        assert '"state": "not published"' in status.stdout, status.stdout
+        assert status.returncode == 0
+        assert '"state": "not published yet"' in status.stdout, status.stdout
 
 
 def test_the_cron_line_runs_the_catch_up(tlc_env: Env, tmp_path: Path) -> None:
@@ -219,5 +221,6 @@ def test_a_source_that_does_not_answer_stops_the_job_on_one_line(tlc_env: Env) -
         "connection failed (ConnectionError)"]
     status = tlc_env.command("taxi-pipeline", "status", "--start", "2026-06", "--end",
                              "2026-06", "--services", "yellow", "--format", "json")
-    assert status.returncode == 1
-    assert '"state": "not downloaded (source unreachable)"' in status.stdout
+    assert status.returncode == 3  # could not tell
+    assert '"state": "could not tell"' in status.stdout
+    assert '"detail": "not downloaded (source unreachable)"' in status.stdout

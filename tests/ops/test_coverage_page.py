@@ -140,15 +140,16 @@ def test_the_coverage_page_shows_every_state_in_a_real_browser(
     assert len(states) == 14 * 2
     assert {k: v for k, v in states.items() if v != "not-published"} == {
         "2019-12 green": "complete", "2020-12 yellow": "quality", "2021-01 yellow": "mismatch",
-        "2020-01 green": "missing", "2021-01 green": "missing"}
+        "2020-01 green": "missing", "2021-01 green": "not-ingested"}
     assert browser.js("[...document.querySelectorAll('[data-count]')].map(b => "
                       "[b.dataset.count, Number(b.textContent)])") == [
-        ["republished", 0], ["mismatch", 1], ["missing", 2], ["not-published", 23],
-        ["quality", 1], ["complete", 1]]
+        ["unknown", 0], ["republished", 0], ["mismatch", 1], ["missing", 1],
+        ["not-ingested", 1], ["not-published", 23], ["quality", 1], ["complete", 1],
+        ["before", 0]]
     # Colours as the browser computed them: each state its own.
     colours = browser.js("Object.fromEntries([...document.querySelectorAll('td.cell')].map("
                          "td => [td.dataset.state, getComputedStyle(td).backgroundColor]))")
-    assert len(set(colours.values())) == len(colours) == 5  # type: ignore[union-attr]
+    assert len(set(colours.values())) == len(colours) == 6  # type: ignore[union-attr]
 
     # Hover a cell with the mouse: its rows per stage and its quality counts appear.
     def centre(key: str) -> tuple[float, float]:
@@ -198,10 +199,11 @@ def test_a_re_published_month_has_its_own_colour(browser: Browser, tmp_path: Pat
 
     page = tmp_path / "page.html"
     page.write_text(render([record("2021-01", "complete"),
-                            record("2021-02", "re-published upstream: ETag a -> b"),
+                            record("2021-02", "re-published upstream"),
                             record("2021-03", "<script>alert(1)</script>")]))
     browser.open(page)
+    # States are values: one the page does not know reads as "could not tell".
     assert cells(browser) == {"2021-01 yellow": "complete", "2021-02 yellow": "republished",
-                              "2021-03 yellow": "missing"}
+                              "2021-03 yellow": "unknown"}
     # Text from the records is text, never markup.
     assert browser.js("document.querySelectorAll('script').length") == 3

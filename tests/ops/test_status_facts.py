@@ -50,18 +50,20 @@ def test_rows_a_warehouse_holds_stay_in_the_status_when_the_lake_lost_them(
     path.unlink()  # the source withdrew 2019-06; 2021-01 it still publishes
     code, found = records(env, "--start", "2019-06", "--end", "2021-01")
     assert code == 1
-    assert found["2019-06"]["state"] == (
+    assert found["2019-06"]["state"] == "mismatch"
+    assert found["2019-06"]["detail"] == (
         f"not published; duckdb has {facts.rows:,} rows without a manifest")
     assert found["2019-06"]["source"] == "not published"
-    assert found["2021-01"]["state"] == (
+    assert found["2021-01"]["state"] == "mismatch"
+    assert found["2021-01"]["detail"] == (
         f"not downloaded; duckdb has {jan_rows:,} rows without a manifest")
     assert found["2021-01"]["source"] == "published"
     assert found["2021-01"]["sinks"] == {"duckdb": jan_rows}
     # A month neither in the lake nor in a sink reads simply as what the source says.
-    assert found["2019-07"]["state"] == "not published" and found["2019-07"]["sinks"] == {
+    assert found["2019-07"]["state"] == "not published yet" and found["2019-07"]["sinks"] == {
         "duckdb": None}
     # Without asking the source, the lake's facts and the sinks' stay.
     code, found = records(env, "--start", "2021-01", "--end", "2021-01", "--no-source-check")
-    assert found["2021-01"]["state"] == (
+    assert found["2021-01"]["detail"] == (
         f"not downloaded; duckdb has {jan_rows:,} rows without a manifest")
     assert found["2021-01"]["source"] is None

@@ -66,7 +66,7 @@ def test_a_backfill_survives_a_luigid_restart(tmp_path: Path, release: HostsRele
         workers = worker_hosts(hosts, services, tmp_path / "hosts", rpc_retry_attempts=30)
         for host in workers:
             host.start("backfill", "--start", month_key(MONTHS[0]), "--end",
-                       month_key(MONTHS[-1]), "--workers", "1")
+                       month_key(MONTHS[-1]), "--workers", "1", "--verbose")
 
         running = wait_until(lambda: {
             t.task_id: w for t in slow if (w := services.running().get(t.task_id))},

@@ -53,8 +53,9 @@ def release(tmp_path_factory: pytest.TempPathFactory) -> HostsRelease:
 
 def backfill(hosts: list[WorkerHost], end: date) -> None:
     for host in hosts:
+        # --verbose: luigi's own log, whose "running" lines tell which host ran what.
         host.start("backfill", "--start", month_key(FIRST), "--end", month_key(end),
-                   "--workers", "1")
+                   "--workers", "1", "--verbose")
 
 
 def finish(hosts: list[WorkerHost]) -> dict[int, int]:
@@ -120,7 +121,9 @@ def test_three_hosts_share_one_backfill_and_survive_a_killed_host(
             assert finish(workers) == {1: 0, 2: 0, 3: 0}, [w.log.read_text()[-3000:]
                                                           for w in workers]
             runs = services.history("RUNNING")
-            assert len(runs) == 12 * 3 + 2 + 6 + 1  # months' tasks, zones + load, wrappers
+            # Months' tasks, zones + load, wrappers: the job runs a Backfill per service's
+            # year (its chunks), of an IngestMonth per month of the service.
+            assert len(runs) == 12 * 3 + 2 + 12 + 2
             assert set(runs.values()) == {1}, {t: n for t, n in runs.items() if n != 1}
             done_by = Counter(w.n for w in workers for _ in ran(w))
             assert sum(done_by.values()) == len(runs)  # each task ran once, on some host

@@ -109,7 +109,7 @@ def test_a_refresh_killed_in_any_stage_leaves_one_version_and_finishes(
     rng = random.Random(seed)
     log = env.tmp / "refresh.log"
     command = [str(BIN / "taxi-pipeline"), "refresh", "--start", "2026-06", "--end", "2026-06",
-               "--local-scheduler", "--workers", "2"]
+               "--local-scheduler", "--workers", "2", "--verbose"]  # luigi's "running" lines
     with open(log, "wb") as err:
         run = subprocess.Popen(command, cwd=env.tmp, env=env.env(), stdout=subprocess.DEVNULL,
                                stderr=err, start_new_session=True)

@@ -131,7 +131,8 @@ def test_a_republished_month_is_replaced_end_to_end_in_every_sink(
 
     code, records = status(env)
     assert code == 1
-    assert records["2026-06"]["state"] == f"re-published upstream (ETag {old_etag} -> {new_etag})"
+    assert records["2026-06"]["state"] == "re-published upstream"
+    assert records["2026-06"]["detail"] == f"re-published upstream (ETag {old_etag} -> {new_etag})"
     assert records["2026-05"]["state"] == "complete"
     # Until the refresh, every sink keeps the month as first published.
     assert rows_everywhere(env, cloud, postgres_db, JUNE) == dict.fromkeys(
