@@ -28,8 +28,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench_scheduler import Luigid, env_for, free_port, luigid
 from measure import PROJECT, PYTHON, measure
+from scheduler_luigid import Luigid, env_for, luigid
+from servers import free_port
 
 BENCH_DIR = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
@@ -190,13 +191,15 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--sinks", default="duckdb")
     p.add_argument("--work", type=Path, default=BENCH_DIR / "out" / "history")
+    p.add_argument("--results", type=Path, default=BENCH_DIR / "out" / "history-results.json",
+                   help="where the figures go (each scale keeps its latest figures there)")
     args = p.parse_args()
     results = []
     for name in [s.strip() for s in args.scales.split(",") if s.strip()]:
         print(f"{name}: running", flush=True)
         results.append(scale(name, args.work, args.rows, args.workers, args.sinks))
         print(table(results), flush=True)
-    out = BENCH_DIR / "out" / "history-results.json"
+    out = args.results
     out.parent.mkdir(parents=True, exist_ok=True)
     # Results of other scales from earlier runs are kept (each scale its latest figures).
     earlier = json.loads(out.read_text()) if out.exists() else []

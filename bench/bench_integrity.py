@@ -38,18 +38,9 @@ import sys
 import time
 from pathlib import Path
 
-from bench_month import (
-    FILE_NAME,
-    MONTH,
-    SERVICE,
-    Bench,
-    luigi_config,
-    release_dir,
-    sample_file,
-    start_mirror,
-    stop_mirror,
-)
 from measure import PYTHON, Args, child, child_main, is_child, measure, ratio, run_child
+from month_children import FILE_NAME, MONTH, SERVICE
+from month_runs import Bench, luigi_config, release_dir, sample_file, start_mirror, stop_mirror
 
 HERE = Path(__file__).resolve().parent
 TARGET = 0.05

@@ -44,7 +44,8 @@ def month_args(part: str, *extra: str) -> tuple[str, ...]:
 def test_every_script_has_its_smoke_run() -> None:
     scripts = {p.name for p in BENCH.glob("bench_*.py")}
     smoked = {"bench_month.py", "bench_parquet_source.py", "bench_postgres.py", "bench_cloud.py",
-              "bench_bucket_lake.py", "bench_scheduler.py"}
+              "bench_bucket_lake.py", "bench_scheduler.py", "bench_integrity.py",
+              "bench_history.py"}
     assert scripts == smoked, "a bench script without a smoke test below (or one gone)"
 
 
@@ -129,3 +130,25 @@ def test_bench_scheduler_long_backfill(tmp_path: Path) -> None:
     # Backfill, 2 IngestMonth, 3 tasks for each of 2 x 3 months, Zones and LoadDuckDBZones.
     assert schedule["off"]["tasks"] == 1 + 2 + 3 * 6 + 2
     assert schedule["profile"]["tasks"] == 1 + 2 + 3 * 6 + 2
+
+
+def test_bench_integrity(tmp_path: Path) -> None:
+    """The byte checks' cost, on a 3,000-row month: every check measured, a verdict given."""
+    done = run("bench_integrity.py", ("--rows", "3000", "--repeat", "1", "--work-dir", "{work}"),
+               tmp_path)
+    found = results(tmp_path / "integrity-results.json")
+    assert found["rows"] == 3000
+    assert set(found["loads"]) == {"plain", "verified"}
+    assert "target <= 5%" in done.stdout
+
+
+def test_bench_history(tmp_path: Path) -> None:
+    """The smallest scale (a year of yellow) through a real luigid: every month landed, the
+    no-op re-run and status measured, status exits 0."""
+    done = run("bench_history.py", ("--scales", "1y x 1", "--rows", "20", "--work",
+                                    "{work}", "--results", "{work}/results.json"), tmp_path)
+    assert "1y x 1" in done.stdout
+    [found] = results(tmp_path / "results.json")
+    assert found["scale"] == "1y x 1"
+    assert found["service_months"] == 12 and found["status_exit"] == 0
+    assert found["tasks"] > 12 and found["noop_s"] > 0
