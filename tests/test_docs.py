@@ -6,7 +6,7 @@ The documents: README.md, docs/*.md and bench/README.md. What is checked, by sim
   of the project (``pipeline/...``, ``tests/...``, ``deploy/...``, ``luigi.cfg``...) names a
   path that exists (``*`` globs must match something; ``::test`` suffixes are dropped;
   outputs under a folder .gitignore lists, such as ``bench/out/``, are not checked), and
-  so does every relative Markdown link target ``[text](target)``.
+  so does every relative Markdown link target ``[text](target)``, with its ``#heading``.
 - **make targets.** ``make X`` in an inline code span or a fenced code line: X is a target
   of the Makefile.
 - **The CLI.** ``taxi-pipeline SUB --flag ...`` in an inline code span or a fenced code
@@ -92,6 +92,15 @@ def test_the_documents_are_there() -> None:
             "docs/reliability.md", "docs/after-the-pipeline.md"} <= names
 
 
+def _anchors(doc: Path) -> set[str]:
+    """GitHub's anchors of a Markdown file's headings: lower case, punctuation but ``-`` and
+    ``_`` dropped, spaces as ``-``."""
+    headings = [line.lstrip("#").strip() for _, line, fence in _lines(doc)
+                if fence is None and line.startswith("#")] if doc.suffix == ".md" else []
+    return {re.sub(r"[^a-z0-9 _-]", "", heading.lower()).replace(" ", "-")
+            for heading in headings}
+
+
 def _ignored_folders() -> tuple[str, ...]:
     """Folders .gitignore lists (what runs write, e.g. ``bench/out/``, ``data/``)."""
     lines = (PROJECT / ".gitignore").read_text().split()
@@ -117,8 +126,12 @@ def test_every_path_named_exists() -> None:
                 if re.match(r"[a-z]+:|#", target):
                     continue
                 named += 1
-                if not (doc.parent / target.split("#")[0]).exists():
+                path, _, anchor = target.partition("#")
+                linked = doc.parent / path
+                if not linked.exists():
                     missing.append(f"{_where(doc, number)}: link {target}")
+                elif anchor and anchor not in _anchors(linked):
+                    missing.append(f"{_where(doc, number)}: link {target}: no such heading")
     assert named > 50
     assert not missing, "\n".join(missing)
 
