@@ -18,7 +18,8 @@ The documents: README.md, docs/*.md and bench/README.md. What is checked, by sim
   ``luigi.Config`` class (the pipeline's or luigi's own), or read by luigi's own code as
   ``config.get...("section", "key")``.
 - **Every key documented.** Each key of each ``luigi.Config`` class of ``pipeline/config.py``
-  appears in backticks under the ``## `[section]` `` heading of docs/configuration.md.
+  appears in backticks under the ``## `[section]` `` heading of docs/configuration.md, and
+  in the shipped luigi.cfg.
 """
 
 from __future__ import annotations
@@ -246,3 +247,14 @@ def test_every_pipeline_setting_is_documented(cls: type[luigi.Config]) -> None:
     undocumented = [f"[{section}] {name} is not in docs/configuration.md"
                     for name, _ in cls.get_params() if f"`{name}`" not in text]
     assert not undocumented, "\n".join(undocumented)
+
+
+def test_every_pipeline_setting_is_in_the_shipped_luigi_cfg() -> None:
+    """luigi.cfg comments every key (test_settings_defaults checks the values agree, but only
+    of the keys the file gives)."""
+    shipped = configparser.RawConfigParser()
+    assert shipped.read(PROJECT / "luigi.cfg")
+    absent = [f"[{cls.get_task_family()}] {name} is not in luigi.cfg"
+              for cls in _settings_classes() for name, _ in cls.get_params()
+              if not shipped.has_option(cls.get_task_family(), name)]
+    assert not absent, "\n".join(absent)
