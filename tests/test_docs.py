@@ -12,6 +12,8 @@ The documents: README.md, docs/*.md and bench/README.md. What is checked, by sim
 - **The CLI.** ``taxi-pipeline SUB --flag ...`` in an inline code span or a fenced code
   line: SUB is a sub-command of ``pipeline.ops.cli.parser()`` and each ``--flag`` up to a
   ``#`` comment is an option of SUB (or of ``taxi-pipeline`` itself).
+- **Tasks.** ``luigi --module pipeline TASK`` in an inline code span or a fenced code line:
+  TASK is a Luigi task the ``pipeline`` package exports.
 - **Settings.** ``[section] key`` in prose or inline code (outside fenced blocks; the key
   right after the bracket and one space, ``retry_*`` as a prefix), and every ``key =``
   line under a ``[section]`` line of an ``ini`` fenced block: the key is in luigi.cfg, in a
@@ -49,6 +51,7 @@ FENCE = re.compile(r"^\s*```")
 SPAN = re.compile(r"`([^`\n]+)`")
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 MAKE = re.compile(r"(?:^|[\s;&(])make ([a-z][a-z0-9-]*)")
+LUIGI_TASK = re.compile(r"luigi --module pipeline ([A-Za-z_]\w*)")
 COMMAND = re.compile(r"(?:^|[\s/])taxi-pipeline((?: +[^\s#;&|>]+)+)")
 FLAG = re.compile(r"(?<![\w-])(--[a-z][a-z0-9-]*)")
 SETTING = re.compile(r"\[([a-z_]+)\][ \n]+`?([a-z_][a-z0-9_-]*)(\*?)")
@@ -181,6 +184,21 @@ def test_every_cli_command_and_flag_named_exists() -> None:
                           for flag in flags if flag not in allowed]
     assert named > 30
     assert not wrong, "\n".join(wrong)
+
+
+def test_every_luigi_task_named_exists() -> None:
+    import pipeline
+
+    named, missing = 0, []
+    for doc in DOCS:
+        for number, span in _spans(doc):
+            for name in LUIGI_TASK.findall(span):
+                named += 1
+                task = getattr(pipeline, name, None)
+                if not (isinstance(task, type) and issubclass(task, luigi.Task)):
+                    missing.append(f"{_where(doc, number)}: luigi --module pipeline {name}")
+    assert named >= 5
+    assert not missing, "\n".join(missing)
 
 
 def _known_settings() -> dict[str, set[str]]:
