@@ -33,11 +33,14 @@ def backfill(env: Env) -> subprocess.CompletedProcess[str]:
 
 
 def status(env: Env, *more: str) -> tuple[int, str, str]:
+    """``status``'s exit code, what exactly it found (its ``detail``: the state's word
+    alone when complete) and its stderr."""
     run = env.command("taxi-pipeline", "status", "--start", KEY, "--end", KEY, "--services",
                       "yellow", "--no-source-check", "--format", "json", *more)
     assert run.returncode in (0, 1), run.stderr[-2000:]
     (record,) = json.loads(run.stdout)
-    return run.returncode, record["state"], run.stderr
+    assert (record["state"] == "complete") == (run.returncode == 0), record
+    return run.returncode, record["detail"], run.stderr
 
 
 def parquet(env: Env, key: str = KEY) -> Path:
