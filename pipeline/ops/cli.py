@@ -398,8 +398,8 @@ def parser() -> argparse.ArgumentParser:
     p = _OneLineParser(prog="taxi-pipeline", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--verbose", action="store_true",
-                   help="show the traceback of every failure (also accepted after the job's "
-                        "name)")
+                   help="show the traceback of every failure and luigi's own log in full "
+                        "(also accepted after the job's name)")
     sub = p.add_subparsers(dest="command", required=True)
 
     run = _command(
@@ -502,7 +502,9 @@ def main(argv: list[str] | None = None) -> int:
 
     argv = list(sys.argv[1:] if argv is None else argv)
     verbose = "--verbose" in argv
+    # --verbose is taken anywhere on the line (before or after the job's name), once.
     args = parser().parse_args([a for a in argv if a != "--verbose"])
+    args.verbose = verbose
     logs.show_tracebacks(verbose)
     if args.command != "scheduler":  # luigid saves its state on SIGTERM itself
         stopping.install(f"taxi-pipeline {args.command}")

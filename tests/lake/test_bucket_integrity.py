@@ -24,10 +24,12 @@ def ingest(env: Env) -> object:
 
 
 def status_of(env: Env) -> tuple[int, str]:
+    """``status``'s exit code and what exactly it found (its ``detail``)."""
     run = env.command("taxi-pipeline", "status", "--start", KEY, "--end", KEY, "--services",
                       "yellow", "--no-source-check", "--format", "json")
     (record,) = json.loads(run.stdout)
-    return run.returncode, record["state"]
+    assert (record["state"] == "complete") == (run.returncode == 0), record
+    return run.returncode, record["detail"]
 
 
 @pytest.mark.parametrize("damage", ["truncated", "replaced"])
