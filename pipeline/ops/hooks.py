@@ -14,21 +14,21 @@ function and calls it):
 
 ===================================================  ==========================================
 ``logging.getLogger("luigi-interface")`` filter       a failed task's traceback becomes one line
-(``ops.logs.OneLineFailures``)                         unless ``--verbose`` (3.8.0)
+(``ops.logs.OneLineFailures``)                         unless ``--verbose`` (3.8.1)
 ``luigi.execution_summary._partition_tasks``,         a task another process completed counts
-``_get_run_by_other_worker`` (``ops.done_elsewhere``)  as done in the summary and exit code (3.8.0)
+``_get_run_by_other_worker`` (``ops.done_elsewhere``)  as done in the summary and exit code (3.8.1)
 ``luigi.worker.Worker._add`` (``ops.failed_checks``)  a completeness check that raises fails its
-                                                       task instead of leaving it UNKNOWN (3.8.0)
+                                                       task instead of leaving it UNKNOWN (3.8.1)
 ``luigi.scheduler.SimpleTaskState.update_metrics``     the Prometheus collector does not raise for
-(``ops.failed_checks``)                                a task disabled before it ran (3.8.0)
+(``ops.failed_checks``)                                a task disabled before it ran (3.8.1)
 ``luigi.interface._WorkerSchedulerFactory.``           an unreachable central scheduler ends the
-``create_remote_scheduler`` (``ops.scheduler``)        job on one line at once (3.8.0)
+``create_remote_scheduler`` (``ops.scheduler``)        job on one line at once (3.8.1)
 ``luigi.Task`` event handlers (``tasks.lineage``)      OpenLineage run events while ``[openlineage]
-                                                       transport`` is set (3.8.0)
+                                                       transport`` is set (3.8.1)
 ``gc.freeze()``                                        the imported libraries' objects are left
                                                        out of every full collection (see below)
 ``luigi.db_task_history._upgrade_schema``              luigid only: luigi's upgrade uses an API
-(``ops.luigid``)                                       SQLAlchemy 2 removed (luigi #3227, 3.8.0)
+(``ops.luigid``)                                       SQLAlchemy 2 removed (luigi #3227, 3.8.1)
 ``sqlalchemy.Engine`` "connect" listener               luigid only: the SQLite task history in
 (``ops.luigid``)                                       WAL mode, synced at checkpoints
 ===================================================  ==========================================
