@@ -4,7 +4,7 @@ backend), in one run.
 
 Each contender is ``taxi-pipeline backfill --start 2020-01 --end 2020-12 --services yellow
 --workers W --local-scheduler`` (sink DuckDB) in a fresh process, from empty stores, against
-a release mirror in its own process (``python -m pipeline.demo.mirror``) serving generated
+a release mirror in its own process (``python -m tests.mirror``) serving generated
 yellow months (``pipeline.demo.samples``, cached under ``bench/out/bucket_lake/``). The
 local lake writes raw, Parquet and manifests to a directory; the bucket lake stages them in
 scratch and uploads them, and the DuckDB loads fetch each month back from the bucket.
@@ -63,7 +63,7 @@ class Services:
         self.mirror_url = f"http://127.0.0.1:{free_port()}"
         with open(logs / "mirror.log", "wb") as log:
             self.mirror = subprocess.Popen(
-                [PYTHON, "-m", "pipeline.demo.mirror", str(release_root), "--port",
+                [PYTHON, "-m", "tests.mirror", str(release_root), "--port",
                  self.mirror_url.rsplit(":", 1)[1]], cwd=PROJECT, stdout=log,
                 stderr=subprocess.STDOUT)
         wait_for(f"{self.mirror_url}{RELEASES}/misc/taxi_zone_lookup.csv", self.mirror,

@@ -1,6 +1,6 @@
 """Benchmark issue 8: normalising a TLC Parquet month to the registry's schema.
 
-Two contenders convert the same 10 M-row TLC-style yellow month (``pipeline.demo.tlc_samples``:
+Two contenders convert the same 10 M-row TLC-style yellow month (``tests.tlc_samples``:
 2021-08 form, nanosecond timestamps, doubles for passenger_count and RatecodeID, no
 ``cbd_congestion_fee``) into canonical Parquet, each in its own fresh subprocess:
 
@@ -51,7 +51,7 @@ TARGET_RSS_MB = 400.0
 def child_generate(a: Args) -> Args:
     from datetime import date
 
-    from pipeline.demo.tlc_samples import write_tlc_month
+    from tests.tlc_samples import write_tlc_month
 
     schema = write_tlc_month(Path(a["raw"]), "yellow", date(2021, 8, 1), a["rows"])
     return {"rows": a["rows"], "types": {f.name: str(f.type) for f in schema}}

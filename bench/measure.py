@@ -28,6 +28,10 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 PROJECT = Path(__file__).resolve().parent.parent
+# The benchmarks use the tests' data generators and scriptable mirror (tests/): one copy of
+# each, importable here and in every child a benchmark starts (they import this module).
+if str(PROJECT) not in sys.path:
+    sys.path.insert(1, str(PROJECT))
 PYTHON = sys.executable
 CHILD = "_child"
 TAIL_CHARS = 2000

@@ -206,7 +206,7 @@ def child_count(a: Args) -> Args:
 @child("mirror")
 def child_mirror(a: Args) -> Args:
     """Serve the release dir until stdin closes; the URLs go to ``a['ready']``."""
-    from pipeline.demo.mirror import ReleaseMirror
+    from tests.mirror import ReleaseMirror
 
     mirror = ReleaseMirror(Path(a["root"]), bandwidth=int(a.get("bandwidth", 0))).start()
     ready = Path(a["ready"])

@@ -71,7 +71,7 @@ def cpu_seconds(pid: int) -> float:
 
 def part_b(work: Path, logs: Path, repeat: int, timeout: float, histories: list[str],
            profile: bool, span: Span) -> Json:
-    from pipeline.demo.mirror import Fault, ReleaseMirror
+    from tests.mirror import Fault, ReleaseMirror
 
     root = stall_mirror_root(work, span)
     names = [p.name for p in root.rglob("*") if p.is_file() and p.parent != root]

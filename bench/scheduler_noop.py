@@ -59,7 +59,7 @@ def build_state(work: Path, rows: int, logs: Path, span: Span) -> Json:
         print(f"complete state reused: {state}", flush=True)
         return json.loads(marker.read_text())
     from pipeline.demo import samples
-    from pipeline.demo.mirror import ReleaseMirror
+    from tests.mirror import ReleaseMirror
 
     shutil.rmtree(state, ignore_errors=True)
     release = work / f"release-{rows}-{span[0]}-{span[1]}"

@@ -20,7 +20,12 @@ from luigi.configuration.cfg_parser import LuigiConfigParser
 from luigi.task_register import Register
 
 from pipeline.demo import samples
-from pipeline.demo.mirror import ReleaseMirror
+from pipeline.ops import hooks
+from tests.mirror import ReleaseMirror
+
+# The tests run the pipeline's tasks in this process too, as `luigi --module pipeline` does:
+# with the same changes to luigi and logging (importing a submodule installs none).
+hooks.install()
 
 # Fixtures of each area live in their own module.
 pytest_plugins = ["tests.fixtures_postgres", "tests.fixtures_cloud", "tests.fixtures_scheduler"]

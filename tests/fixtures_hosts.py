@@ -269,7 +269,7 @@ class Services:
 
     def start_mirror(self, *throttles: str) -> None:
         self.stop("mirror")
-        self._spawn("mirror", [PYTHON, "-m", "pipeline.demo.mirror", str(self.release),
+        self._spawn("mirror", [PYTHON, "-m", "tests.mirror", str(self.release),
                                "--host", self.hosts.address, "--port",
                                str(self.hosts.port("mirror")),
                                *[f"--throttle={t}" for t in throttles]],

@@ -139,14 +139,6 @@ class Manifest:
         return source is None or (source.etag, source.last_modified) == (
             self.source_etag, self.source_last_modified)
 
-    def describes(self, parquet: Path, expected_fingerprint: str) -> bool:
-        """True when ``parquet`` is the file this manifest was written for."""
-        try:
-            size = parquet.stat().st_size
-        except OSError:
-            return False
-        return self.describes_file(size, lambda: pq.read_metadata(parquet), expected_fingerprint)
-
     def describes_file(self, size: int | None, footer: Callable[[], pq.FileMetaData],
                        expected_fingerprint: str) -> bool:
         """True when a file of ``size`` bytes whose footer ``footer()`` reads is the one this
@@ -178,11 +170,3 @@ def run_figures(rows: int, source_bytes: int, parquet_bytes: int,
         "bytes": {"source": source_bytes, "parquet": parquet_bytes},
         "rows_per_second": round(rows / convert) if convert else None,
     }
-
-
-def read_manifest(path: Path) -> Manifest | None:
-    """The manifest at ``path``, or None when it is missing or unreadable."""
-    try:
-        return Manifest.from_json(path.read_text())
-    except (OSError, ValueError, TypeError):
-        return None

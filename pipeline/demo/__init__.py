@@ -1,3 +1,4 @@
-"""Offline stand-ins for the real sources: realistic sample months of every era, a local
-HTTP mirror laid out like the real hosts, and the offline demo. Not part of a production run.
+"""The offline demo (``taxi-pipeline demo``): sample months and a local HTTP mirror laid out
+like the real release, ingested end to end. Not part of a production run; the tests' and
+benchmarks' own data generators and fault injection live under ``tests/``.
 """

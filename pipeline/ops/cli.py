@@ -332,8 +332,10 @@ def status(args: argparse.Namespace) -> int:
 
 
 def scheduler(args: argparse.Namespace) -> int:
+    from pipeline.ops import hooks
     from pipeline.ops.luigid import serve
 
+    hooks.install_scheduler()  # luigid's own changes to luigi and SQLAlchemy (ops/hooks.py)
     serve(port=args.port, address=args.address)
     return 0
 
@@ -498,8 +500,9 @@ _WRITING_JOBS = ("ingest", "backfill", "catch-up", "refresh")
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pipeline.ops import logs, stopping
+    from pipeline.ops import hooks, logs, stopping
 
+    hooks.install()  # an entry point: the changes to luigi and logging listed in ops.hooks
     argv = list(sys.argv[1:] if argv is None else argv)
     verbose = "--verbose" in argv
     # --verbose is taken anywhere on the line (before or after the job's name), once.

@@ -3,7 +3,8 @@ state file, log directory and task history, on SQLAlchemy 2.
 
 luigid's schema upgrade for the history database uses an API SQLAlchemy 2 removed (luigi
 issue #3227: it crashes at start on SQLite). The upgrade below is the same migration written
-for SQLAlchemy 2; it is installed before the server creates its history.
+for SQLAlchemy 2; it is installed (``ops.hooks.install_scheduler``) before the server
+creates its history.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from typing import Any
 
 import luigi
 import luigi.configuration
-import luigi.db_task_history
 import luigi.server
 import sqlalchemy
 
@@ -26,7 +26,7 @@ from pipeline.ops.scheduler import BackoffScheduler
 log = logging.getLogger("luigi.server")
 
 
-def _upgrade_history_schema(engine: sqlalchemy.Engine) -> None:
+def upgrade_history_schema(engine: sqlalchemy.Engine) -> None:
     """luigi's history schema upgrade, written for SQLAlchemy 2 (text(), row mappings)."""
     inspector = sqlalchemy.inspect(engine)
     with engine.begin() as conn:
@@ -41,7 +41,7 @@ def _upgrade_history_schema(engine: sqlalchemy.Engine) -> None:
                     "ALTER TABLE task_parameters ALTER COLUMN value TYPE TEXT"))
 
 
-def _fast_sqlite_history(connection: Any, _record: Any) -> None:
+def fast_sqlite_history(connection: Any, _record: Any) -> None:
     """History in SQLite: write-ahead log, synced at checkpoints, not at each of the
     thousand commits a large backfill's scheduling makes (one per task)."""
     if isinstance(connection, sqlite3.Connection):
@@ -50,9 +50,8 @@ def _fast_sqlite_history(connection: Any, _record: Any) -> None:
 
 
 def serve(port: int, address: str) -> None:
-    """Run luigid in the foreground until SIGTERM or SIGINT (which save its state)."""
-    luigi.db_task_history._upgrade_schema = _upgrade_history_schema
-    sqlalchemy.event.listen(sqlalchemy.Engine, "connect", _fast_sqlite_history)
+    """Run luigid in the foreground until SIGTERM or SIGINT (which save its state), with
+    luigid's changes installed first (``ops.hooks.install_scheduler``)."""
     settings = luigi.configuration.get_config()
     for path in (settings.get("scheduler", "state_path", ""),
                  _sqlite_file(settings.get("task_history", "db_connection", ""))):

@@ -20,8 +20,8 @@ from pipeline import ParquetizeMonth
 from pipeline.convert.quality import CHECKS, QualityCounter, judge
 from pipeline.core.datasets import SERVICES
 from pipeline.demo import samples
-from pipeline.demo.mirror import ReleaseMirror
 from tests.conftest import Env, Release
+from tests.mirror import ReleaseMirror
 
 JAN = date(2021, 1, 1)
 REAL = Path(__file__).resolve().parents[2].parent / "shared" / "real" / "samples" / "parquet"

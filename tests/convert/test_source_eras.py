@@ -23,11 +23,11 @@ from pipeline.core.datasets import SERVICES
 from pipeline.core.manifest import NewColumn
 from pipeline.core.months import next_month
 from pipeline.demo import samples
-from pipeline.demo.mirror import ReleaseMirror
-from pipeline.demo.tlc_samples import ERAS, Era, EraMonth, era_month, write_era_month
 from pipeline.tasks.lake_month import DownloadMonth, ParquetizeMonth
 from pipeline.tasks.load import LoadDuckDB
 from tests.conftest import Env, csv_and_tlc_mirror
+from tests.mirror import ReleaseMirror
+from tests.tlc_samples import ERAS, Era, EraMonth, era_month, write_era_month
 
 ROWS = 1_500
 MONEY = ("fare_amount", "extra", "mta_tax", "tip_amount", "tolls_amount",

@@ -30,17 +30,18 @@ from pipeline.convert.normalize import cast_exactly, normalize
 from pipeline.convert.result import ConversionError
 from pipeline.core.datasets import FHVHV, SERVICES, YELLOW
 from pipeline.core.months import next_month
-from pipeline.demo import samples, tlc_samples
-from pipeline.demo.mirror import Fault, ReleaseMirror
+from pipeline.demo import samples
 from pipeline.demo.samples import PARQUET_ONLY
 from pipeline.tasks.load import MonthLoad
 from pipeline.warehouses import bigquery as bigquery_load
 from pipeline.warehouses import duckdb as duckdb_warehouse
 from pipeline.warehouses import postgres as postgres_warehouse
 from pipeline.warehouses.base import Dialect
+from tests import tlc_samples
 from tests.conftest import Env, csv_and_tlc_mirror
 from tests.fixtures_cloud import Cloud
 from tests.fixtures_postgres import Database
+from tests.mirror import Fault, ReleaseMirror
 
 ROWS = 5_000
 CSV_MONTHS = {"yellow": ["2021-01", "2021-06", "2021-07"], "green": ["2020-01"],

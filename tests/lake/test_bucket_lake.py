@@ -22,13 +22,13 @@ from luigi.execution_summary import LuigiStatusCode
 
 from pipeline import DownloadMonth, IngestMonth, LoadPostgres, ParquetizeMonth
 from pipeline.core.errors import SettingsError
-from pipeline.demo.mirror import Fault, ReleaseMirror
 from pipeline.lake.root import parse_root
 from pipeline.tasks.sinks import parse_sinks
 from tests.conftest import Env, Release
 from tests.fixtures_cloud import PROJECT_ID, Cloud, CorruptingProxy, FakeGCS
 from tests.fixtures_postgres import Database
 from tests.lake.test_cloud import Failures, Requests
+from tests.mirror import Fault, ReleaseMirror
 from tests.tasks.test_month_pipeline import Runs
 
 JAN = date(2021, 1, 1)

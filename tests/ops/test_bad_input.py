@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.demo.mirror import Fault, ReleaseMirror
 from tests.conftest import Env
+from tests.mirror import Fault, ReleaseMirror
 
 pytestmark = pytest.mark.fault_case
 

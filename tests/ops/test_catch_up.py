@@ -18,10 +18,11 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.demo import samples, tlc_samples
-from pipeline.demo.mirror import ReleaseMirror
+from pipeline.demo import samples
 from pipeline.ops.cli import parser
+from tests import tlc_samples
 from tests.conftest import PROJECT, Env
+from tests.mirror import ReleaseMirror
 from tests.ports import free_port
 
 ROWS = 400

@@ -17,11 +17,11 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipeline.demo.history import era_of, write_history
-from pipeline.demo.mirror import ReleaseMirror
-from pipeline.demo.tlc_samples import write_era_month
 from tests.conftest import PROJECT, Env
+from tests.mirror import ReleaseMirror
 from tests.ops.test_whole_history import FILE, asked
+from tests.tlc_history import era_of, write_history
+from tests.tlc_samples import write_era_month
 
 DEPLOY = PROJECT / "deploy"
 ROWS = 300

@@ -16,12 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.demo import samples, tlc_samples
-from pipeline.demo.history import era_of
-from pipeline.demo.mirror import ReleaseMirror
+from pipeline.demo import samples
+from tests import tlc_samples
 from tests.conftest import Env
+from tests.mirror import ReleaseMirror
 from tests.ops.test_notify import Hook, _hook_server
 from tests.ports import free_port
+from tests.tlc_history import era_of
 
 ROWS = 400
 MONTHS = ("2026-03", "2026-04", "2026-05", "2026-06")

@@ -16,9 +16,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from aiosmtpd.controller import Controller
 
-from pipeline.demo.mirror import ReleaseMirror
 from tests.conftest import Env
 from tests.fixtures_scheduler import Luigid
+from tests.mirror import ReleaseMirror
 from tests.ports import free_port
 
 HOOK_PATH = "/hooks/T0001/B0002/hook-secret-token"

@@ -13,11 +13,11 @@ from datetime import date
 
 import duckdb
 
-from pipeline.demo.mirror import Fault, ReleaseMirror
 from pipeline.tasks.lake_month import ParquetizeMonth
 from pipeline.tasks.load import LoadDuckDBZones, LoadPostgres
 from tests.conftest import BIN, Env, Release
 from tests.fixtures_scheduler import Luigid
+from tests.mirror import Fault, ReleaseMirror
 from tests.ops.test_job_faults import holder, prepare_lake  # noqa: F401 (DuckDB held)
 
 NAME = "yellow_tripdata_2021-01.csv.gz"

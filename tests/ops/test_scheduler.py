@@ -17,10 +17,10 @@ import pytest
 
 from pipeline.core.months import months_between
 from pipeline.demo import samples
-from pipeline.demo.mirror import Fault, ReleaseMirror
 from pipeline.tasks.flows import Backfill
 from tests.conftest import BIN, Env, Release
 from tests.fixtures_scheduler import Luigid
+from tests.mirror import Fault, ReleaseMirror
 
 NAME = "yellow_tripdata_2021-01.csv.gz"
 YEAR_2020 = months_between(date(2020, 1, 1), date(2020, 12, 1))

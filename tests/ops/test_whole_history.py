@@ -22,10 +22,10 @@ import pytest
 
 from pipeline.core.datasets import SERVICES
 from pipeline.core.months import month_key, months_between
-from pipeline.demo.history import write_history
-from pipeline.demo.mirror import ReleaseMirror
 from tests.conftest import Env
 from tests.fixtures_scheduler import Luigid
+from tests.mirror import ReleaseMirror
+from tests.tlc_history import write_history
 
 ROWS = 500
 ALL = "yellow,green,fhv,fhvhv"

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from pipeline.demo import samples
-from pipeline.demo.mirror import Fault, ReleaseMirror
 from pipeline.tasks.lake_month import DownloadMonth, ParquetizeMonth
 from tests.conftest import BIN, Env, Release
+from tests.mirror import Fault, ReleaseMirror
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.kill_trial

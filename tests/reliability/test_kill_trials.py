@@ -28,13 +28,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.demo import samples
-from pipeline.demo.mirror import Fault, ReleaseMirror
 from pipeline.lake.gcs import GCS
 from pipeline.tasks.flows import IngestMonth
 from pipeline.tasks.lake_month import DownloadMonth, ParquetizeMonth
 from pipeline.tasks.load import LoadDuckDB, LoadPostgres
 from tests.conftest import BIN, Env, Release
 from tests.fixtures_postgres import Database
+from tests.mirror import Fault, ReleaseMirror
 from tests.waiting import wait_until
 
 JAN = date(2021, 1, 1)

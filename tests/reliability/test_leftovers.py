@@ -13,10 +13,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipeline.demo.mirror import Fault, ReleaseMirror
 from pipeline.lake.local import hidden_tmp, sweep_leftovers
 from pipeline.lake.scratch import Scratch
 from tests.conftest import Env, Release
+from tests.mirror import Fault, ReleaseMirror
 from tests.reliability.test_kill import kill_when, start_ingest, temporaries
 
 pytestmark = pytest.mark.kill_trial

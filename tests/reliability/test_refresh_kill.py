@@ -18,13 +18,14 @@ import pytest
 from luigi.execution_summary import LuigiStatusCode
 
 from pipeline.core.manifest import read_source_identity
-from pipeline.demo import samples, tlc_samples
-from pipeline.demo.mirror import Fault, ReleaseMirror
+from pipeline.demo import samples
 from pipeline.tasks.flows import IngestMonth
 from pipeline.tasks.lake_month import DownloadMonth, ParquetizeMonth
 from pipeline.tasks.load import LoadDuckDB, LoadPostgres
+from tests import tlc_samples
 from tests.conftest import BIN, Env
 from tests.fixtures_postgres import Database
+from tests.mirror import Fault, ReleaseMirror
 from tests.reliability.test_kill_trials import kill_in_stage
 
 ERA = next(e for e in tlc_samples.ERAS if e.key == "green-2026-06")

@@ -17,13 +17,13 @@ from luigi.execution_summary import LuigiStatusCode
 
 from pipeline.core.datasets import SERVICES
 from pipeline.demo import samples
-from pipeline.demo.mirror import ReleaseMirror
 from pipeline.tasks.flows import IngestMonth
 from pipeline.tasks.lake_month import DownloadMonth, ParquetizeMonth
 from pipeline.tasks.load import LoadDuckDB
 from tests.conftest import BIN, Env, Release
 from tests.fixtures_postgres import Cluster, Database
 from tests.fixtures_scheduler import Luigid
+from tests.mirror import ReleaseMirror
 from tests.waiting import wait_until
 
 JAN = date(2021, 1, 1)

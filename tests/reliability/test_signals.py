@@ -14,9 +14,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipeline.demo.mirror import Fault, ReleaseMirror
 from pipeline.ops.stopping import GRACE, descendants
 from tests.conftest import BIN, PROJECT, Env, Release
+from tests.mirror import Fault, ReleaseMirror
 
 pytestmark = pytest.mark.kill_trial
 

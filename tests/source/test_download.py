@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from pipeline.core.datasets import SERVICES
-from pipeline.demo.mirror import Fault, ReleaseMirror
 from pipeline.source.download import (
     DownloadReport,
     GzipCsvCheck,
@@ -19,6 +18,7 @@ from pipeline.source.download import (
 )
 from pipeline.tasks.lake_month import header_check
 from tests.conftest import Release
+from tests.mirror import Fault, ReleaseMirror
 
 pytestmark = pytest.mark.fault_case
 

@@ -12,8 +12,6 @@ import pytest
 import requests
 
 from pipeline.core.manifest import SourceIdentity
-from pipeline.demo import tlc_samples
-from pipeline.demo.mirror import Fault, ReleaseMirror
 from pipeline.source.download import (
     NOT_PUBLISHED,
     GzipCsvCheck,
@@ -24,7 +22,9 @@ from pipeline.source.download import (
     download,
 )
 from pipeline.source.probe import probe
+from tests import tlc_samples
 from tests.conftest import Release
+from tests.mirror import Fault, ReleaseMirror
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.fault_case

@@ -23,10 +23,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.demo import samples, tlc_samples
-from pipeline.demo.mirror import Fault, ReleaseMirror
+from pipeline.demo import samples
 from pipeline.source.etag import EtagDigest, file_etag, multipart_etag, part_sizes
+from tests import tlc_samples
 from tests.conftest import Env
+from tests.mirror import Fault, ReleaseMirror
 
 pytestmark = pytest.mark.fault_case
 

@@ -24,9 +24,9 @@ from luigi.execution_summary import LuigiStatusCode
 
 from pipeline import DownloadMonth, IngestMonth, ParquetizeMonth
 from pipeline.core.datasets import SERVICES
-from pipeline.demo.mirror import ReleaseMirror
 from pipeline.tasks import lineage
 from tests.conftest import Env, Release
+from tests.mirror import ReleaseMirror
 from tests.ports import free_port
 
 DEC19 = date(2019, 12, 1)

@@ -21,10 +21,10 @@ from luigi.execution_summary import LuigiStatusCode
 
 from pipeline.convert.parquetize import parquetize
 from pipeline.core.datasets import SERVICES
-from pipeline.demo.mirror import Fault, ReleaseMirror
 from pipeline.tasks import prepared
 from pipeline.tasks.lake_month import DownloadMonth, ParquetizeMonth
 from tests.conftest import Env, Release
+from tests.mirror import Fault, ReleaseMirror
 
 JAN, DEC = date(2021, 1, 1), date(2020, 12, 1)
 NAME = "yellow_tripdata_2021-01.csv.gz"

@@ -23,11 +23,11 @@ from luigi.execution_summary import LuigiStatusCode
 
 from pipeline.core.datasets import GREEN
 from pipeline.core.months import next_month
-from pipeline.demo.mirror import ReleaseMirror
 from pipeline.tasks.flows import IngestMonth
 from pipeline.tasks.lake_month import ParquetizeMonth
 from tests.conftest import Env
 from tests.fixtures_postgres import Database
+from tests.mirror import ReleaseMirror
 
 SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "real" / "samples"
 PARQUET = SAMPLES / "parquet"

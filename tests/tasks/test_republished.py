@@ -19,12 +19,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.core.manifest import read_source_identity
-from pipeline.demo import samples, tlc_samples
-from pipeline.demo.mirror import ReleaseMirror
+from pipeline.demo import samples
 from pipeline.tasks.lake_month import DownloadMonth, ParquetizeMonth
+from tests import tlc_samples
 from tests.conftest import Env
 from tests.fixtures_cloud import Cloud
 from tests.fixtures_postgres import Database
+from tests.mirror import ReleaseMirror
 
 ERA = next(e for e in tlc_samples.ERAS if e.key == "green-2026-06")
 MAY, JUNE = date(2026, 5, 1), date(2026, 6, 1)

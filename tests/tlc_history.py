@@ -17,7 +17,8 @@ from pathlib import Path
 
 from pipeline.core.datasets import SERVICES
 from pipeline.core.months import month_key, months_between
-from pipeline.demo import samples, tlc_samples
+from pipeline.demo import samples
+from tests import tlc_samples
 
 # The CSV mirror's months (luigi.cfg's [source] csv_first_month .. csv_last_month).
 CSV_MONTHS = (date(2019, 1, 1), date(2021, 7, 1))
