@@ -76,6 +76,12 @@ class LakeFacts:
         return self.manifest if self.parquet_described else None
 
     @property
+    def absent(self) -> bool:
+        """The lake does not hold the month: no manifest describing a Parquet file, no raw
+        file."""
+        return self.valid_manifest is None and self.raw_bytes is None
+
+    @property
     def made_from_raw(self) -> bool:
         """The manifest was made from the raw file there (its length and source record); a
         raw file deleted to save room contradicts nothing."""

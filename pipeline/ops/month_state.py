@@ -11,6 +11,8 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable
 
+from pipeline.lake.month_facts import LakeFacts
+
 
 class MonthState(enum.StrEnum):
     """The value is the word the JSON and the table show (unchanged since they were
@@ -61,3 +63,43 @@ def most_urgent(states: Iterable[MonthState]) -> MonthState:
     """The most urgent of ``states``; COMPLETE when there are none."""
     found = set(states)
     return next((state for state in MonthState if state in found), MonthState.COMPLETE)
+
+
+# A problem found with a month: its kind and what exactly, in words (``detail``).
+Problem = tuple[MonthState, str]
+
+
+def lake_problems(facts: LakeFacts) -> list[Problem]:
+    """What the lake's own facts say is wrong with a month it holds (none for a month it
+    does not hold: why it lacks one is the source's to tell)."""
+    problems: list[Problem] = []
+    if facts.absent:
+        return problems
+    if facts.valid_manifest is None:
+        # Absent, truncated or replaced: the manifest does not describe what is there.
+        problems.append((MonthState.STAGE_MISSING,
+                         "parquet missing (run ingest: it converts the month again)"))
+    elif not facts.made_from_raw:
+        problems.append((MonthState.MISMATCH, "parquet older than the raw file (run ingest: it "
+                                              "converts the month again)"))
+    if facts.raw_bytes is not None and not facts.raw_matches_record:
+        problems.append((MonthState.MISMATCH, "raw file is not the one its source record "
+                                              "describes (run ingest: it downloads the month "
+                                              "again)"))
+    return problems
+
+
+def sink_problems(sinks: dict[str, int | None], facts: LakeFacts) -> list[Problem]:
+    """What each sink's rows of the month (None: it holds none) say against the manifest."""
+    manifest = facts.valid_manifest
+    problems: list[Problem] = []
+    for sink, rows in sinks.items():
+        if rows is None:
+            if not facts.absent:  # a month the lake lacks is in no sink: that goes unsaid
+                problems.append((MonthState.STAGE_MISSING, f"{sink} missing"))
+        elif manifest is not None and rows != manifest.rows:
+            problems.append((MonthState.MISMATCH,
+                             f"MISMATCH {sink} {rows:,} != manifest {manifest.rows:,}"))
+        elif manifest is None:
+            problems.append((MonthState.MISMATCH, f"{sink} has {rows:,} rows without a manifest"))
+    return problems

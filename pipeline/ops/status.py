@@ -30,7 +30,13 @@ from pipeline.lake.targets import file_digests
 from pipeline.ops.facts import lake_facts, lake_files, published
 from pipeline.ops.month_state import FINE as FINE  # importable from here, as before
 from pipeline.ops.month_state import TO_RUN as TO_RUN
-from pipeline.ops.month_state import MonthState, most_urgent
+from pipeline.ops.month_state import (
+    MonthState,
+    Problem,
+    lake_problems,
+    most_urgent,
+    sink_problems,
+)
 from pipeline.ops.upstream import check_source
 from pipeline.source.download import NotPublished
 from pipeline.tasks.sinks import SINKS
@@ -225,29 +231,11 @@ def _month_status(month: date, service: str, sinks: tuple[str, ...],
         status.quality = dict(manifest.quality)
         status.quality_warnings = [f.check for f in judge(manifest.quality, manifest.rows,
                                                           thresholds)]
-    problems: list[tuple[MonthState, str]] = []  # (state, what exactly)
-    absent = manifest is None and status.raw_bytes is None
-    if absent:
+    problems: list[Problem] = []  # (state, what exactly)
+    if facts.absent:
         problems.append(_missing_month(status, month) if ask_missing
                         else (NOT_INGESTED, "not downloaded"))
-    elif manifest is None:
-        # Absent, truncated or replaced: the manifest does not describe what is there.
-        problems.append((STAGE_MISSING,
-                         "parquet missing (run ingest: it converts the month again)"))
-    elif not facts.made_from_raw:
-        problems.append((MISMATCH, "parquet older than the raw file (run ingest: it converts "
-                                   "the month again)"))
-    if status.raw_bytes is not None and not facts.raw_matches_record:
-        problems.append((MISMATCH, "raw file is not the one its source record describes (run "
-                                   "ingest: it downloads the month again)"))
-    for sink, rows in status.sinks.items():
-        if rows is None:
-            if not absent:  # a month the lake lacks is in no sink: that goes without saying
-                problems.append((STAGE_MISSING, f"{sink} missing"))
-        elif manifest is not None and rows != manifest.rows:
-            problems.append((MISMATCH, f"MISMATCH {sink} {rows:,} != manifest {manifest.rows:,}"))
-        elif manifest is None:
-            problems.append((MISMATCH, f"{sink} has {rows:,} rows without a manifest"))
+    problems += lake_problems(facts) + sink_problems(status.sinks, facts)
     if compare and manifest is not None:
         try:
             checked = check_source(service, month, facts)
@@ -266,7 +254,7 @@ def _month_status(month: date, service: str, sinks: tuple[str, ...],
     return status
 
 
-def _missing_month(status: MonthStatus, month: date) -> tuple[MonthState, str]:
+def _missing_month(status: MonthStatus, month: date) -> Problem:
     """Why the lake lacks a month, as the source tells (a HEAD request)."""
     try:
         identity = published(status.service, month)

@@ -14,6 +14,7 @@ from pipeline.core.manifest import SourceIdentity
 from pipeline.lake.month_facts import LakeFacts, month_facts
 from pipeline.lake.root import Lake
 from pipeline.ops.facts import lake_facts
+from pipeline.ops.month_state import MonthState, lake_problems, most_urgent, sink_problems
 from pipeline.tasks.lake_month import DownloadMonth, ParquetizeMonth
 from pipeline.tasks.lake_month import ParquetizeMonth as Parquetize
 from tests.conftest import Env, Release
@@ -47,6 +48,13 @@ def test_month_facts_agree_with_the_tasks_whole_and_damaged(env: Env, release: R
     assert whole.raw_record is not None and whole.raw_record.length == whole.raw_bytes
     assert whole.recorded_source == whole.manifest.source_identity
     agrees_with_the_tasks(whole)
+    # The state is judged from the facts and the sinks' rows as values.
+    assert lake_problems(whole) == [] and sink_problems({"duckdb": rows}, whole) == []
+    assert sink_problems({"duckdb": rows - 1, "postgres": None}, whole) == [
+        (MonthState.MISMATCH, f"MISMATCH duckdb {rows - 1:,} != manifest {rows:,}"),
+        (MonthState.STAGE_MISSING, "postgres missing")]
+    assert most_urgent([MonthState.STAGE_MISSING, MonthState.MISMATCH]) is MonthState.MISMATCH
+    assert most_urgent([]) is MonthState.COMPLETE
 
     parquet = Path(ParquetizeMonth(service="yellow", month=JAN).output().parquet.path)
     raw = Path(DownloadMonth(service="yellow", month=JAN).output().path)
@@ -58,6 +66,7 @@ def test_month_facts_agree_with_the_tasks_whole_and_damaged(env: Env, release: R
     damaged = facts(env)
     assert (damaged.parquet_described, damaged.parquet_complete) == (False, False)
     assert damaged.valid_manifest is None and damaged.manifest == whole.manifest
+    assert [kind for kind, _ in lake_problems(damaged)] == [MonthState.STAGE_MISSING]
     agrees_with_the_tasks(damaged)
     parquet.write_bytes(kept)
 
@@ -74,6 +83,7 @@ def test_month_facts_agree_with_the_tasks_whole_and_damaged(env: Env, release: R
     swapped = facts(env)
     assert (swapped.raw_matches_record, swapped.raw_complete, swapped.raw_record) == (
         False, False, None)
+    assert [kind for kind, _ in lake_problems(swapped)] == [MonthState.MISMATCH]
     agrees_with_the_tasks(swapped)
     record.write_text(kept_record)
     assert facts(env) == whole
@@ -88,4 +98,7 @@ def test_month_facts_agree_with_the_tasks_whole_and_damaged(env: Env, release: R
     shutil.rmtree(parquet.parent)
     gone = facts(env)
     assert (gone.manifest, gone.recorded_source, gone.parquet_complete) == (None, None, False)
+    assert gone.absent and lake_problems(gone) == [] and sink_problems({"duckdb": None}, gone) == []
+    assert sink_problems({"duckdb": rows}, gone) == [
+        (MonthState.MISMATCH, f"duckdb has {rows:,} rows without a manifest")]
     agrees_with_the_tasks(gone)
