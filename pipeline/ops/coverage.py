@@ -18,6 +18,7 @@ import luigi
 
 from pipeline.convert.quality import CHECKS
 from pipeline.ops import status
+from pipeline.ops.month_state import MonthState
 
 # Cell classes, most urgent first, from the month's state (``pipeline.ops.status``: the
 # same values, never matched as text).
@@ -34,15 +35,25 @@ STATES: dict[str, tuple[str, str]] = {
     # Not a problem, and not a month of the dataset: a blank cell.
     "before": (status.BEFORE_START, "#ffffff"),
 }
-_CLASS_OF = {status.COULD_NOT_TELL: "unknown", status.REPUBLISHED: "republished",
-             status.MISMATCH: "mismatch", status.STAGE_MISSING: "missing",
-             status.NOT_INGESTED: "not-ingested", status.NOT_PUBLISHED: "not-published",
-             status.COMPLETE: "complete", status.BEFORE_START: "before"}
+_CLASS_OF: dict[MonthState, str] = {
+    MonthState.COULD_NOT_TELL: "unknown", MonthState.REPUBLISHED: "republished",
+    MonthState.MISMATCH: "mismatch", MonthState.STAGE_MISSING: "missing",
+    MonthState.NOT_INGESTED: "not-ingested", MonthState.NOT_PUBLISHED: "not-published",
+    MonthState.COMPLETE: "complete", MonthState.BEFORE_START: "before"}
+
+
+def month_state(record: dict) -> MonthState:
+    """The state of a status record (its ``state`` is a MonthState's value, never free
+    text); a record without one reads as could not tell."""
+    try:
+        return MonthState(record.get("state"))
+    except ValueError:
+        return MonthState.COULD_NOT_TELL
 
 
 def cell_state(record: dict) -> str:
     """The colour class of one month of one service, from its status record's state."""
-    state = _CLASS_OF.get(str(record.get("state", "")), "unknown")
+    state = _CLASS_OF[month_state(record)]
     if state == "complete" and record.get("quality_warnings"):
         return "quality"
     return state
@@ -101,7 +112,7 @@ def write_page(path: Path, records: list[dict]) -> None:
 
 def _short(record: dict) -> str:
     rows = record.get("parquet_rows")
-    if rows is None or record.get("state") == status.BEFORE_START:
+    if rows is None or month_state(record) is MonthState.BEFORE_START:
         return "&ndash;"
     return f"{rows / 1e6:.1f}M" if rows >= 100_000 else f"{rows / 1e3:.0f}k"
 

@@ -37,6 +37,7 @@ from rich.progress import (
 )
 
 from pipeline.core.months import month_key
+from pipeline.ops.facts import manifest_of
 from pipeline.tasks.lake_month import ParquetizeMonth
 
 
@@ -196,7 +197,7 @@ def _rows(task: luigi.Task | None) -> int:
     """The rows of a ParquetizeMonth's file, from its manifest; 0 for other tasks."""
     if not isinstance(task, ParquetizeMonth):
         return 0
-    manifest = task.output().read()
+    manifest = manifest_of(task.service, task.month)  # the lake's facts, as status reads them
     return manifest.rows if manifest else 0
 
 

@@ -7,9 +7,11 @@ asked (an HTTP HEAD) about months the lake does not have, to tell "not published
 "not downloaded", and with ``compare_source`` about the months it has, to find the ones
 re-published upstream since they were fetched. What the source says is added to what the
 lake and the sinks say, never put in its place: a warehouse still holding a month whose
-lake files are gone says so. Every lake path comes from the tasks' outputs (the lake's key
-functions). Each month's quality counts come from its manifest,
-weighed against today's ``[quality]`` thresholds.
+lake files are gone says so. The lake is read through ``pipeline.ops.facts`` (the lake's
+key functions and the same checks as the tasks' completeness; no task is built). A month's
+state is a ``MonthState`` value, rendered by the table, the JSON and the coverage page.
+Each month's quality counts come from its manifest, weighed against today's ``[quality]``
+thresholds.
 """
 
 from __future__ import annotations
@@ -25,38 +27,33 @@ from pipeline.core.errors import PipelineError
 from pipeline.core.months import month_key, months_between
 from pipeline.core.text import one_line
 from pipeline.lake.targets import file_digests
+from pipeline.ops.facts import lake_facts, lake_files, published
+from pipeline.ops.month_state import FINE as FINE  # importable from here, as before
+from pipeline.ops.month_state import TO_RUN as TO_RUN
+from pipeline.ops.month_state import (
+    MonthState,
+    Problem,
+    lake_problems,
+    most_urgent,
+    sink_problems,
+)
 from pipeline.ops.upstream import check_source
 from pipeline.source.download import NotPublished
-from pipeline.tasks.lake_month import DownloadMonth, ParquetizeMonth
 from pipeline.tasks.sinks import SINKS
 from pipeline.tasks.storage import lake
 
-# The states of a month of a service, in words that say what to do (``state`` of a
-# MonthStatus, the coverage page's cells, the plans of --dry-run). Most urgent first: a
-# month with several problems takes the first that applies.
-COULD_NOT_TELL = "could not tell"
-MISMATCH = "mismatch"
-REPUBLISHED = "re-published upstream"
-STAGE_MISSING = "a stage missing"
-NOT_INGESTED = "not ingested"
-NOT_PUBLISHED = "not published yet"
-BEFORE_START = "before the service began"
-COMPLETE = "complete"
-STATES: dict[str, str] = {
-    # state: what to do about it
-    COULD_NOT_TELL: "the source or a warehouse did not answer: check it, then ask again",
-    MISMATCH: "a sink or the Parquet disagrees with the manifest: run backfill (or refresh)",
-    REPUBLISHED: "TLC re-wrote the month since it was fetched: run refresh",
-    STAGE_MISSING: "the month is partly ingested: run backfill for it",
-    NOT_INGESTED: "published but not in the lake: run backfill or catch-up",
-    NOT_PUBLISHED: "nothing to do: catch-up takes it once TLC publishes it",
-    BEFORE_START: "outside the dataset: the service had not begun",
-    COMPLETE: "nothing to do",
-}
-# States that are not a problem: the month is complete, or does not exist (yet).
-FINE = frozenset({COMPLETE, NOT_PUBLISHED, BEFORE_START})
-# States a backfill or catch-up works on.
-TO_RUN = frozenset({MISMATCH, REPUBLISHED, STAGE_MISSING, NOT_INGESTED})
+# The states of a month of a service (``pipeline.ops.month_state``), by their old names
+# here too: the plans of --dry-run, the coverage page and the CLI use them.
+COULD_NOT_TELL = MonthState.COULD_NOT_TELL
+MISMATCH = MonthState.MISMATCH
+REPUBLISHED = MonthState.REPUBLISHED
+STAGE_MISSING = MonthState.STAGE_MISSING
+NOT_INGESTED = MonthState.NOT_INGESTED
+NOT_PUBLISHED = MonthState.NOT_PUBLISHED
+BEFORE_START = MonthState.BEFORE_START
+COMPLETE = MonthState.COMPLETE
+# state: what to do about it, most urgent first.
+STATES: dict[MonthState, str] = {state: state.what_to_do for state in MonthState}
 
 # `taxi-pipeline status` exit codes (40, bad input, is luigi.cfg's [retcode]).
 EXIT_COMPLETE = 0
@@ -71,7 +68,7 @@ class MonthStatus:
     raw_bytes: int | None
     parquet_rows: int | None
     sinks: dict[str, int | None] = field(default_factory=dict)
-    state: str = ""
+    state: MonthState = MonthState.COMPLETE
     # Source columns the registry does not know, kept in the raw file only (manifest).
     new_columns: list[str] = field(default_factory=list)
     # What the source said when asked (a HEAD request); None when it was not asked.
@@ -96,7 +93,7 @@ class MonthStatus:
     @property
     def fine(self) -> bool:
         """Complete, or not a month that exists (not published yet, before the service)."""
-        return self.state in FINE
+        return self.state.fine
 
 
 def report(months: list[date], services: tuple[str, ...], sinks: tuple[str, ...],
@@ -119,31 +116,32 @@ def report(months: list[date], services: tuple[str, ...], sinks: tuple[str, ...]
             status = _month_status(month, service, sinks, counts, check_source,
                                    compare_source, thresholds)
             if verify:
-                _verify(status, ParquetizeMonth(service=service, month=month))
+                _verify(status, month)
             statuses.append(status)
     return statuses
 
 
-def _verify(status: MonthStatus, parquetize: ParquetizeMonth) -> None:
+def _verify(status: MonthStatus, month: date) -> None:
     """Read the month's lake files in full: the Parquet file's sha256 against its manifest,
     the raw file's against the manifest's record of the file it was made from. A file that
     differs is named with the command that repairs it."""
-    target = parquetize.output()
-    manifest = target.valid()
+    facts = lake_facts(status.service, month)
+    manifest = facts.valid_manifest
     if manifest is None:
         return  # already reported: the cheap checks found it incomplete
-    problems: list[tuple[str, str]] = []  # (state, what exactly)
+    files = lake_files(status.service, month)
+    problems: list[tuple[MonthState, str]] = []  # (state, what exactly)
     read = 0
     try:
-        with target.parquet.local_file() as path:
+        with files.parquet.local_file() as path:
             found = file_digests(path)
         read += found.size
         if found.sha256 != manifest.parquet_sha256:
             problems.append((MISMATCH, f"parquet differs from its manifest's sha256 (remove "
-                                       f"{target.manifest.path} and run ingest: it converts "
+                                       f"{files.manifest.path} and run ingest: it converts "
                                        "the month again)"))
-        raw = parquetize.requires().output()
-        if raw.exists() and parquetize.made_from_raw(manifest):
+        raw = files.raw
+        if raw.exists() and facts.made_from_raw:
             with raw.local_file() as path:
                 found = file_digests(path)
             read += found.size
@@ -162,8 +160,7 @@ def _verify(status: MonthStatus, parquetize: ParquetizeMonth) -> None:
         found_before = [] if status.complete else [(status.state, status.detail)]
         problems = found_before + problems
         status.detail = "; ".join(what for _, what in problems)
-        kinds = {kind for kind, _ in problems}
-        status.state = next(kind for kind in STATES if kind in kinds)
+        status.state = most_urgent(kind for kind, _ in problems)
 
 
 def exit_code(statuses: list[MonthStatus]) -> int:
@@ -197,9 +194,8 @@ def mark_stale(statuses: list[MonthStatus], days: float, now: datetime | None = 
 
 
 def _ask_published(status: MonthStatus) -> None:
-    download = DownloadMonth(service=status.service, month=month_of(status.month))
     try:
-        status.published_at = download.published().last_modified
+        status.published_at = published(status.service, month_of(status.month)).last_modified
     except NotPublished:
         status.source = "not published"
     except PipelineError as e:
@@ -222,12 +218,11 @@ def month_of(key: str) -> date:
 def _month_status(month: date, service: str, sinks: tuple[str, ...],
                   counts: dict[tuple[str, str], dict[date, int]], ask_missing: bool,
                   compare: bool, thresholds: dict[str, float]) -> MonthStatus:
-    parquetize = ParquetizeMonth(service=service, month=month)
-    download = parquetize.requires()
-    manifest = parquetize.output().valid()
+    facts = lake_facts(service, month)
+    manifest = facts.valid_manifest
     status = MonthStatus(
         month=month_key(month), service=service,
-        raw_bytes=download.output().size(),
+        raw_bytes=facts.raw_bytes,
         parquet_rows=manifest.rows if manifest else None,
         sinks={sink: counts[(sink, service)].get(month) for sink in sinks},
         new_columns=[c.describe() for c in manifest.new_columns] if manifest else [],
@@ -236,32 +231,14 @@ def _month_status(month: date, service: str, sinks: tuple[str, ...],
         status.quality = dict(manifest.quality)
         status.quality_warnings = [f.check for f in judge(manifest.quality, manifest.rows,
                                                           thresholds)]
-    problems: list[tuple[str, str]] = []  # (state, what exactly)
-    absent = manifest is None and status.raw_bytes is None
-    if absent:
-        problems.append(_missing_month(status, download) if ask_missing
+    problems: list[Problem] = []  # (state, what exactly)
+    if facts.absent:
+        problems.append(_missing_month(status, month) if ask_missing
                         else (NOT_INGESTED, "not downloaded"))
-    elif manifest is None:
-        # Absent, truncated or replaced: the manifest does not describe what is there.
-        problems.append((STAGE_MISSING,
-                         "parquet missing (run ingest: it converts the month again)"))
-    elif not parquetize.made_from_raw(manifest):
-        problems.append((MISMATCH, "parquet older than the raw file (run ingest: it converts "
-                                   "the month again)"))
-    if status.raw_bytes is not None and not download.matches_record(status.raw_bytes):
-        problems.append((MISMATCH, "raw file is not the one its source record describes (run "
-                                   "ingest: it downloads the month again)"))
-    for sink, rows in status.sinks.items():
-        if rows is None:
-            if not absent:  # a month the lake lacks is in no sink: that goes without saying
-                problems.append((STAGE_MISSING, f"{sink} missing"))
-        elif manifest is not None and rows != manifest.rows:
-            problems.append((MISMATCH, f"MISMATCH {sink} {rows:,} != manifest {manifest.rows:,}"))
-        elif manifest is None:
-            problems.append((MISMATCH, f"{sink} has {rows:,} rows without a manifest"))
+    problems += lake_problems(facts) + sink_problems(status.sinks, facts)
     if compare and manifest is not None:
         try:
-            checked = check_source(service, month)
+            checked = check_source(service, month, facts)
         except PipelineError as e:
             status.source = f"unreachable: {one_line(e)}"
             problems.append((COULD_NOT_TELL, "source not checked (unreachable)"))
@@ -272,16 +249,15 @@ def _month_status(month: date, service: str, sinks: tuple[str, ...],
                     status.published_at = checked.published.last_modified
                 if checked.republished:
                     problems.append((REPUBLISHED, status.source))
-    status.detail = "; ".join(what for _, what in problems) or COMPLETE
-    kinds = {kind for kind, _ in problems}
-    status.state = next((kind for kind in STATES if kind in kinds), COMPLETE)
+    status.detail = "; ".join(what for _, what in problems) or COMPLETE.value
+    status.state = most_urgent(kind for kind, _ in problems)
     return status
 
 
-def _missing_month(status: MonthStatus, download: DownloadMonth) -> tuple[str, str]:
+def _missing_month(status: MonthStatus, month: date) -> Problem:
     """Why the lake lacks a month, as the source tells (a HEAD request)."""
     try:
-        published = download.published()
+        identity = published(status.service, month)
     except NotPublished:
         status.source = "not published"
         return NOT_PUBLISHED, "not published"
@@ -289,7 +265,7 @@ def _missing_month(status: MonthStatus, download: DownloadMonth) -> tuple[str, s
         status.source = f"unreachable: {one_line(e)}"
         return COULD_NOT_TELL, "not downloaded (source unreachable)"
     status.source = "published"
-    status.published_at = published.last_modified
+    status.published_at = identity.last_modified
     return NOT_INGESTED, "not downloaded"
 
 
@@ -304,9 +280,11 @@ def lake_months(services: tuple[str, ...]) -> list[date]:
 
 
 def as_records(statuses: list[MonthStatus]) -> list[dict[str, object]]:
+    """The JSON view: one record per month and service, the state as its word."""
     # ``verified_bytes`` appears only in the records of a ``status --verify``.
     return [{k: v for k, v in asdict(s).items() if k != "verified_bytes"
-             or v is not None} | {"complete": s.complete} for s in statuses]
+             or v is not None} | {"state": s.state.value, "complete": s.complete}
+            for s in statuses]
 
 
 def quality_cell(record: dict) -> str:

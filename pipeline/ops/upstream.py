@@ -1,8 +1,9 @@
 """The source as the jobs see it: which months it re-published since the lake fetched them,
 which is the newest month it publishes, and the last month the pipeline has complete.
 
-Everything here asks the source with HTTP ``HEAD`` requests (``DownloadMonth.published``),
-never downloads. A month the source answers "not published" for (404, 410, TLC's 403)
+Everything here asks the source with HTTP ``HEAD`` requests (``pipeline.ops.facts``:
+the URL ``DownloadMonth`` fetches), never downloads; the lake is read through its facts,
+without building a month task. A month the source answers "not published" for (404, 410, TLC's 403)
 ends a forward probe; any other failure to get an answer is an error, on one line.
 """
 
@@ -17,15 +18,11 @@ from pipeline.core.datasets import SERVICES
 from pipeline.core.errors import PipelineError
 from pipeline.core.manifest import SourceIdentity
 from pipeline.core.months import month_key, months_between, next_month
-from pipeline.source.download import NOT_PUBLISHED, NotPublished
-from pipeline.source.probe import probe
+from pipeline.lake.month_facts import LakeFacts
+from pipeline.ops.facts import lake_facts, published, source_of
+from pipeline.source.download import NotPublished
 from pipeline.tasks.flows import IngestMonth
-from pipeline.tasks.lake_month import (
-    DownloadMonth,
-    ParquetizeMonth,
-    probe_policy,
-    source_version,
-)
+from pipeline.tasks.lake_month import probe_policy, source_version
 from pipeline.tasks.storage import lake
 
 # TLC's first month (yellow 2009-01): nothing is published before it.
@@ -56,21 +53,21 @@ class SourceCheck:
         return f"re-published upstream ({self.change})" if self.change else "unchanged upstream"
 
 
-def check_source(service: str, month: date) -> SourceCheck | None:
-    """The month's source compared with what the lake recorded of it: the manifest's
-    record, else (a conversion that did not finish) the raw file's; None when the lake
-    holds neither (nothing to compare)."""
-    parquetize = ParquetizeMonth(service=service, month=month)
-    manifest = parquetize.output().read()
-    recorded = manifest.source_identity if manifest else \
-        parquetize.requires().recorded_source()
+def check_source(service: str, month: date, facts: LakeFacts | None = None
+                 ) -> SourceCheck | None:
+    """The month's source compared with what the lake recorded of it (``facts``, read when
+    not given): the manifest's record, else (a conversion that did not finish) the raw
+    file's; None when the lake holds neither (nothing to compare)."""
+    if facts is None:
+        facts = lake_facts(service, month, check_parquet=False)
+    recorded = facts.recorded_source
     if recorded is None:
         return None
     try:
-        published = parquetize.requires().published()
+        now = published(service, month)
     except NotPublished:
         return SourceCheck(service, month, None, None)
-    return SourceCheck(service, month, published, published.change_from(recorded))
+    return SourceCheck(service, month, now, now.change_from(recorded))
 
 
 def current_month(today: date | None = None) -> date:
@@ -81,7 +78,7 @@ def current_month(today: date | None = None) -> date:
 def is_published(service: str, month: date) -> bool:
     """True when the source publishes the month's file now (a HEAD request)."""
     try:
-        DownloadMonth(service=service, month=month).published()
+        published(service, month)
     except NotPublished:
         return False
     return True
@@ -123,15 +120,11 @@ def _head_requests(service: str, months: list[date]) -> Callable[[date], bool]:
     the settings here, in this thread (luigi's config parser is not safe to share between
     threads); the threads only send the HEAD requests."""
     policy = probe_policy()
-    asks = {}
-    for month in months:
-        task = DownloadMonth(service=service, month=month)
-        asks[month] = (task.url, task.label, NOT_PUBLISHED[task.source_format])
+    asks = {month: source_of(service, month) for month in months}
 
     def ask(month: date) -> bool:
-        url, label, missing = asks[month]
         try:
-            probe(url, label=label, policy=policy, missing=missing)
+            asks[month].published(policy)
         except NotPublished:
             return False
         return True

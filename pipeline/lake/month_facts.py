@@ -1,0 +1,168 @@
+"""What the lake holds of one month of one service, read without luigi's task graph: the
+raw file's size and its source record, the manifest, whether the manifest describes the
+Parquet file beside it and whether it was made from the raw file there.
+
+One plain function of a ``Lake`` and the month's source format (both passed in: nothing
+here reads a setting), so ``status``, ``catch-up``, ``refresh``, progress and the coverage
+page ask the lake a question without building a task. The judgements are the same
+lower-level ones the month tasks make (``Manifest.describes_file``, ``Manifest.made_from``,
+``SourceIdentity.from_json``): ``LakeFacts.parquet_complete`` is ``ParquetizeMonth``'s
+completeness, ``LakeFacts.raw_complete`` is ``DownloadMonth``'s.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+import pyarrow.parquet as pq
+
+from pipeline.core.datasets import Service
+from pipeline.core.manifest import Manifest, SourceIdentity
+from pipeline.lake.keys import (
+    PARQUET_PREFIX,
+    RAW_PREFIX,
+    manifest_key,
+    parquet_key,
+    raw_key,
+    source_record_key,
+)
+from pipeline.lake.root import Lake
+from pipeline.lake.targets import LakeError, LakeTarget
+
+
+@dataclass(frozen=True)
+class MonthFiles:
+    """The month's four lake files (targets: a local file or a bucket's object alike)."""
+
+    raw: LakeTarget
+    source_record: LakeTarget
+    manifest: LakeTarget
+    parquet: LakeTarget
+
+
+def month_files(the_lake: Lake, service: Service, month: date, source_format: str
+                ) -> MonthFiles:
+    """Where the month's files are; ``listed``: one listing of each prefix answers for
+    every month when many are checked at once (as the tasks' outputs do)."""
+    return MonthFiles(
+        raw=the_lake.target(raw_key(service, month, source_format), listed=RAW_PREFIX),
+        source_record=the_lake.target(source_record_key(service, month, source_format),
+                                      listed=RAW_PREFIX),
+        manifest=the_lake.target(manifest_key(service, month), listed=PARQUET_PREFIX),
+        parquet=the_lake.target(parquet_key(service, month), listed=PARQUET_PREFIX),
+    )
+
+
+@dataclass(frozen=True)
+class LakeFacts:
+    """What the lake says of a month, as values (nothing here is text to parse)."""
+
+    service: str
+    month: date
+    raw_bytes: int | None  # the raw file's size; None: no raw file
+    # The raw file's source record when one describes it (the same length), else None.
+    raw_record: SourceIdentity | None
+    # False only when a readable source record gives another length than the raw file's.
+    raw_matches_record: bool
+    manifest: Manifest | None  # the manifest as stored (readable), whatever it describes
+    # Whether the manifest describes the Parquet file beside it (size, footer's rows, row
+    # groups and schema); None when not asked (``check_parquet=False``) or no manifest.
+    parquet_described: bool | None
+
+    @property
+    def valid_manifest(self) -> Manifest | None:
+        """The manifest, when it describes the Parquet file beside it."""
+        return self.manifest if self.parquet_described else None
+
+    @property
+    def absent(self) -> bool:
+        """The lake does not hold the month: no manifest describing a Parquet file, no raw
+        file."""
+        return self.valid_manifest is None and self.raw_bytes is None
+
+    @property
+    def made_from_raw(self) -> bool:
+        """The manifest was made from the raw file there (its length and source record); a
+        raw file deleted to save room contradicts nothing."""
+        if self.manifest is None:
+            return False
+        if self.raw_bytes is None:
+            return True
+        return self.manifest.made_from(self.raw_bytes, self.raw_record)
+
+    @property
+    def parquet_complete(self) -> bool:
+        """``ParquetizeMonth``'s completeness: a valid manifest made from the raw file."""
+        return self.valid_manifest is not None and self.made_from_raw
+
+    @property
+    def raw_complete(self) -> bool:
+        """``DownloadMonth``'s completeness: the raw file is there and is the one its
+        source record describes (when it has one)."""
+        return self.raw_bytes is not None and self.raw_matches_record
+
+    @property
+    def recorded_source(self) -> SourceIdentity | None:
+        """What the lake recorded of the month's source: the manifest's record, else (a
+        conversion that did not finish) the raw file's; None when it holds neither."""
+        return self.manifest.source_identity if self.manifest else self.raw_record
+
+
+def month_facts(the_lake: Lake, service: Service, month: date, source_format: str, *,
+                check_parquet: bool = True) -> LakeFacts:
+    """The month's lake facts. ``check_parquet``: also read the Parquet file's footer to
+    tell whether the manifest describes it (``status``, completeness); without it only the
+    small files and the raw file's size are read (what the source recorded, rows)."""
+    files = month_files(the_lake, service, month, source_format)
+    raw_bytes = files.raw.size()
+    record_text = read_text(files.source_record) if raw_bytes is not None else None
+    recorded = _identity(record_text)
+    manifest = _manifest(read_text(files.manifest))
+    described = None
+    if check_parquet and manifest is not None:
+        described = manifest.describes_file(files.parquet.size(), lambda: _footer(files.parquet),
+                                            service.fingerprint)
+    return LakeFacts(
+        service=service.name, month=month, raw_bytes=raw_bytes,
+        raw_record=recorded if recorded is not None and recorded.length == raw_bytes else None,
+        # An unreadable record, or one without a length, contradicts nothing.
+        raw_matches_record=(recorded is None or recorded.length is None
+                            or recorded.length == raw_bytes),
+        manifest=manifest, parquet_described=described)
+
+
+def read_manifest(the_lake: Lake, service: Service, month: date) -> Manifest | None:
+    """The month's manifest as stored (readable), whatever it describes; None without one."""
+    return _manifest(read_text(the_lake.target(manifest_key(service, month),
+                                               listed=PARQUET_PREFIX)))
+
+
+def read_text(target: LakeTarget) -> str | None:
+    """A small lake file's text, or None when it is missing or unreadable."""
+    if not target.exists():  # answered by a listing when many months are checked
+        return None
+    try:
+        with target.open("rb") as f:
+            return f.read().decode()
+    except (OSError, UnicodeDecodeError, LakeError):
+        return None
+
+
+def _identity(text: str | None) -> SourceIdentity | None:
+    try:
+        return SourceIdentity.from_json(text) if text is not None else None
+    except (ValueError, TypeError, AttributeError):
+        return None
+
+
+def _manifest(text: str | None) -> Manifest | None:
+    try:
+        return Manifest.from_json(text) if text is not None else None
+    except (ValueError, TypeError):
+        return None
+
+
+def _footer(parquet: LakeTarget) -> pq.FileMetaData:
+    with parquet.open("rb") as f:
+        return pq.read_metadata(f)
