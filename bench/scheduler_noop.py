@@ -167,7 +167,7 @@ def profile_summary(path: Path, top: int = 12) -> Json:
 COUNTED = (
     ("pipeline.warehouses.duckdb", "_open", "duckdb connect (read-only)"),
     ("pipeline.warehouses.duckdb", "loaded", "duckdb_load.loaded (load log + count)"),
-    ("pipeline.tasks.lake_month", "ManifestTarget.read", "manifest read (ManifestTarget.read)"),
+    ("pipeline.lake.month_targets", "ManifestTarget.read", "manifest read (ManifestTarget.read)"),
 )
 
 

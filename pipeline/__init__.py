@@ -9,8 +9,8 @@ from pipeline.core import memory  # noqa: F401 (first: before anything loads pya
 from pipeline.core.version import __version__
 from pipeline.ops import done_elsewhere, failed_checks, logs, scheduler
 from pipeline.tasks import lineage
+from pipeline.tasks.download import DownloadMonth
 from pipeline.tasks.flows import Backfill, IngestMonth
-from pipeline.tasks.lake_month import DownloadMonth, ParquetizeMonth, Zones
 from pipeline.tasks.load import (
     LoadBigQuery,
     LoadBigQueryZones,
@@ -19,7 +19,9 @@ from pipeline.tasks.load import (
     LoadPostgres,
     LoadPostgresZones,
 )
+from pipeline.tasks.parquetize import ParquetizeMonth
 from pipeline.tasks.publish import UploadMonth
+from pipeline.tasks.zones import Zones
 
 logs.install()
 done_elsewhere.install()

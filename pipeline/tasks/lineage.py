@@ -48,9 +48,11 @@ from pipeline.core.text import one_line, redact
 from pipeline.core.version import __version__
 from pipeline.lake.targets import LakeTarget
 from pipeline.tasks.base import MonthTask
-from pipeline.tasks.lake_month import DownloadMonth, ParquetizeMonth, Zones
+from pipeline.tasks.download import DownloadMonth
 from pipeline.tasks.load import LoadBigQuery, MonthLoad, ZonesLoad
+from pipeline.tasks.parquetize import ParquetizeMonth
 from pipeline.tasks.publish import UploadMonth, bucket_parquet_url
+from pipeline.tasks.zones import Zones
 from pipeline.warehouses.base import SOURCE_MONTH, ZONES_TABLE, trips_table
 
 log = logging.getLogger("pipeline.lineage")

@@ -21,10 +21,12 @@ import pyarrow as pa
 
 from pipeline import config
 from pipeline.core.manifest import Manifest
+from pipeline.lake.month_targets import ManifestTarget
 from pipeline.lake.targets import ChecksumMismatch
 from pipeline.tasks.base import MonthTask, PipelineTask
-from pipeline.tasks.lake_month import ManifestTarget, ParquetizeMonth, Zones
+from pipeline.tasks.parquetize import ParquetizeMonth
 from pipeline.tasks.publish import bucket_month, bucket_parquet_url
+from pipeline.tasks.zones import Zones
 from pipeline.warehouses.base import (
     ZONES_TABLE,
     LoadedTarget,

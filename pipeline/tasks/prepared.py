@@ -49,7 +49,7 @@ from pipeline.core.months import month_key
 from pipeline.core.version import __version__
 from pipeline.lake.keys import manifest_key
 from pipeline.lake.targets import LakeError, LakeTarget, ObjectInfo
-from pipeline.source.download import BodyCheck, GzipCsvCheck
+from pipeline.source.checks import BodyCheck, GzipCsvCheck
 from pipeline.tasks.storage import lake
 
 log = logging.getLogger("luigi-interface")

@@ -19,10 +19,11 @@ from pipeline.core.datasets import SERVICES, Service
 from pipeline.core.errors import PipelineError, SettingsError
 from pipeline.core.manifest import Manifest
 from pipeline.lake.keys import PARQUET_PREFIX, manifest_key, parquet_key
+from pipeline.lake.month_targets import ManifestTarget
 from pipeline.lake.root import Lake
 from pipeline.lake.targets import LakeTarget, bytes_sha256, check_pending_reads, file_digests
 from pipeline.tasks.base import MonthTask, megabytes
-from pipeline.tasks.lake_month import ManifestTarget, ParquetizeMonth
+from pipeline.tasks.parquetize import ParquetizeMonth
 from pipeline.tasks.storage import gcs_settings, lake
 
 COPY_SETTING = "[gcs] bucket"

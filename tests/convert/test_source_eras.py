@@ -25,8 +25,9 @@ from pipeline.core.months import next_month
 from pipeline.demo import samples
 from pipeline.demo.mirror import ReleaseMirror
 from pipeline.demo.tlc_samples import ERAS, Era, EraMonth, era_month, write_era_month
-from pipeline.tasks.lake_month import DownloadMonth, ParquetizeMonth
+from pipeline.tasks.download import DownloadMonth
 from pipeline.tasks.load import LoadDuckDB
+from pipeline.tasks.parquetize import ParquetizeMonth
 from tests.conftest import Env, csv_and_tlc_mirror
 
 ROWS = 1_500

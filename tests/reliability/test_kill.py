@@ -14,7 +14,8 @@ import pytest
 
 from pipeline.demo import samples
 from pipeline.demo.mirror import Fault, ReleaseMirror
-from pipeline.tasks.lake_month import DownloadMonth, ParquetizeMonth
+from pipeline.tasks.download import DownloadMonth
+from pipeline.tasks.parquetize import ParquetizeMonth
 from tests.conftest import BIN, Env, Release
 from tests.waiting import wait_until
 

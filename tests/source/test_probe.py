@@ -14,15 +14,10 @@ import requests
 from pipeline.core.manifest import SourceIdentity
 from pipeline.demo import tlc_samples
 from pipeline.demo.mirror import Fault, ReleaseMirror
-from pipeline.source.download import (
-    NOT_PUBLISHED,
-    GzipCsvCheck,
-    NotPublished,
-    ParquetCheck,
-    RetryPolicy,
-    SourceError,
-    download,
-)
+from pipeline.source.checks import GzipCsvCheck, ParquetCheck
+from pipeline.source.download import download
+from pipeline.source.errors import NOT_PUBLISHED, NotPublished, SourceError
+from pipeline.source.policies import RetryPolicy
 from pipeline.source.probe import probe
 from tests.conftest import Release
 from tests.waiting import wait_until

@@ -23,7 +23,8 @@ from pipeline.convert.parquetize import parquetize
 from pipeline.core.datasets import SERVICES
 from pipeline.demo.mirror import Fault, ReleaseMirror
 from pipeline.tasks import prepared
-from pipeline.tasks.lake_month import DownloadMonth, ParquetizeMonth
+from pipeline.tasks.download import DownloadMonth
+from pipeline.tasks.parquetize import ParquetizeMonth
 from tests.conftest import Env, Release
 
 JAN, DEC = date(2021, 1, 1), date(2020, 12, 1)
