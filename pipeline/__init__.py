@@ -20,7 +20,7 @@ from pipeline.tasks.load import (
     LoadPostgresZones,
 )
 from pipeline.tasks.parquetize import ParquetizeMonth
-from pipeline.tasks.publish import UploadMonth
+from pipeline.tasks.upload import UploadMonth
 from pipeline.tasks.zones import Zones
 
 logs.install()

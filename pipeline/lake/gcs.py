@@ -7,7 +7,7 @@ no configuration), conditioned on the object's generation (no blind overwrite), 
 the stored object's crc32c must equal that of the bytes read, and their sha256 the one the
 object is uploaded with (its ``sha256`` metadata), or the object is removed and the write
 fails. (A crash between the upload and that check can leave an unverified object: the
-pipeline publishes a manifest after the check, and verifies an object it finds without one
+pipeline writes a manifest after the check, and verifies an object it finds without one
 before keeping it.) Local files an upload needs (``open("w")``, ``staging()``) and files a
 read needs (``local_file()``) live in the caller's scratch directory and are removed after.
 
@@ -322,7 +322,7 @@ class _Upload(AtomicWrite):
         scratch = self._target.scratch.ready()
         return str(scratch / f"{os.getpid()}-{os.urandom(6).hex()}-upload.tmp")
 
-    def publish(self, tmp: Path) -> None:
+    def commit(self, tmp: Path) -> None:
         self._target.put(tmp)
 
 

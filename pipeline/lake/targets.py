@@ -8,8 +8,8 @@ tasks never branch on the kind of storage. What a target offers:
   (``UTF8``, ``Gzip``, ``Nop``, a custom one), ``fs.move``/``fs.rename_dont_move``/``fs.copy``
   /``fs.listdir``/``fs.remove``, ``temporary_path()``;
 - ``stat()`` (size and generation, cheap) and ``info()`` (with crc32c and sha256);
-- ``staging()``: a local file to write, published under the target on request
-  (``Staged.publish``) and removed in any case; ``put(local_file)`` copies a file in;
+- ``staging()``: a local file to write, committed under the target on request
+  (``Staged.commit``) and removed in any case; ``put(local_file)`` copies a file in;
 - ``local_file()``: the stored file as a local path for code that reads files (a bucket's
   object is downloaded to scratch, verified, and removed afterwards);
 - ``remove()``.
@@ -62,7 +62,7 @@ class ChecksumMismatch(LakeError):
 
 class LakeFull(LakeError):
     """The lake's (or the scratch directory's) file system has no room; nothing was
-    published."""
+    committed."""
 
 
 @dataclass(frozen=True)
@@ -268,11 +268,11 @@ def is_hidden_tmp(name: str) -> bool:
 
 
 class AtomicWrite(luigi.target.AtomicLocalFile):
-    """``open("w")``: written to a temporary file; ``publish(tmp)`` runs on a clean close
+    """``open("w")``: written to a temporary file; ``commit(tmp)`` runs on a clean close
     only, once, and an exception in the ``with`` block (or dropping the file unclosed)
     discards the write."""
 
-    def publish(self, tmp: Path) -> None:
+    def commit(self, tmp: Path) -> None:
         raise NotImplementedError
 
     def close(self) -> None:
@@ -282,36 +282,36 @@ class AtomicWrite(luigi.target.AtomicLocalFile):
 
     def move_to_final_destination(self) -> None:
         try:
-            self.publish(Path(self.tmp_path))
+            self.commit(Path(self.tmp_path))
         finally:
             Path(self.tmp_path).unlink(missing_ok=True)
 
     def __exit__(self, exc_type, exc, traceback):  # type: ignore[no-untyped-def]
         if exc_type:
-            io.BufferedWriter.close(self)  # closes the file without publishing it
+            io.BufferedWriter.close(self)  # closes the file without committing it
             Path(self.tmp_path).unlink(missing_ok=True)
             return None
         return super().__exit__(exc_type, exc, traceback)
 
 
 class Staged:
-    """A local file to be published under a lake target. ``publish()`` puts it there
-    (atomically, verified, conditioned on ``if_generation``); whether published or not, the
+    """A local file to be committed under a lake target. ``commit()`` puts it there
+    (atomically, verified, conditioned on ``if_generation``); whether committed or not, the
     local file is gone when the ``staging()`` block ends."""
 
     def __init__(self, path: Path,
-                 publish: Callable[[Path, int | None, str | None, Progress | None], ObjectInfo]
+                 commit: Callable[[Path, int | None, str | None, Progress | None], ObjectInfo]
                  ) -> None:
         self.path = path
-        self._publish = publish
-        self.published: ObjectInfo | None = None
+        self._commit = commit
+        self.committed: ObjectInfo | None = None
 
-    def publish(self, *, if_generation: int | None = None, sha256: str | None = None,
+    def commit(self, *, if_generation: int | None = None, sha256: str | None = None,
                 progress: Progress | None = None) -> ObjectInfo:
-        if self.published is not None:
-            raise LakeError(f"{self.path} was published already")
-        self.published = self._publish(self.path, if_generation, sha256, progress)
-        return self.published
+        if self.committed is not None:
+            raise LakeError(f"{self.path} was committed already")
+        self.committed = self._commit(self.path, if_generation, sha256, progress)
+        return self.committed
 
 
 def text_or_binary(fmt: luigi.format.Format | None, mode: str) -> luigi.format.Format:
@@ -341,11 +341,11 @@ class LakeTarget(luigi.target.FileSystemTarget):
 
     @contextlib.contextmanager
     def temporary_path(self) -> Iterator[str]:  # type: ignore[override]
-        """luigi's atomic-write helper: a local path to write; published when the block ends
+        """luigi's atomic-write helper: a local path to write; committed when the block ends
         without an exception, removed in any case."""
         with self.staging() as staged:
             yield str(staged.path)
-            staged.publish()
+            staged.commit()
 
     def exists(self) -> bool:
         return self.stat() is not None
@@ -371,7 +371,7 @@ class LakeTarget(luigi.target.FileSystemTarget):
 
     @abc.abstractmethod
     def staging(self) -> contextlib.AbstractContextManager[Staged]:
-        """A local file to write and then publish under this target (see ``Staged``)."""
+        """A local file to write and then commit under this target (see ``Staged``)."""
 
     @abc.abstractmethod
     def put(self, local: Path, *, if_generation: int | None = None, sha256: str | None = None,

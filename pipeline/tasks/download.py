@@ -146,8 +146,8 @@ class DownloadMonth(MonthTask):
                     # A Parquet file's footer cannot see spliced bytes; a gzip's CRC-32 can.
                     resume_unverified=self.source_format != "parquet",
                 )
-                published = staged.publish(
-                    if_generation=generation(seen), progress=shown_on.publish_progress,
+                committed = staged.commit(
+                    if_generation=generation(seen), progress=shown_on.store_progress,
                     # Known already: a bucket lake's upload need not read the file twice.
                     sha256=prepare.raw_sha256 if prepare else None)
             identity = SourceIdentity(report.etag, report.last_modified, report.bytes)
@@ -159,9 +159,9 @@ class DownloadMonth(MonthTask):
                     download={"seconds": round(time.monotonic() - started, 3),
                               "fetched": report.fetched, "attempts": report.attempts,
                               "resumed": report.resumed}))
-                staged.publish(if_generation=0)
+                staged.commit(if_generation=0)
             if prepare:
-                prepare.keep(published)
+                prepare.keep(committed)
         return report
 
     def _check_kind(self) -> type[BodyCheck]:

@@ -51,7 +51,7 @@ from pipeline.tasks.base import MonthTask
 from pipeline.tasks.download import DownloadMonth
 from pipeline.tasks.load import LoadBigQuery, MonthLoad, ZonesLoad
 from pipeline.tasks.parquetize import ParquetizeMonth
-from pipeline.tasks.publish import UploadMonth, bucket_parquet_url
+from pipeline.tasks.upload import UploadMonth, bucket_parquet_url
 from pipeline.tasks.zones import Zones
 from pipeline.warehouses.base import SOURCE_MONTH, ZONES_TABLE, trips_table
 

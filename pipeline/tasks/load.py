@@ -25,7 +25,7 @@ from pipeline.lake.month_targets import ManifestTarget
 from pipeline.lake.targets import ChecksumMismatch
 from pipeline.tasks.base import MonthTask, PipelineTask
 from pipeline.tasks.parquetize import ParquetizeMonth
-from pipeline.tasks.publish import bucket_month, bucket_parquet_url
+from pipeline.tasks.upload import bucket_month, bucket_parquet_url
 from pipeline.tasks.zones import Zones
 from pipeline.warehouses.base import (
     ZONES_TABLE,

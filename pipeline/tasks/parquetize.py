@@ -21,7 +21,7 @@ from pipeline.lake.targets import LakeError, file_digests
 from pipeline.tasks import prepared
 from pipeline.tasks.base import MonthTask, megabytes
 from pipeline.tasks.download import DownloadMonth
-from pipeline.tasks.month_report import check_quality
+from pipeline.tasks.quality_gate import check_quality
 from pipeline.tasks.storage import lake
 
 # Luigi's own logger: its lines reach the console of every run.
@@ -103,10 +103,10 @@ class ParquetizeMonth(MonthTask):
         try:
             with target.parquet.staging() as staged:
                 stats, converted = self._make(staged.path)
-                # A blocking quality check fails the month here, before the file is published.
+                # A blocking quality check fails the month here, before the file is committed.
                 check_quality(self.label, stats.quality, stats.rows)
-                staged.publish(if_generation=generation(seen), sha256=stats.parquet_sha256,
-                               progress=self.publish_progress)
+                staged.commit(if_generation=generation(seen), sha256=stats.parquet_sha256,
+                               progress=self.store_progress)
         finally:
             prepared.discard(self.dataset, self.month)
         identity = recorded
@@ -142,7 +142,7 @@ class ParquetizeMonth(MonthTask):
         # Last: only now does the month count as complete.
         with target.manifest.staging() as staged:
             staged.path.write_text(manifest.to_json())
-            staged.publish(if_generation=0)
+            staged.commit(if_generation=0)
         self.report(
             f"{stats.rows:,} rows ({stats.rows_outside_month:,} outside the month), "
             f"{megabytes(stats.parquet_bytes)} of Parquet")

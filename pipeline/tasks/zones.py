@@ -40,4 +40,4 @@ class Zones(PipelineTask):
                 label="zones",
                 policy=download_policy(config.source()),
             )
-            staged.publish(if_generation=generation(seen))
+            staged.commit(if_generation=generation(seen))

@@ -22,9 +22,9 @@ from pipeline.core.datasets import SERVICES
 from pipeline.core.text import one_line
 from pipeline.lake import gcs as gcs_module
 from pipeline.lake.root import lake_target
-from pipeline.tasks import publish as upload
-from pipeline.tasks.publish import SettingsError
+from pipeline.tasks import upload
 from pipeline.tasks.sinks import parse_sinks
+from pipeline.tasks.upload import SettingsError
 from pipeline.warehouses import bigquery as bigquery_warehouse
 from pipeline.warehouses.base import WarehouseError
 from pipeline.warehouses.bigquery import check_parquet
