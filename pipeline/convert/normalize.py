@@ -118,19 +118,10 @@ def normalize(
             source.close()
         source_bytes, source_sha256 = hashing.result()
     kinds = source.schema_arrow
-    return ParquetStats(
-        rows=written.rows,
-        rows_outside_month=written.rows_outside_month,
-        row_groups=written.row_groups,
-        source_bytes=source_bytes,
-        source_sha256=source_sha256,
-        parquet_bytes=written.parquet_bytes,
-        parquet_sha256=written.parquet_sha256,
-        quality=written.quality,
-        dropped_columns=plan.dropped,
+    return written.stats(
+        source_bytes, source_sha256, dropped_columns=plan.dropped,
         new_columns=tuple(NewColumn(name, str(kinds.field(name).type), non_null[name])
-                          for name in plan.new),
-    )
+                          for name in plan.new))
 
 
 def conform(service: Service, plan: SourcePlan, batch: pa.RecordBatch) -> pa.Table:

@@ -71,7 +71,7 @@ def parquetize(
                            progress and (lambda read: progress(read, pieces.total_bytes)))
     finally:
         pieces.close()
-    return _stats(written, pieces.total_bytes, pieces.sha256.hexdigest())
+    return written.stats(pieces.total_bytes, pieces.sha256.hexdigest())
 
 
 class ParquetizeStream:
@@ -129,7 +129,7 @@ class ParquetizeStream:
         if self._error is not None:
             raise self._error
         assert self._written is not None
-        return _stats(self._written, source_bytes, source_sha256)
+        return self._written.stats(source_bytes, source_sha256)
 
     def abort(self) -> None:
         self._stop.set()
@@ -193,19 +193,6 @@ def _convert(service: Service, month: date, pieces: Iterable[tuple[bytes, int]],
         raise QualityBlocked(f"{label}: {text_bytes:,} bytes of CSV text hold no data row "
                              "(blank lines, or a header only); refused")
     return written
-
-
-def _stats(written: Written, source_bytes: int, source_sha256: str) -> ParquetStats:
-    return ParquetStats(
-        rows=written.rows,
-        rows_outside_month=written.rows_outside_month,
-        row_groups=written.row_groups,
-        source_bytes=source_bytes,
-        source_sha256=source_sha256,
-        parquet_bytes=written.parquet_bytes,
-        parquet_sha256=written.parquet_sha256,
-        quality=written.quality,
-    )
 
 
 class _PieceParser:

@@ -29,6 +29,7 @@ from typing import BinaryIO
 import luigi.format
 import luigi.local_target
 
+from pipeline.core.processes import running
 from pipeline.core.text import Progress
 from pipeline.lake.targets import (
     READ_BLOCK,
@@ -71,25 +72,13 @@ def sweep_leftovers(directory: Path) -> list[Path]:
     for entry in names:
         writer = _WRITER.search(entry.name)
         try:
-            dead = writer is not None and writer[1] == _HOST and not _running(int(writer[2]))
+            dead = writer is not None and writer[1] == _HOST and not running(int(writer[2]))
             if dead or now - entry.stat().st_mtime > STALE_SECONDS:
                 os.unlink(entry.path)
                 removed.append(Path(entry.path))
         except FileNotFoundError:
             continue
     return removed
-
-
-def _running(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _generation(path: Path) -> int | None:
