@@ -157,7 +157,7 @@ def datasets_of(task: luigi.Task, ended: bool) -> Datasets | None:
         rows = None
         if ended:
             with contextlib.suppress(Exception):
-                rows = task.engine().loaded(ZONES_TABLE, None, task.warehouse_schema())[0]
+                rows = task.engine().loaded(ZONES_TABLE, None, task.warehouse_settings())[0]
         table = task.table_dataset(ZONES_TABLE)
         return Datasets([lake_dataset(Zones().output())],
                         [Dataset(*table, task.table_columns(ZONES.schema), rows)])

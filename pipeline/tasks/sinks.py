@@ -31,10 +31,10 @@ def _warehouse(task: type[MonthLoad], *also: Callable[[], None]) -> Sink:
     def check() -> None:
         for first in also:
             first()
-        task.engine().check_settings()
+        task.engine().check_settings(task.warehouse_settings())
 
-    return Sink(task, lambda service: task.engine().rows_by_month(service, task.warehouse_schema()),
-                check)
+    return Sink(task, lambda service: task.engine().rows_by_month(
+        service, task.warehouse_settings()), check)
 
 
 SINKS: dict[str, Sink] = {
