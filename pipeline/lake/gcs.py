@@ -41,6 +41,7 @@ from google.api_core.retry import Retry
 from google.cloud import storage
 from google.cloud.storage.retry import DEFAULT_RETRY
 
+from pipeline.core.checksums import Digests, HashingReader, HashingWriter, file_digests
 from pipeline.core.text import Progress, one_line
 from pipeline.lake.gcs_names import (  # noqa: F401 (their home before; still importable here)
     _BUCKET,
@@ -53,16 +54,12 @@ from pipeline.lake.scratch import Scratch
 from pipeline.lake.targets import (
     AtomicWrite,
     ChecksumMismatch,
-    Digests,
-    HashingReader,
-    HashingWriter,
     LakeConflict,
     LakeError,
     LakeTarget,
     ObjectInfo,
     Staged,
     check_expected,
-    file_digests,
     register_listing_cache,
 )
 

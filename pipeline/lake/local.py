@@ -29,20 +29,18 @@ from typing import BinaryIO
 import luigi.format
 import luigi.local_target
 
+from pipeline.core.checksums import READ_BLOCK, HashingReader, file_digests
 from pipeline.core.processes import running
 from pipeline.core.text import Progress
 from pipeline.lake.targets import (
-    READ_BLOCK,
     AtomicWrite,
     ChecksumMismatch,
-    HashingReader,
     LakeConflict,
     LakeFull,
     LakeTarget,
     ObjectInfo,
     Staged,
     check_expected,
-    file_digests,
     is_hidden_tmp,
     verified_read,
 )

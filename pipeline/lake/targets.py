@@ -26,26 +26,21 @@ Checksums are written as GCS writes them: crc32c is the base64 of the big-endian
 from __future__ import annotations
 
 import abc
-import base64
 import contextlib
 import contextvars
-import hashlib
 import io
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, BinaryIO
 
-import google_crc32c
 import luigi.format
 import luigi.target
 
+from pipeline.core.checksums import Digests, file_digests
 from pipeline.core.errors import PipelineError
 from pipeline.core.text import Progress
-
-READ_BLOCK = 8 << 20
 
 
 class LakeError(PipelineError):
@@ -75,117 +70,6 @@ class ObjectInfo:
     generation: int | None
 
 
-@dataclass(frozen=True)
-class Digests:
-    size: int
-    crc32c: str
-    sha256: str
-
-
-def crc32c_text(checksum: google_crc32c.Checksum) -> str:
-    return base64.b64encode(checksum.digest()).decode()
-
-
-class _HashingStream(io.RawIOBase):
-    """A stream over a local file that hashes (sha256 and crc32c) each byte passing once,
-    and reports how many have passed."""
-
-    def __init__(self, f: BinaryIO, progress: Progress | None = None,
-                 total: int | None = None) -> None:
-        super().__init__()
-        self._f, self._progress, self._total = f, progress, total
-        self._sha256, self._crc32c = hashlib.sha256(), google_crc32c.Checksum()
-        self._hashed = 0
-
-    def _hash(self, data: bytes) -> None:
-        self._sha256.update(data)
-        self._crc32c.update(data)
-
-    def _passed(self, size: int) -> None:
-        self._hashed += size
-        if self._progress:
-            self._progress(self._hashed, self._total)
-
-    def digests(self) -> Digests:
-        """The hashes of every byte that has passed."""
-        return Digests(self._hashed, crc32c_text(self._crc32c), self._sha256.hexdigest())
-
-
-class HashingReader(_HashingStream):
-    """Reads a local file for an upload or a copy and hashes every byte exactly once, in order.
-
-    An upload may seek back to resend a chunk; bytes already hashed are not hashed again.
-    Hashing runs on a helper thread (hashlib and crc32c release the GIL), so it overlaps
-    with sending the previous chunk instead of adding to the upload's time.
-    """
-
-    def __init__(self, f: BinaryIO, progress: Progress | None = None,
-                 total: int | None = None) -> None:
-        super().__init__(f, progress, total)
-        self._hasher = ThreadPoolExecutor(1, "lake-hash")
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._f.tell()
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        return self._f.seek(offset, whence)
-
-    def read(self, size: int = -1) -> bytes:
-        start = self._f.tell()
-        data = self._f.read(size)
-        skip = self._hashed - start
-        if 0 <= skip < len(data):
-            fresh = data if skip == 0 else data[skip:]
-            self._hasher.submit(self._hash, fresh)
-            self._passed(len(fresh))
-        return data
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
-    def digests(self) -> Digests:
-        """The hashes of everything read, once the stream has been read to its end."""
-        self._hasher.shutdown(wait=True)
-        return super().digests()
-
-    def close(self) -> None:
-        self._hasher.shutdown(wait=True)
-        super().close()
-
-
-class HashingWriter(_HashingStream):
-    """Writes to a local file and hashes what passes (a download into scratch)."""
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
-        self._f.write(data)
-        self._hash(data if isinstance(data, bytes) else bytes(data))
-        self._passed(len(data))
-        return len(data)
-
-
-def file_digests(path: Path) -> Digests:
-    """Size, crc32c and sha256 of a local file, in one pass: the lake's one file-hash helper."""
-    with open(path, "rb") as f, HashingReader(f) as reader:
-        while reader.read(READ_BLOCK):
-            pass
-        return reader.digests()
-
-
-def bytes_sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def check_expected(digests: Digests, sha256: str | None, what: str) -> None:
     if sha256 is not None and digests.sha256 != sha256:
         raise ChecksumMismatch(
@@ -208,15 +92,10 @@ class HashAlongside:
         self._thread.start()
 
     def _run(self) -> None:
-        digest, size = hashlib.sha256(), 0
         try:
-            with open(self.path, "rb") as f:
-                while (data := f.read(READ_BLOCK)) and not self._stop.is_set():
-                    digest.update(data)
-                    size += len(data)
+            self._digests = file_digests(self.path, crc32c=False, stop=self._stop)
         except OSError as e:
             self._error = e
-        self._digests = Digests(size, "", digest.hexdigest())
 
     def stop(self) -> None:
         self._stop.set()

@@ -11,13 +11,14 @@ from pipeline import config
 from pipeline.convert.normalize import normalize
 from pipeline.convert.parquetize import parquetize
 from pipeline.convert.result import ParquetStats
+from pipeline.core.checksums import file_digests
 from pipeline.core.manifest import Manifest, run_figures
 from pipeline.core.months import month_key
 from pipeline.core.text import redact
 from pipeline.core.version import __version__
 from pipeline.lake.keys import PARQUET_PREFIX, manifest_key, parquet_key
 from pipeline.lake.month_targets import ManifestTarget, generation
-from pipeline.lake.targets import LakeError, file_digests
+from pipeline.lake.targets import LakeError
 from pipeline.tasks import prepared
 from pipeline.tasks.base import MonthTask, megabytes
 from pipeline.tasks.download import DownloadMonth

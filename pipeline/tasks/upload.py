@@ -15,13 +15,14 @@ from pathlib import Path
 import luigi
 
 from pipeline import config
+from pipeline.core.checksums import bytes_sha256, file_digests
 from pipeline.core.datasets import SERVICES, Service
 from pipeline.core.errors import PipelineError, SettingsError
 from pipeline.core.manifest import Manifest
 from pipeline.lake.keys import PARQUET_PREFIX, manifest_key, parquet_key
 from pipeline.lake.month_targets import ManifestTarget
 from pipeline.lake.root import Lake
-from pipeline.lake.targets import LakeTarget, bytes_sha256, check_pending_reads, file_digests
+from pipeline.lake.targets import LakeTarget, check_pending_reads
 from pipeline.tasks.base import MonthTask, megabytes
 from pipeline.tasks.parquetize import ParquetizeMonth
 from pipeline.tasks.storage import gcs_settings, lake
