@@ -5,12 +5,11 @@ checking overlaps with receiving."""
 
 from __future__ import annotations
 
-import queue
-import threading
 from collections.abc import Callable
 from typing import Protocol
 
 from pipeline.core.gzipstream import GzipError, Inflater
+from pipeline.core.handoff import Handoff, Stopped, Worker
 from pipeline.core.text import one_line
 from pipeline.source.errors import SourceError
 
@@ -23,47 +22,42 @@ class BodyCheck(Protocol):
 
 
 class BackgroundCheck:
-    """Runs a ``BodyCheck`` on a helper thread, in order, a few chunks behind the transfer.
+    """Runs a ``BodyCheck`` on a helper thread, in order, a few chunks behind the transfer
+    (``pipeline.core.handoff``).
 
     Inflating a month's gzip costs about as long as receiving it from a fast server; both
     release the GIL, so they overlap. A refusal surfaces at the next ``feed()`` (a few MiB
     later) or at ``finish()``; ``close()`` stops the thread whatever happened.
     """
 
-    _END = b""  # the end of the stream: feed() never queues an empty chunk
-
     def __init__(self, check: BodyCheck, depth: int = 8) -> None:
         self._check = check
-        self._chunks: queue.Queue[bytes] = queue.Queue(maxsize=depth)
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="download-check", daemon=True)
-        self._thread.start()
+        self._chunks: Handoff[bytes] = Handoff(depth)
+        self._worker = Worker(self._run, "download-check", on_error=self._chunks.stop)
 
     def _run(self) -> None:
-        while (data := self._chunks.get()) != self._END:
-            if self._error is None:
-                try:
-                    self._check.feed(data)
-                except BaseException as e:  # handed to the transfer's thread
-                    self._error = e
-
-    def _raise(self) -> None:
-        if self._error is not None:
-            raise self._error
+        for data in self._chunks:
+            self._check.feed(data)
 
     def feed(self, data: bytes) -> None:
-        self._raise()
+        self._worker.raise_error()
         if data:
-            self._chunks.put(data)
+            try:
+                self._chunks.put(data)
+            except Stopped:  # the check failed meanwhile: its error, not the stop
+                self._worker.join()
+                self._worker.raise_error()
+                raise
 
     def close(self) -> None:
-        if self._thread.is_alive():
-            self._chunks.put(self._END)
-            self._thread.join()
+        """Wait for the chunks handed over to be checked (none more once the check failed)."""
+        if self._worker.running:
+            self._chunks.end()
+            self._worker.join()
 
     def finish(self) -> None:
         self.close()
-        self._raise()
+        self._worker.raise_error()
         self._check.finish()
 
 
