@@ -13,9 +13,8 @@ import hashlib
 import io
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 import google_crc32c
 
@@ -24,8 +23,9 @@ from pipeline.core.text import Progress
 READ_BLOCK = 8 << 20
 
 
-@dataclass(frozen=True)
-class Digests:
+class Digests(NamedTuple):
+    """A file's size and checksums (``crc32c`` empty when it was not asked for)."""
+
     size: int
     crc32c: str
     sha256: str
