@@ -19,6 +19,10 @@ per object. A fork starts with an empty cache (luigi runs tasks in forked worker
 
 Credentials: Application Default Credentials, or none when ``STORAGE_EMULATOR_HOST`` names
 an emulator. Nothing here logs a credential; error messages leave out resumable session ids.
+
+Why one module of some 480 lines: the target, its listing cache and the verified resumable
+upload share one client, its retries and the generation preconditions; split, each part
+would reach into the others' state.
 """
 
 from __future__ import annotations

@@ -17,7 +17,11 @@ table lives in, created when missing) are passed in by the load tasks. Column na
 lower case (``vendorid``), so unquoted SQL works as Postgres users expect; a table an
 earlier version made with TLC's quoted spelling (``"VendorID"``, DDL 1) is renamed in
 place by the next load of that table, in the load's DDL transaction, rows kept. Until then
-its completeness check says no, so that load runs."""
+its completeness check says no, so that load runs.
+
+Why one module of some 360 lines: connecting (one-line errors), the DDL with its in-place
+rename and the COPY load share one connection's transaction and locking rules.
+"""
 
 from __future__ import annotations
 
