@@ -1,4 +1,4 @@
-"""HTTP fetch of a source file: streamed, resumable, retried, verified, published atomically.
+"""HTTP fetch of a source file: streamed, resumable, retried, verified, committed atomically.
 
 The file streams into a temporary name beside its final one. Transient failures (5xx, 429,
 408, connection errors, timeouts) are retried by tenacity with exponential back-off and
