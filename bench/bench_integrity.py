@@ -90,6 +90,7 @@ def child_load_month(a: Args) -> Args:
     from pipeline.core.datasets import SERVICES
     from pipeline.core.manifest import Manifest
     from pipeline.lake.local import LocalLakeTarget
+    from pipeline.tasks.load import duckdb_settings
     from pipeline.warehouses import duckdb as engine
 
     manifest = Manifest.from_json(Path(a["manifest"]).read_text())
@@ -98,7 +99,8 @@ def child_load_month(a: Args) -> Args:
     year, month = (int(x) for x in MONTH.split("-"))
     started = time.perf_counter()
     with target.local_file(sha256=manifest.parquet_sha256 if a["verify"] else None) as path:
-        rows = engine.load_month(SERVICES[SERVICE], date(year, month, 1), str(path), manifest)
+        rows = engine.load_month(SERVICES[SERVICE], date(year, month, 1), str(path), manifest,
+                                 duckdb_settings())
     return {"seconds": time.perf_counter() - started, "rows": rows}
 
 

@@ -92,12 +92,13 @@ def child_setup(a: Args) -> Args:
     import csv
 
     from pipeline.core.datasets import SERVICES
+    from pipeline.tasks.load import postgres_settings
     from pipeline.warehouses import postgres as postgres_load
     from pipeline.warehouses.base import trips_table
 
     _configure(a["url"])
     service = SERVICES["yellow"]
-    with postgres_load.connect() as con:
+    with postgres_load.connect(postgres_settings()) as con:
         postgres_load.ensure_tables(con, trips_table(service),
                                     postgres_load.DIALECT.trips_schema(service), True)
     with open(a["csv"], newline="") as f:
@@ -112,6 +113,7 @@ def child_load(a: Args) -> Args:
     from pipeline.core.datasets import SERVICES
     from pipeline.core.manifest import Manifest
     from pipeline.core.version import __version__
+    from pipeline.tasks.load import postgres_settings
     from pipeline.warehouses import postgres as postgres_load
 
     _configure(a["url"])
@@ -123,7 +125,8 @@ def child_load(a: Args) -> Args:
         parquet_bytes=stats["parquet_bytes"], parquet_sha256=stats["parquet_sha256"],
         row_groups=stats["row_groups"], pipeline_version=__version__, created_at="")
     started = time.perf_counter()
-    rows = postgres_load.load_month(service, date(2021, 1, 1), Path(a["parquet"]), manifest)
+    rows = postgres_load.load_month(service, date(2021, 1, 1), Path(a["parquet"]), manifest,
+                                    postgres_settings())
     return {"rows": rows, "work_s": time.perf_counter() - started}
 
 

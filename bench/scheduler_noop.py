@@ -167,7 +167,7 @@ def profile_summary(path: Path, top: int = 12) -> Json:
 COUNTED = (
     ("pipeline.warehouses.duckdb", "_open", "duckdb connect (read-only)"),
     ("pipeline.warehouses.duckdb", "loaded", "duckdb_load.loaded (load log + count)"),
-    ("pipeline.tasks.lake_month", "ManifestTarget.read", "manifest read (ManifestTarget.read)"),
+    ("pipeline.lake.month_targets", "ManifestTarget.read", "manifest read (ManifestTarget.read)"),
 )
 
 
@@ -254,15 +254,17 @@ def check_alternatives(open_duckdb: Any, span: Span) -> Json:
     import pipeline
     from pipeline import config
     from pipeline.core.datasets import SERVICES as REGISTRY
+    from pipeline.tasks.load import duckdb_settings
     from pipeline.warehouses import duckdb as duckdb_load
     from pipeline.warehouses.base import LOAD_LOG, SOURCE_MONTH, quote, trips_table
 
     path = Path(config.duckdb().path).absolute()
+    settings = duckdb_settings()
     pairs = [(s, m) for s in SERVICES for m in months(*span)]
     split: dict[str, list[float]] = {"open": [], "query": [], "close": []}
     for service, month in pairs:
         t0 = time.perf_counter()
-        con = open_duckdb(path, True)
+        con = open_duckdb(path, True, settings)
         t1 = time.perf_counter()
         con.execute(
             f"SELECT l.rows, l.checksum, (SELECT count(*) FROM "
@@ -274,10 +276,11 @@ def check_alternatives(open_duckdb: Any, span: Span) -> Json:
         split["open"].append(t1 - t0)
         split["query"].append(t2 - t1)
         split["close"].append(time.perf_counter() - t2)
-    shared = open_duckdb(path, True)
+    shared = open_duckdb(path, True, settings)
 
     @contextlib.contextmanager
-    def connect(read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    def connect(settings: object, read_only: bool = False
+                ) -> Iterator[duckdb.DuckDBPyConnection]:
         yield shared
 
     duckdb_load.connect = connect

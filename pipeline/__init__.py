@@ -8,8 +8,8 @@ import sys
 from pipeline.core import memory  # noqa: F401 (first: before anything loads pyarrow)
 from pipeline.core.version import __version__
 from pipeline.ops import hooks
+from pipeline.tasks.download import DownloadMonth
 from pipeline.tasks.flows import Backfill, IngestMonth
-from pipeline.tasks.lake_month import DownloadMonth, ParquetizeMonth, Zones
 from pipeline.tasks.load import (
     LoadBigQuery,
     LoadBigQueryZones,
@@ -18,7 +18,9 @@ from pipeline.tasks.load import (
     LoadPostgres,
     LoadPostgresZones,
 )
-from pipeline.tasks.publish import UploadMonth
+from pipeline.tasks.parquetize import ParquetizeMonth
+from pipeline.tasks.upload import UploadMonth
+from pipeline.tasks.zones import Zones
 
 
 def _imported_for_itself() -> bool:

@@ -26,7 +26,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.convert.quality import Counts, QualityCounter
+from pipeline.convert.result import ParquetStats
 from pipeline.core.datasets import Service
+from pipeline.core.manifest import NewColumn
 
 # Rows per row group. On a 10M-row month (2 cores), groups of 2^18 rows converted in
 # 8.6-8.9 s, 15.2 CPU s and 320 MB peak RSS, against 9.9-11.5 s, 17-18 CPU s and 530-550 MB
@@ -51,6 +53,17 @@ class Written:
     parquet_sha256: str
     # Rows per data-quality check (``pipeline.convert.quality.CHECKS``).
     quality: Counts = field(default_factory=dict)
+
+    def stats(self, source_bytes: int, source_sha256: str,
+              dropped_columns: tuple[str, ...] = (),
+              new_columns: tuple[NewColumn, ...] = ()) -> ParquetStats:
+        """The conversion's result: this file, made of the source file described."""
+        return ParquetStats(
+            rows=self.rows, rows_outside_month=self.rows_outside_month,
+            row_groups=self.row_groups, source_bytes=source_bytes,
+            source_sha256=source_sha256, parquet_bytes=self.parquet_bytes,
+            parquet_sha256=self.parquet_sha256, quality=self.quality,
+            dropped_columns=dropped_columns, new_columns=new_columns)
 
 
 class MonthWriter:

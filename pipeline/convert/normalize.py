@@ -2,7 +2,7 @@
 
 TLC's own files drift from year to year: ids as int32 or as doubles (``passenger_count``
 1.0), nanosecond timestamps, ``Airport_fee`` or ``airport_fee``, fee columns that appear
-in later years, the 2009-2010 yellow column set. Every month is published with the one
+in later years, the 2009-2010 yellow column set. Every month is written with the one
 schema of the registry, as the CSV months are, by these rules:
 
 - names match case-insensitively, then through the service's aliases (2009 yellow's
@@ -11,13 +11,13 @@ schema of the registry, as the CSV months are, by these rules:
   place (2009-2010 coordinates) and writer artefacts (``__index_level_0__``) are dropped
   and named in the manifest;
 - a column the registry does not know (TLC adds some: ``request_source`` in 2026) follows
-  the source contract ``new_columns``: ``keep-raw`` publishes the month with the registry's
+  the source contract ``new_columns``: ``keep-raw`` writes the month with the registry's
   columns and names the new one (source type, non-null rows) for the manifest, the raw
   file keeping it; ``refuse`` fails the month on one line;
 - casts are exact: a double id of 1.0 becomes 1; a value that is not a whole number, or a
   timestamp with a sub-microsecond part, stops the month with one line naming the month,
   the column and how many rows hold such values (counted over the whole file), and nothing
-  is published. NaN in a double id is a missing value (pandas' way of writing one) and
+  is written. NaN in a double id is a missing value (pandas' way of writing one) and
   becomes null;
 - text codes of old files (``vendor_name`` CMT, ``Payment_Type`` CASH) map through the
   registry's tables; an unknown text value is refused the same way.
@@ -118,19 +118,10 @@ def normalize(
             source.close()
         source_bytes, source_sha256 = hashing.result()
     kinds = source.schema_arrow
-    return ParquetStats(
-        rows=written.rows,
-        rows_outside_month=written.rows_outside_month,
-        row_groups=written.row_groups,
-        source_bytes=source_bytes,
-        source_sha256=source_sha256,
-        parquet_bytes=written.parquet_bytes,
-        parquet_sha256=written.parquet_sha256,
-        quality=written.quality,
-        dropped_columns=plan.dropped,
+    return written.stats(
+        source_bytes, source_sha256, dropped_columns=plan.dropped,
         new_columns=tuple(NewColumn(name, str(kinds.field(name).type), non_null[name])
-                          for name in plan.new),
-    )
+                          for name in plan.new))
 
 
 def conform(service: Service, plan: SourcePlan, batch: pa.RecordBatch) -> pa.Table:

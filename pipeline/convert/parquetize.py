@@ -17,15 +17,16 @@ a temporary name and renamed by the caller's atomic publication.
 its gzip stream anyway hands the text over as it arrives, so the month is converted while it
 downloads and the gzip is inflated once (``pipeline.tasks.prepared``). Both entries give the
 same file, byte for byte.
+
+Why one module of some 380 lines: both entries run the same stages on the same piece format
+(``_Pending``'s line cuts, the parser's error wording); apart, the two would drift.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import queue
 import re
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from datetime import date
 from pathlib import Path
@@ -39,6 +40,7 @@ from pipeline.convert.quality import QualityBlocked
 from pipeline.convert.result import ConversionError, ParquetStats, show_invisible
 from pipeline.core.datasets import HeaderMismatch, Service
 from pipeline.core.gzipstream import GzipError, Inflater
+from pipeline.core.handoff import Handoff, Stopped, Worker
 from pipeline.core.months import month_key
 from pipeline.core.text import Progress
 
@@ -51,8 +53,6 @@ MAX_LINE = 1 << 20
 # CSV text that yields no data row is refused beyond this size (a header-only file is a
 # few hundred bytes; megabytes of blank lines are not a month).
 EMPTY_TEXT_TOLERATED = 64 << 10
-# The end of the pieces, in a queue of pieces.
-_END = object()
 
 
 def parquetize(
@@ -71,40 +71,37 @@ def parquetize(
                            progress and (lambda read: progress(read, pieces.total_bytes)))
     finally:
         pieces.close()
-    return _stats(written, pieces.total_bytes, pieces.sha256.hexdigest())
+    return written.stats(pieces.total_bytes, pieces.sha256.hexdigest())
 
 
 class ParquetizeStream:
     """``parquetize`` fed with the month's inflated text, in order, by another thread.
 
     ``add(text)`` queues whole lines for a converter thread (and waits while it is two
-    pieces behind, so memory stays bounded); ``finish(source_bytes, source_sha256)`` hands
-    over the rest, waits and gives the ``ParquetStats`` or raises the conversion's error.
-    Once the conversion has failed, ``add`` drops the text (``failed`` says so), so a
-    caller that inflates to check the gzip stream goes on unhindered. ``abort()`` stops the
-    converter whatever happened; ``out`` is then not a month's file.
+    pieces behind, so memory stays bounded: ``pipeline.core.handoff``);
+    ``finish(source_bytes, source_sha256)`` hands over the rest, waits and gives the
+    ``ParquetStats`` or raises the conversion's error. Once the conversion has failed,
+    ``add`` drops the text (``failed`` says so), so a caller that inflates to check the
+    gzip stream goes on unhindered. ``abort()`` stops the converter whatever happened;
+    ``out`` is then not a month's file.
     """
 
     def __init__(self, service: Service, month: date, out: Path,
                  row_group_rows: int = ROW_GROUP_ROWS) -> None:
         self._pending = _Pending()
-        self._queue: queue.Queue[object] = queue.Queue(PIECES_IN_FLIGHT)
-        self._stop = threading.Event()
-        self._done = threading.Event()
-        self._written: Written | None = None
-        self._error: BaseException | None = None
+        self._refused: ConversionError | None = None
         self._label = f"{service.name} {month_key(month)}"
-        self._thread = threading.Thread(
-            target=self._run, args=(service, month, out, row_group_rows),
-            name="parquetize-stream", daemon=True)
-        self._thread.start()
+        self._pieces: Handoff[tuple[bytes, int]] = Handoff(PIECES_IN_FLIGHT)
+        self._worker = Worker(
+            lambda: _convert(service, month, self._pieces, out, row_group_rows),
+            "parquetize-stream", on_error=self._pieces.stop)
 
     @property
     def failed(self) -> bool:
-        return self._error is not None
+        return self._refused is not None or self._worker.error is not None
 
     def add(self, text: bytes) -> None:
-        if self._done.is_set():
+        if self._pieces.stopped:
             return
         self._pending.add(text)
         if self._pending.size >= PIECE_BYTES:
@@ -114,55 +111,28 @@ class ParquetizeStream:
                 # Never raised to the caller (a download's check): the conversion fails.
                 self.abort()
                 self._pending = _Pending()
-                self._error = ConversionError(f"{self._label}: {e}")
-                self._done.set()
+                self._refused = ConversionError(f"{self._label}: {e}")
                 return
             if piece:
                 self._put((piece, 0))
 
     def finish(self, source_bytes: int, source_sha256: str) -> ParquetStats:
-        if not self._done.is_set():
+        if self._refused is not None:
+            raise self._refused
+        if not self._pieces.stopped:
             if self._pending.size:
                 self._put((self._pending.take_all(), 0))
-            self._put(_END)
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        assert self._written is not None
-        return _stats(self._written, source_bytes, source_sha256)
+            self._pieces.end()
+        return self._worker.result().stats(source_bytes, source_sha256)
 
     def abort(self) -> None:
-        self._stop.set()
-        self._thread.join()
+        self._pieces.stop()
+        self._worker.join()
 
-    def _run(self, service: Service, month: date, out: Path, row_group_rows: int) -> None:
-        try:
-            self._written = _convert(service, month, self._pieces(), out, row_group_rows)
-        except BaseException as e:  # handed to finish()
-            self._error = e
-        finally:
-            self._done.set()
-
-    def _pieces(self) -> Iterator[tuple[bytes, int]]:
-        while True:
-            if self._stop.is_set():
-                raise _Stopped
-            try:
-                item = self._queue.get(timeout=0.1)
-            except queue.Empty:
-                continue
-            if item is _END:
-                return
-            yield item  # type: ignore[misc]
-
-    def _put(self, item: object) -> None:
-        # Waits for room while the converter runs; gives up once it has ended or stops.
-        while not (self._done.is_set() or self._stop.is_set()):
-            try:
-                self._queue.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
+    def _put(self, item: tuple[bytes, int]) -> None:
+        # Once the converter has failed (it stopped the hand-over) the text is dropped.
+        with contextlib.suppress(Stopped):
+            self._pieces.put(item)
 
 
 def _convert(service: Service, month: date, pieces: Iterable[tuple[bytes, int]], out: Path,
@@ -193,19 +163,6 @@ def _convert(service: Service, month: date, pieces: Iterable[tuple[bytes, int]],
         raise QualityBlocked(f"{label}: {text_bytes:,} bytes of CSV text hold no data row "
                              "(blank lines, or a header only); refused")
     return written
-
-
-def _stats(written: Written, source_bytes: int, source_sha256: str) -> ParquetStats:
-    return ParquetStats(
-        rows=written.rows,
-        rows_outside_month=written.rows_outside_month,
-        row_groups=written.row_groups,
-        source_bytes=source_bytes,
-        source_sha256=source_sha256,
-        parquet_bytes=written.parquet_bytes,
-        parquet_sha256=written.parquet_sha256,
-        quality=written.quality,
-    )
 
 
 class _PieceParser:
@@ -317,7 +274,8 @@ class _PieceParser:
 
 
 class _TextPieces:
-    """Line-aligned pieces of the inflated file, produced by a background thread.
+    """Line-aligned pieces of the inflated file, produced by a helper thread
+    (``pipeline.core.handoff``).
 
     Iterating yields ``(piece, compressed bytes read so far)``; errors of the thread are
     raised in the consumer. ``close()`` stops the thread early.
@@ -327,35 +285,27 @@ class _TextPieces:
         self.total_bytes = raw.stat().st_size
         self.sha256 = hashlib.sha256()
         self._raw = raw
-        self._queue: queue.Queue[object] = queue.Queue(PIECES_IN_FLIGHT)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="inflate", daemon=True)
-        self._thread.start()
+        self._pieces: Handoff[tuple[bytes, int]] = Handoff(PIECES_IN_FLIGHT)
+        self._worker = Worker(self._run, "inflate")
 
     def __iter__(self) -> Iterator[tuple[bytes, int]]:
-        while True:
-            item = self._queue.get()
-            if item is _END:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item  # type: ignore[misc]
+        return iter(self._pieces)
 
     def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
+        self._pieces.stop()
+        self._worker.join()
 
     def _run(self) -> None:
         try:
             with open(self._raw, "rb") as f:
                 self._produce(f)
-            self._put(_END)
-        except _Stopped:
+            self._pieces.end()
+        except Stopped:
             pass
         except (GzipError, LineTooLong) as e:
-            self._put_quietly(ConversionError(f"{self._raw.name}: {e}"))
+            self._pieces.fail(ConversionError(f"{self._raw.name}: {e}"))
         except BaseException as e:  # handed to the consumer, which re-raises it
-            self._put_quietly(e)
+            self._pieces.fail(e)
 
     def _produce(self, f: BinaryIO) -> None:
         inflater, pending, read = Inflater(), _Pending(), 0
@@ -365,24 +315,10 @@ class _TextPieces:
             for text in inflater.feed(data):
                 pending.add(text)
                 if pending.size >= PIECE_BYTES and (piece := pending.take_lines()):
-                    self._put((piece, read))
+                    self._pieces.put((piece, read))
         inflater.finish()
         if pending.size:
-            self._put((pending.take_all(), read))
-
-    def _put(self, item: object) -> None:
-        while True:
-            if self._stop.is_set():
-                raise _Stopped
-            try:
-                self._queue.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-
-    def _put_quietly(self, item: object) -> None:
-        with contextlib.suppress(_Stopped):
-            self._put(item)
+            self._pieces.put((pending.take_all(), read))
 
 
 # pyarrow's name of the failing row of a single-threaded parse (1 = the piece's first).
@@ -448,7 +384,3 @@ class _Pending:
         self.taken += len(piece)
         self._chunks, self.size = [], 0
         return piece
-
-
-class _Stopped(Exception):
-    pass

@@ -26,7 +26,7 @@ not zones) reports ``zone_id_invalid`` as not applicable rather than counting ev
 
 ``judge`` weighs the counts against ``[quality]`` thresholds, each a share of the month's
 rows: above it a check warns, and a check named in ``[quality] blocking`` fails the month
-(``QualityBlocked``) before anything is published.
+(``QualityBlocked``) before anything is committed to the lake.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ Counts = dict[str, int | None]
 
 
 class QualityBlocked(PipelineError):
-    """A blocking quality check failed the month; nothing was published."""
+    """A blocking quality check failed the month; nothing was committed to the lake."""
 
 
 @dataclass(frozen=True)

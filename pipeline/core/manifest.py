@@ -69,7 +69,7 @@ def read_source_identity(path: Path) -> SourceIdentity | None:
 
 @dataclass(frozen=True)
 class NewColumn:
-    """A source column the registry does not know: kept in the raw file, not published."""
+    """A source column the registry does not know: kept in the raw file, not in the Parquet."""
 
     name: str
     type: str  # its Arrow type in the source file

@@ -7,7 +7,7 @@ no configuration), conditioned on the object's generation (no blind overwrite), 
 the stored object's crc32c must equal that of the bytes read, and their sha256 the one the
 object is uploaded with (its ``sha256`` metadata), or the object is removed and the write
 fails. (A crash between the upload and that check can leave an unverified object: the
-pipeline publishes a manifest after the check, and verifies an object it finds without one
+pipeline writes a manifest after the check, and verifies an object it finds without one
 before keeping it.) Local files an upload needs (``open("w")``, ``staging()``) and files a
 read needs (``local_file()``) live in the caller's scratch directory and are removed after.
 
@@ -19,6 +19,10 @@ per object. A fork starts with an empty cache (luigi runs tasks in forked worker
 
 Credentials: Application Default Credentials, or none when ``STORAGE_EMULATOR_HOST`` names
 an emulator. Nothing here logs a credential; error messages leave out resumable session ids.
+
+Why one module of some 480 lines: the target, its listing cache and the verified resumable
+upload share one client, its retries and the generation preconditions; split, each part
+would reach into the others' state.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from google.api_core.retry import Retry
 from google.cloud import storage
 from google.cloud.storage.retry import DEFAULT_RETRY
 
+from pipeline.core.checksums import Digests, HashingReader, HashingWriter, file_digests
 from pipeline.core.text import Progress, one_line
 from pipeline.lake.gcs_names import (  # noqa: F401 (their home before; still importable here)
     _BUCKET,
@@ -53,16 +58,12 @@ from pipeline.lake.scratch import Scratch
 from pipeline.lake.targets import (
     AtomicWrite,
     ChecksumMismatch,
-    Digests,
-    HashingReader,
-    HashingWriter,
     LakeConflict,
     LakeError,
     LakeTarget,
     ObjectInfo,
     Staged,
     check_expected,
-    file_digests,
     register_listing_cache,
 )
 
@@ -322,7 +323,7 @@ class _Upload(AtomicWrite):
         scratch = self._target.scratch.ready()
         return str(scratch / f"{os.getpid()}-{os.urandom(6).hex()}-upload.tmp")
 
-    def publish(self, tmp: Path) -> None:
+    def commit(self, tmp: Path) -> None:
         self._target.put(tmp)
 
 

@@ -1,8 +1,8 @@
-"""A lake in a local directory: files under the root, published by one atomic path.
+"""A lake in a local directory: files under the root, committed by one atomic path.
 
 Every write (``open("w")``, ``staging()``, ``put()``, a download) goes to a temporary name
 beside the final one (``.name.<random>.tmp``: nothing reading the lake takes it for output),
-is fsynced, and is renamed into place by ``publish_file`` (then the directory is fsynced), so
+is fsynced, and is renamed into place by ``commit_file`` (then the directory is fsynced), so
 a crash never leaves a partial or empty file under a final name. A file's generation is its
 mtime in nanoseconds; a local check-then-rename is not atomic, so generation preconditions
 here are best effort (GCS enforces them).
@@ -29,19 +29,18 @@ from typing import BinaryIO
 import luigi.format
 import luigi.local_target
 
+from pipeline.core.checksums import READ_BLOCK, HashingReader, file_digests
+from pipeline.core.processes import running
 from pipeline.core.text import Progress
 from pipeline.lake.targets import (
-    READ_BLOCK,
     AtomicWrite,
     ChecksumMismatch,
-    HashingReader,
     LakeConflict,
     LakeFull,
     LakeTarget,
     ObjectInfo,
     Staged,
     check_expected,
-    file_digests,
     is_hidden_tmp,
     verified_read,
 )
@@ -71,25 +70,13 @@ def sweep_leftovers(directory: Path) -> list[Path]:
     for entry in names:
         writer = _WRITER.search(entry.name)
         try:
-            dead = writer is not None and writer[1] == _HOST and not _running(int(writer[2]))
+            dead = writer is not None and writer[1] == _HOST and not running(int(writer[2]))
             if dead or now - entry.stat().st_mtime > STALE_SECONDS:
                 os.unlink(entry.path)
                 removed.append(Path(entry.path))
         except FileNotFoundError:
             continue
     return removed
-
-
-def _running(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _generation(path: Path) -> int | None:
@@ -110,17 +97,17 @@ def lake_full_in_one_line(final: Path) -> Iterator[None]:
         raise
 
 
-def publish_file(tmp: Path, final: Path, if_generation: int | None = None) -> None:
+def commit_file(tmp: Path, final: Path, if_generation: int | None = None) -> None:
     """Rename ``tmp`` (written beside ``final``) into place, durably: the one way a file is
-    published in a local lake. ``if_generation`` as in ``pipeline.lake.targets``."""
+    committed in a local lake. ``if_generation`` as in ``pipeline.lake.targets``."""
     try:
         with lake_full_in_one_line(final):
-            _publish(tmp, final, if_generation)
+            _commit(tmp, final, if_generation)
     finally:
         tmp.unlink(missing_ok=True)
 
 
-def _publish(tmp: Path, final: Path, if_generation: int | None) -> None:
+def _commit(tmp: Path, final: Path, if_generation: int | None) -> None:
     if if_generation is not None:
         current = _generation(final)
         if (current or 0) != if_generation:
@@ -138,7 +125,7 @@ def _publish(tmp: Path, final: Path, if_generation: int | None) -> None:
 
 @contextlib.contextmanager
 def atomic_path(final: Path, if_generation: int | None = None) -> Iterator[Path]:
-    """Yield a temporary path beside ``final``; publish it under ``final`` only when the
+    """Yield a temporary path beside ``final``; commit it under ``final`` only when the
     block ends without an exception; the temporary is gone in any case."""
     final.parent.mkdir(parents=True, exist_ok=True)
     sweep_leftovers(final.parent)
@@ -146,7 +133,7 @@ def atomic_path(final: Path, if_generation: int | None = None) -> Iterator[Path]
     try:
         with lake_full_in_one_line(final):
             yield tmp
-        publish_file(tmp, final, if_generation)
+        commit_file(tmp, final, if_generation)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -159,16 +146,16 @@ class _LocalWrite(AtomicWrite):
     def generate_tmp_path(self, path: str) -> str:
         return str(hidden_tmp(Path(path)))
 
-    def publish(self, tmp: Path) -> None:
-        publish_file(tmp, self._final)
+    def commit(self, tmp: Path) -> None:
+        commit_file(tmp, self._final)
 
 
 class LocalLakeFileSystem(luigi.local_target.LocalFileSystem):
     """luigi's local file system (move, rename_dont_move, copy, remove...), listing only
-    published files."""
+    committed files."""
 
     def listdir(self, path: str) -> list[str]:
-        """Every published file under ``path``, recursively, sorted (temporaries of running
+        """Every committed file under ``path``, recursively, sorted (temporaries of running
         writes left out)."""
         return sorted(os.path.join(directory, name) for directory, _, files in os.walk(path)
                       for name in files if not is_hidden_tmp(name))
@@ -216,10 +203,10 @@ class LocalLakeTarget(LakeTarget):
         sweep_leftovers(self.file.parent)
         tmp = hidden_tmp(self.file)
 
-        def publish(path: Path, if_generation: int | None, sha256: str | None,
+        def commit(path: Path, if_generation: int | None, sha256: str | None,
                     progress: Progress | None) -> ObjectInfo:
             # A rename copies no byte: the writer's own checksums stand for the file.
-            publish_file(path, self.file, if_generation)
+            commit_file(path, self.file, if_generation)
             found = self.stat()
             assert found is not None
             return found
@@ -227,7 +214,7 @@ class LocalLakeTarget(LakeTarget):
         try:
             # The staged file is beside its final name, on the lake's own disk.
             with lake_full_in_one_line(self.file):
-                yield Staged(tmp, publish)
+                yield Staged(tmp, commit)
         finally:
             tmp.unlink(missing_ok=True)
 

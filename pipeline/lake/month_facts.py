@@ -27,8 +27,9 @@ from pipeline.lake.keys import (
     raw_key,
     source_record_key,
 )
+from pipeline.lake.month_targets import read_text
 from pipeline.lake.root import Lake
-from pipeline.lake.targets import LakeError, LakeTarget
+from pipeline.lake.targets import LakeTarget
 
 
 @dataclass(frozen=True)
@@ -136,17 +137,6 @@ def read_manifest(the_lake: Lake, service: Service, month: date) -> Manifest | N
     """The month's manifest as stored (readable), whatever it describes; None without one."""
     return _manifest(read_text(the_lake.target(manifest_key(service, month),
                                                listed=PARQUET_PREFIX)))
-
-
-def read_text(target: LakeTarget) -> str | None:
-    """A small lake file's text, or None when it is missing or unreadable."""
-    if not target.exists():  # answered by a listing when many months are checked
-        return None
-    try:
-        with target.open("rb") as f:
-            return f.read().decode()
-    except (OSError, UnicodeDecodeError, LakeError):
-        return None
 
 
 def _identity(text: str | None) -> SourceIdentity | None:

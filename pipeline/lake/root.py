@@ -135,7 +135,7 @@ class Lake:
                            origin=self.setting)
 
     def keys(self, prefix: str) -> list[str]:
-        """Every published key under ``prefix`` (a folder key like ``raw/yellow/``), sorted."""
+        """Every committed key under ``prefix`` (a folder key like ``raw/yellow/``), sorted."""
         folder = self.url(prefix).rstrip("/") if prefix else self.root.url
         fs = self.target(check_key(prefix.rstrip("/")) if prefix else "_").fs
         if not self.in_bucket and not Path(folder).is_dir():

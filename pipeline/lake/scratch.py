@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from pipeline.core.processes import running
 from pipeline.lake.targets import LakeFull
 
 DEFAULT_NAME = "taxi-pipeline-scratch"
@@ -56,7 +57,7 @@ class Scratch:
         removed = []
         for path in self.directory.iterdir() if self.directory.is_dir() else ():
             match = _STAGED.match(path.name)
-            if match and not _running(int(match[1])):
+            if match and not running(int(match[1])):
                 path.unlink(missing_ok=True)
                 removed.append(path)
         return removed
@@ -81,13 +82,3 @@ class Scratch:
         if not self.directory.is_dir():
             return []
         return sorted(p for p in self.directory.iterdir() if _STAGED.match(p.name))
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

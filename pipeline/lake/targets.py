@@ -8,8 +8,8 @@ tasks never branch on the kind of storage. What a target offers:
   (``UTF8``, ``Gzip``, ``Nop``, a custom one), ``fs.move``/``fs.rename_dont_move``/``fs.copy``
   /``fs.listdir``/``fs.remove``, ``temporary_path()``;
 - ``stat()`` (size and generation, cheap) and ``info()`` (with crc32c and sha256);
-- ``staging()``: a local file to write, published under the target on request
-  (``Staged.publish``) and removed in any case; ``put(local_file)`` copies a file in;
+- ``staging()``: a local file to write, committed under the target on request
+  (``Staged.commit``) and removed in any case; ``put(local_file)`` copies a file in;
 - ``local_file()``: the stored file as a local path for code that reads files (a bucket's
   object is downloaded to scratch, verified, and removed afterwards);
 - ``remove()``.
@@ -26,26 +26,21 @@ Checksums are written as GCS writes them: crc32c is the base64 of the big-endian
 from __future__ import annotations
 
 import abc
-import base64
 import contextlib
 import contextvars
-import hashlib
 import io
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, BinaryIO
 
-import google_crc32c
 import luigi.format
 import luigi.target
 
+from pipeline.core.checksums import Digests, file_digests
 from pipeline.core.errors import PipelineError
 from pipeline.core.text import Progress
-
-READ_BLOCK = 8 << 20
 
 
 class LakeError(PipelineError):
@@ -62,7 +57,7 @@ class ChecksumMismatch(LakeError):
 
 class LakeFull(LakeError):
     """The lake's (or the scratch directory's) file system has no room; nothing was
-    published."""
+    committed."""
 
 
 @dataclass(frozen=True)
@@ -73,117 +68,6 @@ class ObjectInfo:
     crc32c: str | None
     sha256: str | None
     generation: int | None
-
-
-@dataclass(frozen=True)
-class Digests:
-    size: int
-    crc32c: str
-    sha256: str
-
-
-def crc32c_text(checksum: google_crc32c.Checksum) -> str:
-    return base64.b64encode(checksum.digest()).decode()
-
-
-class _HashingStream(io.RawIOBase):
-    """A stream over a local file that hashes (sha256 and crc32c) each byte passing once,
-    and reports how many have passed."""
-
-    def __init__(self, f: BinaryIO, progress: Progress | None = None,
-                 total: int | None = None) -> None:
-        super().__init__()
-        self._f, self._progress, self._total = f, progress, total
-        self._sha256, self._crc32c = hashlib.sha256(), google_crc32c.Checksum()
-        self._hashed = 0
-
-    def _hash(self, data: bytes) -> None:
-        self._sha256.update(data)
-        self._crc32c.update(data)
-
-    def _passed(self, size: int) -> None:
-        self._hashed += size
-        if self._progress:
-            self._progress(self._hashed, self._total)
-
-    def digests(self) -> Digests:
-        """The hashes of every byte that has passed."""
-        return Digests(self._hashed, crc32c_text(self._crc32c), self._sha256.hexdigest())
-
-
-class HashingReader(_HashingStream):
-    """Reads a local file for an upload or a copy and hashes every byte exactly once, in order.
-
-    An upload may seek back to resend a chunk; bytes already hashed are not hashed again.
-    Hashing runs on a helper thread (hashlib and crc32c release the GIL), so it overlaps
-    with sending the previous chunk instead of adding to the upload's time.
-    """
-
-    def __init__(self, f: BinaryIO, progress: Progress | None = None,
-                 total: int | None = None) -> None:
-        super().__init__(f, progress, total)
-        self._hasher = ThreadPoolExecutor(1, "lake-hash")
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._f.tell()
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        return self._f.seek(offset, whence)
-
-    def read(self, size: int = -1) -> bytes:
-        start = self._f.tell()
-        data = self._f.read(size)
-        skip = self._hashed - start
-        if 0 <= skip < len(data):
-            fresh = data if skip == 0 else data[skip:]
-            self._hasher.submit(self._hash, fresh)
-            self._passed(len(fresh))
-        return data
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
-    def digests(self) -> Digests:
-        """The hashes of everything read, once the stream has been read to its end."""
-        self._hasher.shutdown(wait=True)
-        return super().digests()
-
-    def close(self) -> None:
-        self._hasher.shutdown(wait=True)
-        super().close()
-
-
-class HashingWriter(_HashingStream):
-    """Writes to a local file and hashes what passes (a download into scratch)."""
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
-        self._f.write(data)
-        self._hash(data if isinstance(data, bytes) else bytes(data))
-        self._passed(len(data))
-        return len(data)
-
-
-def file_digests(path: Path) -> Digests:
-    """Size, crc32c and sha256 of a local file, in one pass: the lake's one file-hash helper."""
-    with open(path, "rb") as f, HashingReader(f) as reader:
-        while reader.read(READ_BLOCK):
-            pass
-        return reader.digests()
-
-
-def bytes_sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def check_expected(digests: Digests, sha256: str | None, what: str) -> None:
@@ -208,15 +92,10 @@ class HashAlongside:
         self._thread.start()
 
     def _run(self) -> None:
-        digest, size = hashlib.sha256(), 0
         try:
-            with open(self.path, "rb") as f:
-                while (data := f.read(READ_BLOCK)) and not self._stop.is_set():
-                    digest.update(data)
-                    size += len(data)
+            self._digests = file_digests(self.path, crc32c=False, stop=self._stop)
         except OSError as e:
             self._error = e
-        self._digests = Digests(size, "", digest.hexdigest())
 
     def stop(self) -> None:
         self._stop.set()
@@ -268,11 +147,11 @@ def is_hidden_tmp(name: str) -> bool:
 
 
 class AtomicWrite(luigi.target.AtomicLocalFile):
-    """``open("w")``: written to a temporary file; ``publish(tmp)`` runs on a clean close
+    """``open("w")``: written to a temporary file; ``commit(tmp)`` runs on a clean close
     only, once, and an exception in the ``with`` block (or dropping the file unclosed)
     discards the write."""
 
-    def publish(self, tmp: Path) -> None:
+    def commit(self, tmp: Path) -> None:
         raise NotImplementedError
 
     def close(self) -> None:
@@ -282,36 +161,36 @@ class AtomicWrite(luigi.target.AtomicLocalFile):
 
     def move_to_final_destination(self) -> None:
         try:
-            self.publish(Path(self.tmp_path))
+            self.commit(Path(self.tmp_path))
         finally:
             Path(self.tmp_path).unlink(missing_ok=True)
 
     def __exit__(self, exc_type, exc, traceback):  # type: ignore[no-untyped-def]
         if exc_type:
-            io.BufferedWriter.close(self)  # closes the file without publishing it
+            io.BufferedWriter.close(self)  # closes the file without committing it
             Path(self.tmp_path).unlink(missing_ok=True)
             return None
         return super().__exit__(exc_type, exc, traceback)
 
 
 class Staged:
-    """A local file to be published under a lake target. ``publish()`` puts it there
-    (atomically, verified, conditioned on ``if_generation``); whether published or not, the
+    """A local file to be committed under a lake target. ``commit()`` puts it there
+    (atomically, verified, conditioned on ``if_generation``); whether committed or not, the
     local file is gone when the ``staging()`` block ends."""
 
     def __init__(self, path: Path,
-                 publish: Callable[[Path, int | None, str | None, Progress | None], ObjectInfo]
+                 commit: Callable[[Path, int | None, str | None, Progress | None], ObjectInfo]
                  ) -> None:
         self.path = path
-        self._publish = publish
-        self.published: ObjectInfo | None = None
+        self._commit = commit
+        self.committed: ObjectInfo | None = None
 
-    def publish(self, *, if_generation: int | None = None, sha256: str | None = None,
+    def commit(self, *, if_generation: int | None = None, sha256: str | None = None,
                 progress: Progress | None = None) -> ObjectInfo:
-        if self.published is not None:
-            raise LakeError(f"{self.path} was published already")
-        self.published = self._publish(self.path, if_generation, sha256, progress)
-        return self.published
+        if self.committed is not None:
+            raise LakeError(f"{self.path} was committed already")
+        self.committed = self._commit(self.path, if_generation, sha256, progress)
+        return self.committed
 
 
 def text_or_binary(fmt: luigi.format.Format | None, mode: str) -> luigi.format.Format:
@@ -341,11 +220,11 @@ class LakeTarget(luigi.target.FileSystemTarget):
 
     @contextlib.contextmanager
     def temporary_path(self) -> Iterator[str]:  # type: ignore[override]
-        """luigi's atomic-write helper: a local path to write; published when the block ends
+        """luigi's atomic-write helper: a local path to write; committed when the block ends
         without an exception, removed in any case."""
         with self.staging() as staged:
             yield str(staged.path)
-            staged.publish()
+            staged.commit()
 
     def exists(self) -> bool:
         return self.stat() is not None
@@ -371,7 +250,7 @@ class LakeTarget(luigi.target.FileSystemTarget):
 
     @abc.abstractmethod
     def staging(self) -> contextlib.AbstractContextManager[Staged]:
-        """A local file to write and then publish under this target (see ``Staged``)."""
+        """A local file to write and then commit under this target (see ``Staged``)."""
 
     @abc.abstractmethod
     def put(self, local: Path, *, if_generation: int | None = None, sha256: str | None = None,

@@ -207,8 +207,9 @@ def refresh(args: argparse.Namespace) -> int:
     from pipeline import config
     from pipeline.ops import jobs
     from pipeline.ops.upstream import check_source
+    from pipeline.tasks.download import RefetchMonth
     from pipeline.tasks.flows import IngestMonth
-    from pipeline.tasks.lake_month import ParquetizeMonth, RefetchMonth
+    from pipeline.tasks.parquetize import ParquetizeMonth
     from pipeline.tasks.sinks import parse_sinks
 
     try:

@@ -21,7 +21,7 @@ from pipeline.lake.month_facts import (
     read_manifest,
 )
 from pipeline.source.month_source import MonthSource, month_source
-from pipeline.tasks.lake_month import probe_policy
+from pipeline.source.policies import probe_policy
 from pipeline.tasks.storage import lake
 
 
@@ -51,4 +51,4 @@ def source_of(service: str, month: date) -> MonthSource:
 def published(service: str, month: date) -> SourceIdentity:
     """What the source says the month's file is now (a HEAD request); NotPublished when it
     has no such file."""
-    return source_of(service, month).published(probe_policy())
+    return source_of(service, month).published(probe_policy(config.source()))

@@ -38,7 +38,7 @@ from rich.progress import (
 
 from pipeline.core.months import month_key
 from pipeline.ops.facts import manifest_of
-from pipeline.tasks.lake_month import ParquetizeMonth
+from pipeline.tasks.parquetize import ParquetizeMonth
 
 
 class JobProgress:

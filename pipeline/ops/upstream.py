@@ -14,15 +14,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
 
+from pipeline import config
 from pipeline.core.datasets import SERVICES
 from pipeline.core.errors import PipelineError
 from pipeline.core.manifest import SourceIdentity
 from pipeline.core.months import month_key, months_between, next_month
 from pipeline.lake.month_facts import LakeFacts
+from pipeline.lake.month_targets import source_version
 from pipeline.ops.facts import lake_facts, published, source_of
 from pipeline.source.download import NotPublished
+from pipeline.source.policies import probe_policy
 from pipeline.tasks.flows import IngestMonth
-from pipeline.tasks.lake_month import probe_policy, source_version
 from pipeline.tasks.storage import lake
 
 # TLC's first month (yellow 2009-01): nothing is published before it.
@@ -119,7 +121,7 @@ def _head_requests(service: str, months: list[date]) -> Callable[[date], bool]:
     """``is_published`` for threads: each month's URL and the retry policy are read from
     the settings here, in this thread (luigi's config parser is not safe to share between
     threads); the threads only send the HEAD requests."""
-    policy = probe_policy()
+    policy = probe_policy(config.source())
     asks = {month: source_of(service, month) for month in months}
 
     def ask(month: date) -> bool:

@@ -1,4 +1,4 @@
-"""HTTP fetch of a source file: streamed, resumable, retried, verified, published atomically.
+"""HTTP fetch of a source file: streamed, resumable, retried, verified, committed atomically.
 
 The file streams into a temporary name beside its final one. Transient failures (5xx, 429,
 408, connection errors, timeouts) are retried by tenacity with exponential back-off and
@@ -21,76 +21,36 @@ the source said the file was (``ETag``, ``Last-Modified``) and which check prove
 from __future__ import annotations
 
 import logging
-import queue
 import re
-import threading
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import BinaryIO
 
 import requests
 import tenacity
 import urllib3
 
 from pipeline.core.errors import PipelineError
-from pipeline.core.gzipstream import GzipError, Inflater
-from pipeline.core.text import Progress, one_line, redact
+from pipeline.core.text import Progress, redact
 from pipeline.core.version import __version__
 from pipeline.lake.local import atomic_path
+from pipeline.source.checks import BackgroundCheck, BodyCheck
+from pipeline.source.errors import (
+    NOT_PUBLISHED,
+    NotPublished,
+    SourceError,
+    TransientSourceError,
+    not_published,
+)
 from pipeline.source.etag import DigestMismatch, EtagDigest
+from pipeline.source.policies import RetryPolicy
 
 log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20
-MAX_HEADER_LINE = 64 << 10
-
-
-
-class SourceError(PipelineError):
-    """The source cannot give this file; retrying will not help. Its message is one line."""
-
-
-class NotPublished(SourceError):
-    """The source says the file does not exist (404, 410, or TLC's 403, see
-    ``NOT_PUBLISHED``): the month is not (yet) published."""
-
-
-# Statuses that mean "no such file", by the kind of source: the CSV mirror (GitHub releases)
-# answers 404; TLC's trip-data host (S3 behind CloudFront) answers 403 AccessDenied, with
-# an XML body, for a key that does not exist (yet), to GET and HEAD alike.
-NOT_PUBLISHED: dict[str, frozenset[int]] = {
-    "csv": frozenset({404, 410}),
-    "parquet": frozenset({403, 404, 410}),
-}
-_S3_CODE = re.compile(rb"<Code>([A-Za-z]{1,40})</Code>")
-
-
-def not_published(label: str, url: str, status: int, body: bytes = b"") -> NotPublished:
-    """The one-line refusal for a file the source says does not exist."""
-    code = _S3_CODE.search(body[:4096])
-    why = f"HTTP {status} {code.group(1).decode()}" if code else f"HTTP {status}"
-    return NotPublished(f"{label} is not published at {redact(url)} ({why})")
-
-
-class TransientSourceError(Exception):
-    """A failure worth retrying: overload, a dropped connection, a timeout."""
-
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How hard to try: timeouts in seconds, attempts including the first, back-off."""
-
-    timeout: float = 60.0
-    attempts: int = 5
-    backoff: float = 1.0
-    backoff_max: float = 60.0
 
 
 @dataclass
@@ -108,178 +68,6 @@ class DownloadReport:
     last_modified: str | None = None
     # What proved the bytes are the source's file (the ETag's digest), or why nothing could.
     verified_by: str = ""
-
-
-class BodyCheck(Protocol):
-    def feed(self, data: bytes) -> None: ...
-    def finish(self) -> None: ...
-
-
-class BackgroundCheck:
-    """Runs a ``BodyCheck`` on a helper thread, in order, a few chunks behind the transfer.
-
-    Inflating a month's gzip costs about as long as receiving it from a fast server; both
-    release the GIL, so they overlap. A refusal surfaces at the next ``feed()`` (a few MiB
-    later) or at ``finish()``; ``close()`` stops the thread whatever happened.
-    """
-
-    _END = b""  # the end of the stream: feed() never queues an empty chunk
-
-    def __init__(self, check: BodyCheck, depth: int = 8) -> None:
-        self._check = check
-        self._chunks: queue.Queue[bytes] = queue.Queue(maxsize=depth)
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="download-check", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while (data := self._chunks.get()) != self._END:
-            if self._error is None:
-                try:
-                    self._check.feed(data)
-                except BaseException as e:  # handed to the transfer's thread
-                    self._error = e
-
-    def _raise(self) -> None:
-        if self._error is not None:
-            raise self._error
-
-    def feed(self, data: bytes) -> None:
-        self._raise()
-        if data:
-            self._chunks.put(data)
-
-    def close(self) -> None:
-        if self._thread.is_alive():
-            self._chunks.put(self._END)
-            self._thread.join()
-
-    def finish(self) -> None:
-        self.close()
-        self._raise()
-        self._check.finish()
-
-
-class FirstLine:
-    """Collects the first line of a text stream and hands it to ``check`` once complete."""
-
-    def __init__(self, check: Callable[[bytes], None]) -> None:
-        self._check = check
-        self._head = bytearray()
-        self.seen = False
-
-    def feed(self, text: bytes) -> None:
-        if self.seen:
-            return
-        self._head += text[: MAX_HEADER_LINE + 1]
-        end = self._head.find(b"\n")
-        if end >= 0:
-            self.seen = True
-            self._check(bytes(self._head[:end]).rstrip(b"\r"))
-        elif len(self._head) > MAX_HEADER_LINE:
-            raise SourceError(f"the header line is longer than {MAX_HEADER_LINE >> 10} KiB")
-
-    def finish(self) -> None:
-        if not self.seen:
-            if not self._head:
-                raise SourceError("the file is empty: no header line")
-            self.feed(b"\n")
-
-
-class GzipCsvCheck:
-    """Inflates a gzip stream as it arrives: gzip and whole; with ``check_header``, also
-    starting with the expected header (a month's download leaves its header to the
-    conversion: see the module's docstring). ``text`` receives the inflated text, in order,
-    for whoever can use it (a conversion while downloading); it must not raise."""
-
-    def __init__(self, check_header: Callable[[bytes], None] | None = None,
-                 text: Callable[[bytes], None] | None = None) -> None:
-        self._first_line = FirstLine(check_header) if check_header else None
-        self._text = text
-        self._inflater = Inflater()
-
-    def feed(self, data: bytes) -> None:
-        try:
-            for text in self._inflater.feed(data):
-                if self._first_line:
-                    self._first_line.feed(text)
-                if self._text:
-                    self._text(text)
-        except GzipError as e:
-            raise SourceError(str(e)) from None
-
-    def finish(self) -> None:
-        try:
-            self._inflater.finish()
-        except GzipError as e:
-            raise SourceError(str(e)) from None
-        if self._first_line:
-            self._first_line.finish()
-
-
-class PlainCsvCheck:
-    """For small uncompressed CSV files (the zone lookup): refuse HTML, check the header."""
-
-    def __init__(self, check_header: Callable[[bytes], None]) -> None:
-        self._first_line = FirstLine(check_header)
-
-    def feed(self, data: bytes) -> None:
-        if not self._first_line.seen and data.lstrip()[:1] == b"<":
-            raise SourceError(f"an HTML or XML page, not CSV (it starts with {_preview(data)})")
-        self._first_line.feed(data)
-
-    def finish(self) -> None:
-        self._first_line.finish()
-
-
-PARQUET_MAGIC = b"PAR1"
-# Footers of real months are tens of KB; the check keeps at most twice this much of the tail.
-MAX_FOOTER = 8 << 20
-
-
-class ParquetCheck:
-    """Checks a Parquet file as it arrives: ``PAR1`` at both ends and a footer that parses
-    (the schema's column names go to ``check_columns``). Only the file's tail is kept."""
-
-    def __init__(self, check_columns: Callable[[list[str]], object] | None = None) -> None:
-        self._check_columns = check_columns
-        self._head = bytearray()
-        self._tail = bytearray()
-        self._size = 0
-
-    def feed(self, data: bytes) -> None:
-        if len(self._head) < 4:
-            self._head += data[: 4 - len(self._head)]
-            if len(self._head) == 4 and self._head != PARQUET_MAGIC:
-                raise SourceError(
-                    f"not a Parquet file (it starts with {_preview(bytes(self._head))})")
-        self._size += len(data)
-        self._tail += data
-        if len(self._tail) > 2 * MAX_FOOTER:
-            del self._tail[: len(self._tail) - MAX_FOOTER]
-
-    def finish(self) -> None:
-        if self._size < 12 or self._tail[-4:] != PARQUET_MAGIC:
-            raise SourceError(f"not a whole Parquet file ({self._size} bytes, no PAR1 footer)")
-        footer = int.from_bytes(self._tail[-8:-4], "little")
-        if footer + 12 > self._size:
-            raise SourceError(f"the Parquet footer length {footer} does not fit the file")
-        if footer + 8 > len(self._tail):
-            raise SourceError(f"the Parquet footer is longer than {MAX_FOOTER >> 20} MB")
-        # Imported here: only Parquet downloads need pyarrow in this module.
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        try:
-            meta = pq.read_metadata(pa.BufferReader(bytes(self._tail[-(footer + 8):])))
-        except (OSError, pa.ArrowException) as e:
-            raise SourceError(f"the Parquet footer is unreadable: {one_line(e, 160)}") from None
-        if self._check_columns:
-            self._check_columns(meta.schema.to_arrow_schema().names)
-
-
-def _preview(data: bytes) -> str:
-    return repr(data[:20].decode("utf-8", "replace"))
 
 
 def download(

@@ -17,16 +17,14 @@ import tenacity
 
 from pipeline.core.manifest import SourceIdentity
 from pipeline.core.text import redact
-from pipeline.source.download import (
+from pipeline.source.download import backoff_wait, http_session, retry_after_seconds
+from pipeline.source.errors import (
     NOT_PUBLISHED,
-    RetryPolicy,
     SourceError,
     TransientSourceError,
-    backoff_wait,
-    http_session,
     not_published,
-    retry_after_seconds,
 )
+from pipeline.source.policies import RetryPolicy
 
 
 def probe(url: str, *, label: str, policy: RetryPolicy,

@@ -1,3 +1,3 @@
-"""The Luigi tasks: download, convert, publish and load a month, and the wrapper tasks
+"""The Luigi tasks: download, convert, upload and load a month, and the wrapper tasks
 that fan out over services, sinks and months.
 """

@@ -41,7 +41,7 @@ class PipelineTask(luigi.Task):
             self._last_percentage = percentage
             self.report(message, percentage)
 
-    def publish_progress(self, done: int, total: int | None) -> None:
+    def store_progress(self, done: int, total: int | None) -> None:
         """Progress of storing a staged file in the lake (an upload, for a bucket lake)."""
         self.report_progress(done, total,
                              f"stored {megabytes(done)} of {megabytes(total)} in the lake")

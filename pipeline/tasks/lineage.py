@@ -19,6 +19,9 @@ Lineage never costs a month: an event that cannot be sent (receiver down, refuse
 is logged once as a warning, with the receiver's address only (never the API key), and
 this host tries no more events for ``RETRY_AFTER`` seconds, so a month waits at most one
 ``[openlineage] timeout`` for it. Wrapper tasks (IngestMonth, Backfill) send nothing.
+
+Why one module of some 410 lines: the events, the names of their datasets and the
+transport's back-off are one concept, what a task tells OpenLineage, and change together.
 """
 
 from __future__ import annotations
@@ -48,9 +51,11 @@ from pipeline.core.text import one_line, redact
 from pipeline.core.version import __version__
 from pipeline.lake.targets import LakeTarget
 from pipeline.tasks.base import MonthTask
-from pipeline.tasks.lake_month import DownloadMonth, ParquetizeMonth, Zones
+from pipeline.tasks.download import DownloadMonth, RefetchMonth
 from pipeline.tasks.load import LoadBigQuery, MonthLoad, ZonesLoad
-from pipeline.tasks.publish import UploadMonth, bucket_parquet_url
+from pipeline.tasks.parquetize import ParquetizeMonth
+from pipeline.tasks.upload import UploadMonth, bucket_parquet_url
+from pipeline.tasks.zones import Zones
 from pipeline.warehouses.base import SOURCE_MONTH, ZONES_TABLE, trips_table
 
 log = logging.getLogger("pipeline.lineage")
@@ -130,6 +135,8 @@ def datasets_of(task: luigi.Task, ended: bool) -> Datasets | None:
     the task succeeded, so its outputs' figures can be read."""
     if isinstance(task, DownloadMonth):
         return Datasets([url_dataset(task.url)], [_raw(task, ended)])
+    if isinstance(task, RefetchMonth):  # refresh: the re-published file replaces the raw one
+        return Datasets([url_dataset(task.download_month().url)], [_raw(task, ended)])
     if isinstance(task, ParquetizeMonth):
         return Datasets([_raw(task, False)], [_parquet(task, ended)])
     if isinstance(task, UploadMonth):
@@ -155,7 +162,7 @@ def datasets_of(task: luigi.Task, ended: bool) -> Datasets | None:
         rows = None
         if ended:
             with contextlib.suppress(Exception):
-                rows = task.engine().loaded(ZONES_TABLE, None, task.warehouse_schema())[0]
+                rows = task.engine().loaded(ZONES_TABLE, None, task.warehouse_settings())[0]
         table = task.table_dataset(ZONES_TABLE)
         return Datasets([lake_dataset(Zones().output())],
                         [Dataset(*table, task.table_columns(ZONES.schema), rows)])

@@ -13,18 +13,21 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import luigi
 import pyarrow as pa
 
 from pipeline import config
 from pipeline.core.manifest import Manifest
+from pipeline.lake.month_targets import ManifestTarget
 from pipeline.lake.targets import ChecksumMismatch
 from pipeline.tasks.base import MonthTask, PipelineTask
-from pipeline.tasks.lake_month import ManifestTarget, ParquetizeMonth, Zones
-from pipeline.tasks.publish import bucket_month, bucket_parquet_url
+from pipeline.tasks.parquetize import ParquetizeMonth
+from pipeline.tasks.upload import bucket_month, bucket_parquet_url
+from pipeline.tasks.zones import Zones
 from pipeline.warehouses.base import (
     ZONES_TABLE,
     LoadedTarget,
@@ -33,6 +36,7 @@ from pipeline.warehouses.base import (
     read_zones,
     trips_table,
 )
+from pipeline.warehouses.settings import BigQuerySettings, DuckDBSettings, PostgresSettings
 
 # Luigi's own logger: its lines reach the console of every run.
 log = logging.getLogger("luigi-interface")
@@ -58,51 +62,78 @@ def bigquery() -> Warehouse:
     return engine
 
 
-# The schema each engine's tables live in, read here at the task's edge and passed down.
-def duckdb_schema() -> str | None:
-    return config.duckdb().schema
+# Each engine's settings, read here at the task's edge and passed down.
+def duckdb_settings() -> DuckDBSettings:
+    s = config.duckdb()
+    return DuckDBSettings(path=s.path, memory_limit=s.memory_limit, threads=s.threads,
+                          lock_timeout=s.lock_timeout, schema=s.schema)
 
 
-def postgres_schema() -> str | None:
-    return config.postgres().schema
+def postgres_settings() -> PostgresSettings:
+    s = config.postgres()
+    return PostgresSettings(url=s.url, connect_timeout=s.connect_timeout, schema=s.schema)
 
 
-def no_schema() -> str | None:
-    """BigQuery: its tables live in ``[bigquery] dataset``."""
-    return None
+def bigquery_settings() -> BigQuerySettings:
+    s = config.bigquery()
+    return BigQuerySettings(project=s.project, dataset=s.dataset, location=s.location,
+                            endpoint=s.endpoint)
 
 
-def duckdb_table(schema: str | None, table: str) -> tuple[str, str]:
+def duckdb_table(settings: DuckDBSettings, table: str) -> tuple[str, str]:
     """OpenLineage's namespace and name of a DuckDB table: the file, and
     ``{database}.{schema}.{table}`` (the database is named after the file)."""
-    path = Path(config.duckdb().path).absolute()
-    return f"duckdb://{path}", f"{path.stem}.{schema}.{table}"
+    path = Path(settings.path).absolute()
+    return f"duckdb://{path}", f"{path.stem}.{settings.schema}.{table}"
 
 
-def postgres_table(schema: str | None, table: str) -> tuple[str, str]:
+def postgres_table(settings: PostgresSettings, table: str) -> tuple[str, str]:
     """``postgres://{host}:{port}`` and ``{database}.{schema}.{table}``."""
     from pipeline.warehouses import postgres as engine
 
-    server = engine.server()
-    return f"postgres://{server.host}:{server.port}", f"{server.dbname}.{schema}.{table}"
+    server = engine.server(settings)
+    return (f"postgres://{server.host}:{server.port}",
+            f"{server.dbname}.{settings.schema}.{table}")
 
 
-def bigquery_table(schema: str | None, table: str) -> tuple[str, str]:
+def bigquery_table(settings: BigQuerySettings, table: str) -> tuple[str, str]:
     """``bigquery`` and ``{project}.{dataset}.{table}``."""
-    s = config.bigquery()
-    return "bigquery", f"{s.project}.{s.dataset}.{table}"
+    return "bigquery", f"{settings.project}.{settings.dataset}.{table}"
+
+
+@dataclass(frozen=True)
+class Engine:
+    """A warehouse engine as the load tasks use it: its module (imported on first use), its
+    settings from luigi.cfg, and how lineage names its tables."""
+
+    module: Callable[[], Warehouse]
+    settings: Callable[[], Any]
+    lineage_table: Callable[[Any, str], tuple[str, str]]
+
+
+DUCKDB = Engine(duckdb, duckdb_settings, duckdb_table)
+POSTGRES = Engine(postgres, postgres_settings, postgres_table)
+BIGQUERY = Engine(bigquery, bigquery_settings, bigquery_table)
 
 
 class WarehouseTables:
-    """How a load task's tables are named for lineage (``pipeline.tasks.lineage``)."""
+    """A load task's engine, and how its tables are named for lineage
+    (``pipeline.tasks.lineage``)."""
 
-    engine: ClassVar[Callable[[], Warehouse]]
-    warehouse_schema: ClassVar[Callable[[], str | None]]
-    lineage_table: ClassVar[Callable[[str | None, str], tuple[str, str]]]
+    warehouse: ClassVar[Engine]
+
+    @classmethod
+    def engine(cls) -> Warehouse:
+        return cls.warehouse.module()
+
+    @classmethod
+    def warehouse_settings(cls) -> Any:
+        """The engine's settings, read from luigi.cfg here, at the task's edge."""
+        return cls.warehouse.settings()
 
     def table_dataset(self, table: str) -> tuple[str, str]:
         """The table's OpenLineage namespace and name."""
-        return self.lineage_table(self.warehouse_schema(), table)
+        return self.warehouse.lineage_table(self.warehouse_settings(), table)
 
     def table_columns(self, schema: pa.Schema) -> list[tuple[str, str]]:
         """The registry's columns as the engine names and types them."""
@@ -113,15 +144,12 @@ class ZonesLoad(WarehouseTables, PipelineTask):
     """Table ``zones`` in a warehouse; complete when it holds the lake's lookup (its rows
     and checksum)."""
 
-    engine: ClassVar[Callable[[], Warehouse]]
-    warehouse_schema: ClassVar[Callable[[], str | None]] = staticmethod(no_schema)
-
     def requires(self) -> Zones:
         return Zones()
 
     def output(self) -> LoadedTarget:
         return LoadedTarget(
-            lambda: self.engine().loaded(ZONES_TABLE, None, self.warehouse_schema()),
+            lambda: self.engine().loaded(ZONES_TABLE, None, self.warehouse_settings()),
             self._expected, what=f"table {ZONES_TABLE} loaded by {self.task_family}")
 
     def _expected(self) -> tuple[int, str] | None:
@@ -133,7 +161,7 @@ class ZonesLoad(WarehouseTables, PipelineTask):
 
     def run(self) -> None:
         with self.input().local_file() as path:
-            self.engine().load_zones(*read_zones(path), schema=self.warehouse_schema())
+            self.engine().load_zones(*read_zones(path), self.warehouse_settings())
 
 
 class MonthLoad(WarehouseTables, MonthTask):
@@ -145,9 +173,7 @@ class MonthLoad(WarehouseTables, MonthTask):
     behind it. The load reads only the file the manifest describes (its sha256, hashed
     alongside the load's own read, checked before the load commits)."""
 
-    engine: ClassVar[Callable[[], Warehouse]]
     zones_task: ClassVar[type[ZonesLoad]]
-    warehouse_schema: ClassVar[Callable[[], str | None]] = staticmethod(no_schema)
 
     def requires(self) -> dict[str, luigi.Task]:
         return {"month": ParquetizeMonth(service=self.service, month=self.month),
@@ -168,7 +194,7 @@ class MonthLoad(WarehouseTables, MonthTask):
         manifest = self.manifest_target()
         table = trips_table(self.dataset)
         return LoadedTarget(
-            lambda: self.engine().loaded(table, self.month, self.warehouse_schema()),
+            lambda: self.engine().loaded(table, self.month, self.warehouse_settings()),
             lambda: (m.rows, m.parquet_sha256) if (m := manifest.read()) else None,
             what=f"{self.label} in table {table}, loaded by {self.task_family}",
         )
@@ -199,7 +225,7 @@ class MonthLoad(WarehouseTables, MonthTask):
         self.report(f"loading {manifest.rows:,} rows into {engine.NAME}", 0)
         with self.month_source(manifest) as source:
             return engine.load_month(self.dataset, self.month, source, manifest,
-                                     schema=self.warehouse_schema())
+                                     self.warehouse_settings())
 
 
 class LoadDuckDBZones(ZonesLoad):
@@ -207,9 +233,7 @@ class LoadDuckDBZones(ZonesLoad):
 
     # DuckDB lets one process write a file at a time: luigi.cfg limits this resource to 1.
     resources: ClassVar[dict[str, int]] = {"duckdb": 1}
-    engine = staticmethod(duckdb)
-    warehouse_schema = staticmethod(duckdb_schema)
-    lineage_table = staticmethod(duckdb_table)
+    warehouse = DUCKDB
 
 
 class LoadDuckDB(MonthLoad):
@@ -217,18 +241,14 @@ class LoadDuckDB(MonthLoad):
     (``[duckdb] path``); complete when its load log and table hold the manifest's rows."""
 
     resources: ClassVar[dict[str, int]] = {"duckdb": 1}
-    engine = staticmethod(duckdb)
-    warehouse_schema = staticmethod(duckdb_schema)
-    lineage_table = staticmethod(duckdb_table)
+    warehouse = DUCKDB
     zones_task = LoadDuckDBZones
 
 
 class LoadPostgresZones(ZonesLoad):
     """Table ``zones`` in PostgreSQL; complete when it holds the lake's lookup."""
 
-    engine = staticmethod(postgres)
-    warehouse_schema = staticmethod(postgres_schema)
-    lineage_table = staticmethod(postgres_table)
+    warehouse = POSTGRES
 
 
 class LoadPostgres(MonthLoad):
@@ -236,17 +256,14 @@ class LoadPostgres(MonthLoad):
     complete when its load log and table hold the manifest's rows. Loads of different
     months, and the DuckDB branch, run in parallel."""
 
-    engine = staticmethod(postgres)
-    warehouse_schema = staticmethod(postgres_schema)
-    lineage_table = staticmethod(postgres_table)
+    warehouse = POSTGRES
     zones_task = LoadPostgresZones
 
 
 class LoadBigQueryZones(ZonesLoad):
     """Table ``zones`` in the BigQuery dataset; complete when it holds the lake's lookup."""
 
-    engine = staticmethod(bigquery)
-    lineage_table = staticmethod(bigquery_table)
+    warehouse = BIGQUERY
 
 
 class LoadBigQuery(MonthLoad):
@@ -255,8 +272,7 @@ class LoadBigQuery(MonthLoad):
     sink's copy (``bigquery`` then implies ``gcs``); complete when its load log and a count
     of the month's rows equal the manifest's."""
 
-    engine = staticmethod(bigquery)
-    lineage_table = staticmethod(bigquery_table)
+    warehouse = BIGQUERY
     zones_task = LoadBigQueryZones
 
     def requires(self) -> dict[str, luigi.Task]:

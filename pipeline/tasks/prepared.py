@@ -4,15 +4,15 @@
 Instead of throwing that text away, it hands it to a conversion (``ParquetizeStream``), so
 the gzip is inflated once, not once to check and once to convert, and at a source's pace
 the month converts while the network sets the pace. The download's outcome never depends
-on it: a month the conversion refuses is downloaded and published all the same, and its
+on it: a month the conversion refuses is downloaded and committed all the same, and its
 ``ParquetizeMonth`` converts the raw file and fails there with the same one line, so a
 failure still shows on its own step and re-runs alone.
 
 What the download leaves is a *prepared* month in the host's scratch directory
 (``{scratch}/prepared/``): ``{service}_tripdata_{YYYY-MM}.<token>.parquet`` and, written
 last, ``{service}_tripdata_{YYYY-MM}.json`` (the conversion's figures, the raw file's size
-and generation as published, the pipeline version and schema fingerprint). It is kept only
-once the raw file is published. ``ParquetizeMonth`` takes it when the raw file in the lake
+and generation as committed, the pipeline version and schema fingerprint). It is kept only
+once the raw file is committed. ``ParquetizeMonth`` takes it when the raw file in the lake
 is still that one (size and generation: a re-fetch or any replacement changes the
 generation), the version and schema are this pipeline's, and the Parquet file's size and
 footer match the figures; otherwise it converts the raw file as before. Either way it
@@ -49,7 +49,7 @@ from pipeline.core.months import month_key
 from pipeline.core.version import __version__
 from pipeline.lake.keys import manifest_key
 from pipeline.lake.targets import LakeError, LakeTarget, ObjectInfo
-from pipeline.source.download import BodyCheck, GzipCsvCheck
+from pipeline.source.checks import BodyCheck, GzipCsvCheck
 from pipeline.tasks.storage import lake
 
 log = logging.getLogger("luigi-interface")
@@ -108,8 +108,8 @@ class _ConvertingCheck:
 
 class PrepareWhileDownloading:
     """``with PrepareWhileDownloading(service, month) as prepare:``, then
-    ``download(..., new_check=prepare.new_check)``, publish the raw file, and
-    ``prepare.keep(published)``. The block's end stops any conversion still running and
+    ``download(..., new_check=prepare.new_check)``, commit the raw file, and
+    ``prepare.keep(committed)``. The block's end stops any conversion still running and
     removes what was not kept."""
 
     def __init__(self, service: Service, month: date) -> None:
@@ -144,7 +144,7 @@ class PrepareWhileDownloading:
         return self._check
 
     def keep(self, raw: ObjectInfo) -> Prepared | None:
-        """Once the raw file ``raw`` is published: the finished conversion, kept for the
+        """Once the raw file ``raw`` is committed: the finished conversion, kept for the
         month's ParquetizeMonth; None (and one log line) when it did not succeed."""
         check, out = self._check, self._out
         assert check is not None and out is not None

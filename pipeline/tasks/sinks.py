@@ -1,4 +1,4 @@
-"""The sinks a month can be published to, by the names used in ``[pipeline] sinks``."""
+"""The sinks a month can be loaded into, by the names used in ``[pipeline] sinks``."""
 
 from __future__ import annotations
 
@@ -10,15 +10,15 @@ import luigi
 
 from pipeline.core.datasets import Service
 from pipeline.core.months import parse_names
-from pipeline.tasks import publish
+from pipeline.tasks import upload
 from pipeline.tasks.base import MonthTask
 from pipeline.tasks.load import LoadBigQuery, LoadDuckDB, LoadPostgres, MonthLoad
-from pipeline.tasks.publish import UploadMonth
+from pipeline.tasks.upload import UploadMonth
 
 
 @dataclass(frozen=True)
 class Sink:
-    """One place a month can be published: its task, its settings check, its row counts."""
+    """One place a month can be loaded into: its task, its settings check, its row counts."""
 
     month_task: type[MonthTask]
     # How many rows it holds per source month of a service, for `taxi-pipeline status`.
@@ -31,18 +31,18 @@ def _warehouse(task: type[MonthLoad], *also: Callable[[], None]) -> Sink:
     def check() -> None:
         for first in also:
             first()
-        task.engine().check_settings()
+        task.engine().check_settings(task.warehouse_settings())
 
-    return Sink(task, lambda service: task.engine().rows_by_month(service, task.warehouse_schema()),
-                check)
+    return Sink(task, lambda service: task.engine().rows_by_month(
+        service, task.warehouse_settings()), check)
 
 
 SINKS: dict[str, Sink] = {
     "duckdb": _warehouse(LoadDuckDB),
     "postgres": _warehouse(LoadPostgres),
-    "gcs": Sink(UploadMonth, publish.rows_by_month, publish.check_settings),
+    "gcs": Sink(UploadMonth, upload.rows_by_month, upload.check_settings),
     # Loads from a bucket: the lake's own, or (a local lake) the gcs sink's copy.
-    "bigquery": _warehouse(LoadBigQuery, publish.check_bucket_source),
+    "bigquery": _warehouse(LoadBigQuery, upload.check_bucket_source),
 }
 
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import luigi
 import pyarrow as pa
@@ -47,20 +47,20 @@ class Warehouse(Protocol):
     ``loaded`` and ``rows_by_month`` read; ``load_month`` and ``load_zones`` replace a month
     (or the lookup) in one transaction and record it in the load log. ``source`` is where
     the month's Parquet is: a local path, or a ``gs://`` URL for an engine that reads the
-    bucket itself. ``schema`` is where the tables live (``[duckdb] schema``, ``[postgres]
-    schema``, read by the tasks and passed down; None: the configured one); BigQuery's
-    dataset is its ``[bigquery] dataset``, and it ignores ``schema``.
+    bucket itself. ``settings`` are the engine's own (``pipeline.warehouses.settings``),
+    read from luigi.cfg by the tasks and passed in: where the tables live, how to reach
+    them.
     """
 
     NAME: str
 
-    def check_settings(self) -> None: ...
+    def check_settings(self, settings: Any) -> None: ...
     def loaded(self, table: str, month: date | None,
-               schema: str | None = None) -> tuple[int, str, int] | None: ...
+               settings: Any) -> tuple[int, str, int] | None: ...
     def load_month(self, service: Service, month: date, source: str,
-                   manifest: Manifest, schema: str | None = None) -> int: ...
-    def load_zones(self, zones: pa.Table, checksum: str, schema: str | None = None) -> None: ...
-    def rows_by_month(self, service: Service, schema: str | None = None) -> dict[date, int]: ...
+                   manifest: Manifest, settings: Any) -> int: ...
+    def load_zones(self, zones: pa.Table, checksum: str, settings: Any) -> None: ...
+    def rows_by_month(self, service: Service, settings: Any) -> dict[date, int]: ...
 
 
 def check_rows(engine: str, service: Service, month: date, rows: int, manifest: Manifest,

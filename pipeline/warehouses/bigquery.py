@@ -33,7 +33,6 @@ from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 
-from pipeline import config
 from pipeline.core.datasets import ZONES, Service
 from pipeline.core.errors import SettingsError
 from pipeline.core.manifest import Manifest
@@ -43,6 +42,7 @@ from pipeline.lake.keys import partition_root
 from pipeline.lake.root import lake_target
 from pipeline.warehouses import base
 from pipeline.warehouses.base import LOAD_LOG, SOURCE_MONTH, trips_table
+from pipeline.warehouses.settings import BigQuerySettings
 
 NAME = "BigQuery"
 
@@ -61,10 +61,9 @@ _PROJECT = re.compile(r"^[a-z][a-z0-9.:-]{1,62}[a-z0-9]$")
 _DATASET = re.compile(r"^[A-Za-z0-9_]{1,1024}$")
 
 
-def check_settings() -> None:
+def check_settings(s: BigQuerySettings) -> None:
     """Fail before anything is scheduled when ``[bigquery]`` is not set up (the bucket the
     loads read from is the ``gcs`` sink's check)."""
-    s = config.bigquery()
     if not s.project or not s.dataset:
         raise SettingsError("sink 'bigquery' needs [bigquery] project and dataset "
                             "(see README, Google Cloud)")
@@ -78,13 +77,12 @@ def check_settings() -> None:
 _client: tuple[tuple[object, ...], bigquery.Client] | None = None
 
 
-def client() -> bigquery.Client:
+def client(s: BigQuerySettings) -> bigquery.Client:
     """The process's client (made again after a fork or a change of settings)."""
     global _client
-    s = config.bigquery()
     key = (os.getpid(), s.project, s.location, s.endpoint)
     if _client is None or _client[0] != key:
-        check_settings()
+        check_settings(s)
         plain_http = s.endpoint.startswith("http://")
         try:
             made = bigquery.Client(
@@ -101,13 +99,12 @@ def client() -> bigquery.Client:
     return _client[1]
 
 
-def table_id(name: str) -> str:
-    s = config.bigquery()
+def table_id(s: BigQuerySettings, name: str) -> str:
     return f"{s.project}.{s.dataset}.{name}"
 
 
-def _sql(name: str) -> str:
-    return f"`{table_id(name)}`"
+def _sql(s: BigQuerySettings, name: str) -> str:
+    return f"`{table_id(s, name)}`"
 
 
 def _literal(value: object) -> str:
@@ -134,10 +131,9 @@ def _reported(table: bigquery.Table) -> list[tuple[str, str]]:
     return [(f.name, _LEGACY_TYPES.get(f.field_type, f.field_type)) for f in table.schema]
 
 
-def _check_dataset() -> None:
-    s = config.bigquery()
+def _check_dataset(s: BigQuerySettings) -> None:
     try:
-        client().get_dataset(f"{s.project}.{s.dataset}")
+        client(s).get_dataset(f"{s.project}.{s.dataset}")
     except api.NotFound:
         raise base.WarehouseError(
             f"BigQuery dataset {s.project}.{s.dataset} does not exist or these credentials "
@@ -145,40 +141,41 @@ def _check_dataset() -> None:
         ) from None
 
 
-def ensure_table(name: str, schema: pa.Schema, partition_by: str | None = None,
+def ensure_table(s: BigQuerySettings, name: str, schema: pa.Schema,
+                 partition_by: str | None = None,
                  cluster_by: list[str] | None = None) -> bigquery.Table:
     """The table, created when missing; refused (left as it is) when its columns differ."""
     try:
-        table = client().get_table(table_id(name))
+        table = client(s).get_table(table_id(s, name))
     except api.Forbidden as e:
-        raise base.WarehouseError(f"BigQuery denied access to {table_id(name)}: "
+        raise base.WarehouseError(f"BigQuery denied access to {table_id(s, name)}: "
                              f"{one_line(e)}") from None
     except api.NotFound:
-        _check_dataset()
-        table = bigquery.Table(table_id(name), schema=_fields(schema))
+        _check_dataset(s)
+        table = bigquery.Table(table_id(s, name), schema=_fields(schema))
         if partition_by:
             table.time_partitioning = bigquery.TimePartitioning(
                 type_=bigquery.TimePartitioningType.MONTH, field=partition_by)
         table.clustering_fields = cluster_by
-        table = client().create_table(table, exists_ok=True)
-    missing = DIALECT.check_columns(table_id(name), schema, _reported(table))
+        table = client(s).create_table(table, exists_ok=True)
+    missing = DIALECT.check_columns(table_id(s, name), schema, _reported(table))
     if missing:
         # New NULLABLE columns at the end: a schema change that keeps every row (DDL rather
         # than a metadata patch, so that the storage of an emulator follows as well).
         for column in missing:
-            client().query(f"ALTER TABLE {_sql(name)} ADD COLUMN IF NOT EXISTS "
+            client(s).query(f"ALTER TABLE {_sql(s, name)} ADD COLUMN IF NOT EXISTS "
                            f"`{column.name}` {DIALECT.ddl_types[column.type]}").result()
-        table = client().get_table(table_id(name))
+        table = client(s).get_table(table_id(s, name))
         known = {f.name for f in table.schema}
         if any(column.name not in known for column in missing):
             # The emulator's DDL leaves the table's metadata behind: patch it to match.
             table.schema = [*table.schema, *_fields(pa.schema(
                 [c for c in missing if c.name not in known]))]
-            table = client().update_table(table, ["schema"])
+            table = client(s).update_table(table, ["schema"])
     return table
 
 
-def check_parquet(url: str, table: bigquery.Table) -> None:
+def check_parquet(s: BigQuerySettings, url: str, table: bigquery.Table) -> None:
     """Refuse an object whose Parquet columns are not the table's (names, order, types)."""
     with lake_target(url).open("rb") as f:
         schema = pq.read_schema(f)
@@ -188,47 +185,48 @@ def check_parquet(url: str, table: bigquery.Table) -> None:
         differences = [f"{e[0]} {e[1]} is {f[0]} {f[1]}"
                        for e, f in zip(expected, found, strict=False) if e != f]
         differences = differences or [f"{len(found)} columns instead of {len(expected)}"]
-        raise base.WarehouseError(f"{url} does not match table {table_id(table.table_id)} "
+        raise base.WarehouseError(f"{url} does not match table {table_id(s, table.table_id)} "
                              f"({'; '.join(differences[:3])}); nothing was loaded")
 
 
-def _query(sql: str, params: list[bigquery.ScalarQueryParameter] | None = None) -> list[tuple]:
-    job = client().query(sql, job_config=bigquery.QueryJobConfig(query_parameters=params or []))
+def _query(s: BigQuerySettings, sql: str,
+           params: list[bigquery.ScalarQueryParameter] | None = None) -> list[tuple]:
+    job = client(s).query(sql, job_config=bigquery.QueryJobConfig(query_parameters=params or []))
     return [tuple(row.values()) for row in job.result()]
 
 
-def _staging(name: str, schema: pa.Schema) -> bigquery.Table:
+def _staging(s: BigQuerySettings, name: str, schema: pa.Schema) -> bigquery.Table:
     """A fresh staging table (it expires by itself if a crash leaves it behind)."""
-    client().delete_table(table_id(name), not_found_ok=True)
-    table = bigquery.Table(table_id(name), schema=_fields(schema))
+    client(s).delete_table(table_id(s, name), not_found_ok=True)
+    table = bigquery.Table(table_id(s, name), schema=_fields(schema))
     table.expires = datetime.now(UTC) + timedelta(hours=STAGING_HOURS)
-    return client().create_table(table)
+    return client(s).create_table(table)
 
 
-def _swap(table: str, columns: list[str], staging: str, month: date | None, rows: int,
-          checksum: str) -> None:
+def _swap(s: BigQuerySettings, table: str, columns: list[str], staging: str,
+          month: date | None, rows: int, checksum: str) -> None:
     """In one transaction: replace the month's rows (all rows for zones) and log the load."""
     names = ", ".join(f"`{c}`" for c in columns)
     where = f"{SOURCE_MONTH} = {_literal(month)}" if month else "TRUE"
-    insert = (f"INSERT INTO {_sql(table)} ({names}, {SOURCE_MONTH}) "
-              f"SELECT {names}, {_literal(month)} FROM {_sql(staging)}" if month else
-              f"INSERT INTO {_sql(table)} ({names}) SELECT {names} FROM {_sql(staging)}")
+    insert = (f"INSERT INTO {_sql(s, table)} ({names}, {SOURCE_MONTH}) "
+              f"SELECT {names}, {_literal(month)} FROM {_sql(s, staging)}" if month else
+              f"INSERT INTO {_sql(s, table)} ({names}) SELECT {names} FROM {_sql(s, staging)}")
     log_where = f"{SOURCE_MONTH} = {_literal(month)}" if month else f"{SOURCE_MONTH} IS NULL"
     script = "\n".join([
         "BEGIN TRANSACTION;",
-        f"DELETE FROM {_sql(table)} WHERE {where};",
+        f"DELETE FROM {_sql(s, table)} WHERE {where};",
         insert + ";",
-        f"DELETE FROM {_sql(LOAD_LOG)} WHERE table_name = {_literal(table)} AND {log_where};",
-        f"INSERT INTO {_sql(LOAD_LOG)} ({', '.join(base.LOAD_LOG_SCHEMA.names)}) VALUES "
+        f"DELETE FROM {_sql(s, LOAD_LOG)} WHERE table_name = {_literal(table)} AND {log_where};",
+        f"INSERT INTO {_sql(s, LOAD_LOG)} ({', '.join(base.LOAD_LOG_SCHEMA.names)}) VALUES "
         f"({', '.join(map(_literal, base.load_log_row(table, month, rows, checksum)[:-1]))}, "
         "CURRENT_TIMESTAMP());",
         "COMMIT TRANSACTION;",
     ])
-    client().query(script).result()
+    client(s).query(script).result()
 
 
-def _count(table: str) -> int:
-    return _query(f"SELECT count(*) FROM {_sql(table)}")[0][0]
+def _count(s: BigQuerySettings, table: str) -> int:
+    return _query(s, f"SELECT count(*) FROM {_sql(s, table)}")[0][0]
 
 
 def _load_config(schema: pa.Schema, **options: object) -> bigquery.LoadJobConfig:
@@ -247,21 +245,21 @@ def _hive_options(url: str) -> bigquery.HivePartitioningOptions:
 
 
 def load_month(service: Service, month: date, source: str, manifest: Manifest,
-               schema: str | None = None) -> int:
+               s: BigQuerySettings) -> int:
     """Replace the month's rows of ``{service}_tripdata`` with the object at ``source``
     (a ``gs://`` URL)."""
     url = source
     table_name = trips_table(service)
     label = f"{service.name} {month_key(month)}"
-    table = ensure_table(table_name, DIALECT.trips_schema(service), service.pickup_column,
+    table = ensure_table(s, table_name, DIALECT.trips_schema(service), service.pickup_column,
                          [SOURCE_MONTH])
-    ensure_table(LOAD_LOG, base.LOAD_LOG_SCHEMA)
-    check_parquet(url, table)
+    ensure_table(s, LOAD_LOG, base.LOAD_LOG_SCHEMA)
+    check_parquet(s, url, table)
     staging = f"{table_name}__staging_{month:%Y%m}"
     hive = [pa.field(name, pa.int64()) for name in HIVE_COLUMNS]
-    _staging(staging, pa.schema([*service.schema, *hive]))
+    _staging(s, staging, pa.schema([*service.schema, *hive]))
     try:
-        job = client().load_table_from_uri(url, table_id(staging), job_config=_load_config(
+        job = client(s).load_table_from_uri(url, table_id(s, staging), job_config=_load_config(
             service.schema, hive_partitioning=_hive_options(url)))
         try:
             job.result()
@@ -269,34 +267,34 @@ def load_month(service: Service, month: date, source: str, manifest: Manifest,
             raise base.WarehouseError(f"{label}: BigQuery could not load {url}: "
                                  f"{one_line(e)}") from None
         # Counted by a query: a load job's output_rows is not reliable on every engine.
-        staged = _count(staging)
+        staged = _count(s, staging)
         base.check_rows(f"{NAME} staging", service, month, staged, manifest,
                    then="the table was left as it was")
-        _swap(table_name, service.columns, staging, month, staged, manifest.parquet_sha256)
+        _swap(s, table_name, service.columns, staging, month, staged, manifest.parquet_sha256)
     finally:
-        client().delete_table(table_id(staging), not_found_ok=True)
+        client(s).delete_table(table_id(s, staging), not_found_ok=True)
     return staged
 
 
-def load_zones(zones: pa.Table, checksum: str, schema: str | None = None) -> None:
+def load_zones(zones: pa.Table, checksum: str, s: BigQuerySettings) -> None:
     """Replace table ``zones`` with the lookup, in one transaction."""
-    ensure_table(base.ZONES_TABLE, ZONES.schema)
-    ensure_table(LOAD_LOG, base.LOAD_LOG_SCHEMA)
+    ensure_table(s, base.ZONES_TABLE, ZONES.schema)
+    ensure_table(s, LOAD_LOG, base.LOAD_LOG_SCHEMA)
     staging = f"{base.ZONES_TABLE}__staging"
-    _staging(staging, ZONES.schema)
+    _staging(s, staging, ZONES.schema)
     buffer = io.BytesIO()
     pq.write_table(zones, buffer)
     buffer.seek(0)
     try:
-        client().load_table_from_file(buffer, table_id(staging),
+        client(s).load_table_from_file(buffer, table_id(s, staging),
                                       job_config=_load_config(ZONES.schema)).result()
-        _swap(base.ZONES_TABLE, ZONES.schema.names, staging, None, zones.num_rows, checksum)
+        _swap(s, base.ZONES_TABLE, ZONES.schema.names, staging, None, zones.num_rows, checksum)
     finally:
-        client().delete_table(table_id(staging), not_found_ok=True)
+        client(s).delete_table(table_id(s, staging), not_found_ok=True)
 
 
 def loaded(table: str, month: date | None,
-           schema: str | None = None) -> tuple[int, str, int] | None:
+           s: BigQuerySettings) -> tuple[int, str, int] | None:
     """(rows in the load log, checksum in the load log, rows actually there) or None."""
     where = f"{SOURCE_MONTH} = @month" if month else "TRUE"
     log_where = f"l.{SOURCE_MONTH} = @month" if month else f"l.{SOURCE_MONTH} IS NULL"
@@ -305,18 +303,19 @@ def loaded(table: str, month: date | None,
         params.append(bigquery.ScalarQueryParameter("month", "DATE", month))
     try:
         rows = _query(
-            f"SELECT l.rows, l.checksum, (SELECT count(*) FROM {_sql(table)} WHERE {where}) "
-            f"FROM {_sql(LOAD_LOG)} l WHERE l.table_name = @table_name AND {log_where}", params)
+            s,
+            f"SELECT l.rows, l.checksum, (SELECT count(*) FROM {_sql(s, table)} WHERE {where}) "
+            f"FROM {_sql(s, LOAD_LOG)} l WHERE l.table_name = @table_name AND {log_where}", params)
     except (api.NotFound, api.Forbidden):
         # Not loaded as far as these credentials can see; run() names what is missing.
         return None
     return rows[0] if rows else None  # type: ignore[return-value]
 
 
-def rows_by_month(service: Service, schema: str | None = None) -> dict[date, int]:
+def rows_by_month(service: Service, s: BigQuerySettings) -> dict[date, int]:
     """Rows of each source month in ``{service}_tripdata`` (one query; empty without a table)."""
     try:
-        rows = _query(f"SELECT {SOURCE_MONTH}, count(*) FROM {_sql(trips_table(service))} "
+        rows = _query(s, f"SELECT {SOURCE_MONTH}, count(*) FROM {_sql(s, trips_table(service))} "
                       "GROUP BY 1")
     except api.NotFound:
         return {}

@@ -5,10 +5,10 @@ The load tasks (``pipeline.tasks.load``) import this module only when they check
 a process that never touches the warehouse never loads DuckDB. A connection that meets
 another process's write lock waits for it, up to ``[duckdb] lock_timeout``.
 
-Every table lives in the schema the load tasks pass down (``[duckdb] schema``, ``main`` by
-default), created when missing. Columns keep TLC's spelling (``VendorID``): DuckDB matches
-unquoted names case-insensitively, so ``select vendorid from green_tripdata`` works.
-"""
+Its settings (``DuckDBSettings``: the file, the bounds of a load, the schema every table
+lives in, created when missing) are passed in by the load tasks. Columns keep TLC's
+spelling (``VendorID``): DuckDB matches unquoted names case-insensitively, so ``select
+vendorid from green_tripdata`` works."""
 
 from __future__ import annotations
 
@@ -23,11 +23,11 @@ import duckdb
 import pyarrow as pa
 import tenacity
 
-from pipeline import config
 from pipeline.core.datasets import ZONES, Service
 from pipeline.core.manifest import Manifest
 from pipeline.warehouses import base
 from pipeline.warehouses.base import LOAD_LOG, SOURCE_MONTH, quote, trips_table
+from pipeline.warehouses.settings import DuckDBSettings
 
 NAME = "DuckDB"
 
@@ -36,9 +36,9 @@ _TYPES = base.sql_types(id="BIGINT", money="DOUBLE", time="TIMESTAMP", text="VAR
 DIALECT = base.Dialect(NAME, ddl_types=_TYPES, reported_types=_TYPES)
 
 
-def check_settings() -> None:
+def check_settings(settings: DuckDBSettings) -> None:
     """Before scheduling: a schema is named (the file is made on first use)."""
-    _schema(None)
+    _schema(settings)
 
 
 def _is_lock_conflict(error: BaseException) -> bool:
@@ -54,9 +54,8 @@ def _is_lock_conflict(error: BaseException) -> bool:
 WRITER_BLOCK_MEMORY = "64MB"
 
 
-def _open(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+def _open(path: Path, read_only: bool, settings: DuckDBSettings) -> duckdb.DuckDBPyConnection:
     """Connect, waiting up to ``[duckdb] lock_timeout`` for another process's lock."""
-    settings = config.duckdb()
     retrying = tenacity.Retrying(
         retry=tenacity.retry_if_exception(_is_lock_conflict),
         wait=tenacity.wait_random_exponential(multiplier=0.1, max=2),
@@ -77,30 +76,30 @@ def _open(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
 _HOLDER = re.compile(r"held in (?P<program>\S.*?) \(PID (?P<pid>\d+)\)")
 
 
-def _locked(path: Path, error: BaseException) -> str:
+def _locked(path: Path, error: BaseException, waited: float) -> str:
     """One line: the file, who holds it (program and PID, from DuckDB's message), how long
     this process waited."""
     found = _HOLDER.search(str(error))
     holder = (f"process {found['pid']} ({found['program']})" if found
               else "another process")
-    waited = config.duckdb().lock_timeout
     return (f"DuckDB file {path} is locked by {holder}: waited {waited:g} s ([duckdb] "
             "lock_timeout); close that process or wait for it, then run again")
 
 
 @contextlib.contextmanager
-def connect(read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection | None]:
+def connect(settings: DuckDBSettings, read_only: bool = False
+            ) -> Iterator[duckdb.DuckDBPyConnection | None]:
     """A connection to the warehouse file, closed after use; None when a reader finds no file."""
-    path = Path(config.duckdb().path).absolute()
+    path = Path(settings.path).absolute()
     if read_only and not path.exists():
         yield None
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        con = _open(path, read_only)
+        con = _open(path, read_only, settings)
     except duckdb.IOException as e:
         if _is_lock_conflict(e):
-            raise base.WarehouseError(_locked(path, e)) from None
+            raise base.WarehouseError(_locked(path, e, settings.lock_timeout)) from None
         raise base.WarehouseError(f"DuckDB file {path} cannot be opened: {e}") from None
     try:
         yield con
@@ -108,19 +107,19 @@ def connect(read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection | Non
         con.close()
 
 
-def _schema(schema: str | None) -> str:
-    """The schema asked for, else ``[duckdb] schema``."""
-    return base.check_schema_name(
-        "[duckdb] schema", config.duckdb().schema if schema is None else schema)
+def _schema(settings: DuckDBSettings) -> str:
+    """``[duckdb] schema``, checked."""
+    return base.check_schema_name("[duckdb] schema", settings.schema)
 
 
 @contextlib.contextmanager
-def connect_in(schema: str | None, read_only: bool = False
+def connect_in(settings: DuckDBSettings, read_only: bool = False
                ) -> Iterator[duckdb.DuckDBPyConnection | None]:
-    """``connect()`` with ``schema`` as the current schema (unqualified names resolve there;
-    a writer creates it when missing); None when a reader finds no file or no such schema."""
-    name = _schema(schema)
-    with connect(read_only=read_only) as con:
+    """``connect()`` with ``[duckdb] schema`` as the current schema (unqualified names
+    resolve there; a writer creates it when missing); None when a reader finds no file or
+    no such schema."""
+    name = _schema(settings)
+    with connect(settings, read_only=read_only) as con:
         if con is None:
             yield None
             return
@@ -167,12 +166,12 @@ def _rollback(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def load_month(service: Service, month: date, source: str, manifest: Manifest,
-               schema: str | None = None) -> int:
+               settings: DuckDBSettings) -> int:
     """Replace the month's rows of ``{service}_tripdata`` with the Parquet file at
     ``source``, atomically."""
     table = trips_table(service)
     columns = ", ".join(quote(c) for c in service.columns)
-    with connect_in(schema) as con:
+    with connect_in(settings) as con:
         assert con is not None
         _ensure_table(con, table, DIALECT.trips_schema(service))
         con.begin()
@@ -193,9 +192,9 @@ def load_month(service: Service, month: date, source: str, manifest: Manifest,
     return rows
 
 
-def load_zones(zones: pa.Table, checksum: str, schema: str | None = None) -> None:
+def load_zones(zones: pa.Table, checksum: str, settings: DuckDBSettings) -> None:
     """Replace the zones table with the lookup, in one transaction."""
-    with connect_in(schema) as con:
+    with connect_in(settings) as con:
         assert con is not None
         _ensure_table(con, base.ZONES_TABLE, ZONES.schema)
         con.begin()
@@ -211,9 +210,9 @@ def load_zones(zones: pa.Table, checksum: str, schema: str | None = None) -> Non
 
 
 def loaded(table: str, month: date | None,
-           schema: str | None = None) -> tuple[int, str, int] | None:
+           settings: DuckDBSettings) -> tuple[int, str, int] | None:
     """(rows in the load log, checksum in the load log, rows actually there) or None."""
-    return _LOADED.of(_schema(schema), table, month)
+    return _LOADED.of(settings, table, month)
 
 
 @dataclass
@@ -242,19 +241,22 @@ class _LoadedCache:
         self._state: object = None
         self._held: dict[tuple[str, str], _Held] = {}
 
-    def of(self, schema: str, table: str, month: date | None) -> tuple[int, str, int] | None:
-        state = _file_state()
+    def of(self, settings: DuckDBSettings, table: str, month: date | None
+           ) -> tuple[int, str, int] | None:
+        schema = _schema(settings)
+        state = _file_state(settings.path)
         if state != self._state:
             self._state, self._held = state, {}
         held = self._held.get((schema, table))
         if held is None or not (held.every_month_counted or month in held.rows):
-            held = self._read(schema, table, month, every_month=held is not None)
+            held = self._read(settings, table, month, every_month=held is not None)
             self._held[schema, table] = held
         logged = held.logged.get(month)
         return None if logged is None else (*logged, held.rows.get(month, 0))
 
-    def _read(self, schema: str, table: str, month: date | None, every_month: bool) -> _Held:
-        with connect_in(schema, read_only=True) as con:
+    def _read(self, settings: DuckDBSettings, table: str, month: date | None,
+              every_month: bool) -> _Held:
+        with connect_in(settings, read_only=True) as con:
             if con is None:
                 return _Held({}, {}, every_month_counted=True)
             try:
@@ -273,8 +275,8 @@ class _LoadedCache:
                 return _Held({}, {}, every_month_counted=True)
 
 
-def _file_state() -> object:
-    path = Path(config.duckdb().path).absolute()
+def _file_state(file: str) -> object:
+    path = Path(file).absolute()
     state = []
     for file in (path, path.with_name(path.name + ".wal")):
         try:
@@ -288,9 +290,9 @@ def _file_state() -> object:
 _LOADED = _LoadedCache()
 
 
-def rows_by_month(service: Service, schema: str | None = None) -> dict[date, int]:
+def rows_by_month(service: Service, settings: DuckDBSettings) -> dict[date, int]:
     """Rows of each source month in ``{service}_tripdata`` (one query; empty without a table)."""
-    with connect_in(schema, read_only=True) as con:
+    with connect_in(settings, read_only=True) as con:
         if con is None:
             return {}
         try:

@@ -12,12 +12,15 @@ The load tasks (``pipeline.tasks.load``) import this module only when they check
 run. Passwords come from the url, ``PGPASSWORD`` or ``~/.pgpass`` (libpq's usual places)
 and are never part of a message: errors name the server as ``host:port``.
 
-Every table lives in the schema the load tasks pass down (``[postgres] schema``, ``public``
-by default), created when missing. Column names are in lower case (``vendorid``), so
-unquoted SQL works as Postgres users expect; a table an earlier version made with TLC's
-quoted spelling (``"VendorID"``, DDL 1) is renamed in place by the next load of that table,
-in the load's DDL transaction, rows kept. Until then its completeness check says no, so
-that load runs.
+Its settings (``PostgresSettings``: the url, the connection timeout, the schema every
+table lives in, created when missing) are passed in by the load tasks. Column names are in
+lower case (``vendorid``), so unquoted SQL works as Postgres users expect; a table an
+earlier version made with TLC's quoted spelling (``"VendorID"``, DDL 1) is renamed in
+place by the next load of that table, in the load's DDL transaction, rows kept. Until then
+its completeness check says no, so that load runs.
+
+Why one module of some 360 lines: connecting (one-line errors), the DDL with its in-place
+rename and the COPY load share one connection's transaction and locking rules.
 """
 
 from __future__ import annotations
@@ -36,12 +39,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from psycopg.conninfo import conninfo_to_dict
 
-from pipeline import config
 from pipeline.core.datasets import ZONES, Service
 from pipeline.core.manifest import Manifest
 from pipeline.core.text import one_line, redact
 from pipeline.warehouses import base, pg_copy
 from pipeline.warehouses.base import LOAD_LOG, SOURCE_MONTH, quote, trips_table
+from pipeline.warehouses.settings import PostgresSettings
 
 NAME = "PostgreSQL"
 
@@ -87,16 +90,16 @@ class Server:
         return redact(text, self.password)
 
 
-def check_settings() -> None:
+def check_settings(settings: PostgresSettings) -> None:
     """Fail before anything is scheduled when ``[postgres] url`` is empty or malformed, or
     ``[postgres] schema`` empty."""
-    server()
-    _schema(None)
+    server(settings)
+    _schema(settings)
 
 
-def server() -> Server:
-    """The configured server; a clear error when ``[postgres] url`` is empty or malformed."""
-    url = config.postgres().url.strip()
+def server(settings: PostgresSettings) -> Server:
+    """The server ``[postgres] url`` names; a clear error when it is empty or malformed."""
+    url = settings.url.strip()
     if not url:
         raise base.WarehouseError("[postgres] url is empty: set it to postgresql://user@host:port/db")
     try:
@@ -123,14 +126,14 @@ def _connect_reason(error: BaseException) -> str:
 
 
 @contextlib.contextmanager
-def connect() -> Iterator[psycopg.Connection]:
+def connect(settings: PostgresSettings) -> Iterator[psycopg.Connection]:
     """An autocommit connection (transactions are explicit); every error is one line."""
-    target = server()
+    target = server(settings)
     try:
         con = psycopg.connect(
             target.url,
             autocommit=True,
-            connect_timeout=config.postgres().connect_timeout,
+            connect_timeout=settings.connect_timeout,
             application_name=APPLICATION_NAME,
         )
     except psycopg.Error as e:
@@ -147,18 +150,18 @@ def connect() -> Iterator[psycopg.Connection]:
             f"PostgreSQL at {target.where}: {type(e).__name__}: {one_line(e)}")) from None
 
 
-def _schema(schema: str | None) -> str:
-    """The schema asked for, else ``[postgres] schema``."""
-    return base.check_schema_name(
-        "[postgres] schema", config.postgres().schema if schema is None else schema)
+def _schema(settings: PostgresSettings) -> str:
+    """``[postgres] schema``, checked."""
+    return base.check_schema_name("[postgres] schema", settings.schema)
 
 
 @contextlib.contextmanager
-def connect_in(schema: str | None) -> Iterator[psycopg.Connection]:
-    """``connect()`` with the search path set to ``schema`` alone: unqualified names resolve
-    there, and tables are created there (``ensure_tables`` creates the schema)."""
-    with connect() as con:
-        con.execute(f"SET search_path TO {quote(_schema(schema))}")
+def connect_in(settings: PostgresSettings) -> Iterator[psycopg.Connection]:
+    """``connect()`` with the search path set to ``[postgres] schema`` alone: unqualified
+    names resolve there, and tables are created there (``ensure_tables`` creates the
+    schema)."""
+    with connect(settings) as con:
+        con.execute(f"SET search_path TO {quote(_schema(settings))}")
         yield con
 
 
@@ -295,13 +298,13 @@ def _month_batches(parquet: Path, service: Service, month: date) -> Iterator[pa.
 
 
 def load_month(service: Service, month: date, source: str | Path, manifest: Manifest,
-               schema: str | None = None) -> int:
+               settings: PostgresSettings) -> int:
     """Replace the month's rows of ``{service}_tripdata`` in ``schema`` with the Parquet
     file at ``source``, atomically."""
     table = trips_table(service)
     columns = DIALECT.trips_schema(service)
-    with connect_in(schema) as con:
-        ensure_tables(con, table, columns, index_month=True, namespace=_schema(schema))
+    with connect_in(settings) as con:
+        ensure_tables(con, table, columns, index_month=True, namespace=_schema(settings))
         with con.transaction(), con.cursor() as cur, \
                 contextlib.closing(_month_batches(Path(source), service, month)) as batches:
             _lock_month(cur, table, month)
@@ -315,11 +318,11 @@ def load_month(service: Service, month: date, source: str | Path, manifest: Mani
     return rows
 
 
-def load_zones(zones: pa.Table, checksum: str, schema: str | None = None) -> None:
+def load_zones(zones: pa.Table, checksum: str, settings: PostgresSettings) -> None:
     """Replace the zones table with the lookup, in one transaction."""
-    with connect_in(schema) as con:
+    with connect_in(settings) as con:
         ensure_tables(con, base.ZONES_TABLE, ZONES.schema, index_month=False,
-                      namespace=_schema(schema))
+                      namespace=_schema(settings))
         with con.transaction(), con.cursor() as cur:
             _lock_month(cur, base.ZONES_TABLE, None)
             cur.execute(f"DELETE FROM {quote(base.ZONES_TABLE)}")
@@ -328,7 +331,7 @@ def load_zones(zones: pa.Table, checksum: str, schema: str | None = None) -> Non
 
 
 def loaded(table: str, month: date | None,
-           schema: str | None = None) -> tuple[int, str, int] | None:
+           settings: PostgresSettings) -> tuple[int, str, int] | None:
     """(rows in the load log, checksum in the load log, rows actually there) or None.
 
     None too when that cannot be confirmed (no url, server unreachable, no such table),
@@ -338,7 +341,7 @@ def loaded(table: str, month: date | None,
     """
     where = f"{SOURCE_MONTH} = %s" if month else "true"
     try:
-        with connect_in(schema) as con:
+        with connect_in(settings) as con:
             row = con.execute(
                 f"SELECT l.rows, l.checksum, "
                 f"(SELECT count(*) FROM {quote(table)} WHERE {where}), "
@@ -355,10 +358,10 @@ def loaded(table: str, month: date | None,
     return tuple(row[:3])  # type: ignore[return-value]
 
 
-def rows_by_month(service: Service, schema: str | None = None) -> dict[date, int]:
+def rows_by_month(service: Service, settings: PostgresSettings) -> dict[date, int]:
     """Rows of each source month in ``{service}_tripdata`` (one query; empty without a table)."""
     table = trips_table(service)
-    with connect_in(schema) as con:
+    with connect_in(settings) as con:
         if con.execute("SELECT to_regclass(%s)", [quote(table)]).fetchone() == (None,):
             return {}
         rows = con.execute(

@@ -23,8 +23,9 @@ from pipeline.core.datasets import SERVICES
 from pipeline.core.manifest import NewColumn
 from pipeline.core.months import next_month
 from pipeline.demo import samples
-from pipeline.tasks.lake_month import DownloadMonth, ParquetizeMonth
+from pipeline.tasks.download import DownloadMonth
 from pipeline.tasks.load import LoadDuckDB
+from pipeline.tasks.parquetize import ParquetizeMonth
 from tests.conftest import Env, csv_and_tlc_mirror
 from tests.mirror import ReleaseMirror
 from tests.tlc_samples import ERAS, Era, EraMonth, era_month, write_era_month

@@ -22,9 +22,10 @@ from pipeline.core.datasets import SERVICES
 from pipeline.core.text import one_line
 from pipeline.lake import gcs as gcs_module
 from pipeline.lake.root import lake_target
-from pipeline.tasks import publish as upload
-from pipeline.tasks.publish import SettingsError
+from pipeline.tasks import upload
+from pipeline.tasks.load import bigquery_settings
 from pipeline.tasks.sinks import parse_sinks
+from pipeline.tasks.upload import SettingsError
 from pipeline.warehouses import bigquery as bigquery_warehouse
 from pipeline.warehouses.base import WarehouseError
 from pipeline.warehouses.bigquery import check_parquet
@@ -129,7 +130,7 @@ def test_a_month_reaches_gcs_and_bigquery_beside_duckdb(env: Env, cloud: Cloud,
     # What `taxi-pipeline status` reports for the two sinks.
     rows = release.of("yellow", "2021-01").rows
     assert upload.rows_by_month(SERVICES["yellow"]) == {JAN: rows}
-    assert bigquery_warehouse.rows_by_month(SERVICES["yellow"]) == {JAN: rows}
+    assert bigquery_warehouse.rows_by_month(SERVICES["yellow"], bigquery_settings()) == {JAN: rows}
     # The command line agrees that nothing is left to do.
     done = env.command("luigi", "--module", "pipeline", "IngestMonth", "--month", "2021-01",
                        "--services", "yellow,green", "--workers", "2", "--local-scheduler")
@@ -254,7 +255,7 @@ def test_a_parquet_object_whose_columns_differ_from_the_table_is_refused(env: En
     url = cloud.url("odd/swapped.parquet")
     lake_target(url).put(path)
     with pytest.raises(WarehouseError, match="VendorID INT64 is tpep_pickup_datetime TIMESTAMP"):
-        check_parquet(url, table)
+        check_parquet(bigquery_settings(), url, table)
 
 
 def test_missing_bucket_and_dataset_are_named(env: Env, cloud: Cloud) -> None:

@@ -150,7 +150,7 @@ def test_a_staged_file_appears_only_when_published_and_is_gone_after(lake: Lake)
     with target.staging() as staged:
         staged.path.write_bytes(b"x" * 100_000)
         assert not target.exists()  # nothing under the final name while it is written
-        published = staged.publish(if_generation=0)
+        published = staged.commit(if_generation=0)
         found = target.stat()
         assert found is not None
         assert (found.size, found.generation) == (published.size, published.generation)
@@ -178,7 +178,7 @@ def test_a_staged_write_that_lost_a_race_is_refused_and_removed(lake: Lake,
     winner = target.put(sample_file(tmp_path, 500))  # another process publishes meanwhile
     with pytest.raises(LakeConflict), target.staging() as staged:
         staged.path.write_bytes(b"loser")
-        staged.publish(if_generation=0, sha256=None)
+        staged.commit(if_generation=0, sha256=None)
     assert target.info() == winner
     assert not staged.path.exists()
 
@@ -188,7 +188,7 @@ def test_a_staged_file_with_an_expected_sha256(lake: Lake) -> None:
     data = os.urandom(300_000)
     with target.staging() as staged:
         staged.path.write_bytes(data)
-        info = staged.publish(sha256=file_digests(staged.path).sha256)
+        info = staged.commit(sha256=file_digests(staged.path).sha256)
     assert info.size == len(data)
 
 

@@ -22,8 +22,8 @@ import pytest
 import websocket
 
 from pipeline.ops.coverage import render
+from pipeline.tasks.download import DownloadMonth
 from pipeline.tasks.flows import IngestMonth
-from pipeline.tasks.lake_month import DownloadMonth
 from tests.conftest import Env
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

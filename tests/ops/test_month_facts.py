@@ -15,8 +15,9 @@ from pipeline.lake.month_facts import LakeFacts, month_facts
 from pipeline.lake.root import Lake
 from pipeline.ops.facts import lake_facts
 from pipeline.ops.month_state import MonthState, lake_problems, most_urgent, sink_problems
-from pipeline.tasks.lake_month import DownloadMonth, ParquetizeMonth
-from pipeline.tasks.lake_month import ParquetizeMonth as Parquetize
+from pipeline.tasks.download import DownloadMonth
+from pipeline.tasks.parquetize import ParquetizeMonth
+from pipeline.tasks.parquetize import ParquetizeMonth as Parquetize
 from tests.conftest import Env, Release
 
 JAN = date(2021, 1, 1)

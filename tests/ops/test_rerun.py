@@ -13,8 +13,8 @@ from datetime import date
 
 import duckdb
 
-from pipeline.tasks.lake_month import ParquetizeMonth
 from pipeline.tasks.load import LoadDuckDBZones, LoadPostgres
+from pipeline.tasks.parquetize import ParquetizeMonth
 from tests.conftest import BIN, Env, Release
 from tests.fixtures_scheduler import Luigid
 from tests.mirror import Fault, ReleaseMirror

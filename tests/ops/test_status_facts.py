@@ -14,8 +14,9 @@ from luigi.execution_summary import LuigiStatusCode
 from pipeline.core.months import months_between
 from pipeline.demo import samples
 from pipeline.ops.status import lake_months
+from pipeline.tasks.download import DownloadMonth
 from pipeline.tasks.flows import IngestMonth
-from pipeline.tasks.lake_month import DownloadMonth, ParquetizeMonth
+from pipeline.tasks.parquetize import ParquetizeMonth
 from tests.conftest import Env, Release
 
 JAN = date(2021, 1, 1)

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.demo import samples
-from pipeline.tasks.lake_month import DownloadMonth, ParquetizeMonth
+from pipeline.tasks.download import DownloadMonth
+from pipeline.tasks.parquetize import ParquetizeMonth
 from tests.conftest import BIN, Env, Release
 from tests.mirror import Fault, ReleaseMirror
 from tests.waiting import wait_until

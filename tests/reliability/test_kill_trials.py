@@ -29,9 +29,10 @@ import pytest
 
 from pipeline.demo import samples
 from pipeline.lake.gcs import GCS
+from pipeline.tasks.download import DownloadMonth
 from pipeline.tasks.flows import IngestMonth
-from pipeline.tasks.lake_month import DownloadMonth, ParquetizeMonth
 from pipeline.tasks.load import LoadDuckDB, LoadPostgres
+from pipeline.tasks.parquetize import ParquetizeMonth
 from tests.conftest import BIN, Env, Release
 from tests.fixtures_postgres import Database
 from tests.mirror import Fault, ReleaseMirror

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.core.months import month_key
-from pipeline.tasks.lake_month import DownloadMonth
+from pipeline.tasks.download import DownloadMonth
 from tests.fixtures_hosts import (
     Hosts,
     HostsRelease,

@@ -23,7 +23,7 @@ import pytest
 from pipeline.core.datasets import SERVICES
 from pipeline.core.months import month_key
 from pipeline.lake.keys import manifest_key
-from pipeline.tasks.lake_month import DownloadMonth
+from pipeline.tasks.download import DownloadMonth
 from tests.fixtures_hosts import (
     HostsRelease,
     NamespaceHosts,

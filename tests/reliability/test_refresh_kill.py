@@ -19,9 +19,10 @@ from luigi.execution_summary import LuigiStatusCode
 
 from pipeline.core.manifest import read_source_identity
 from pipeline.demo import samples
+from pipeline.tasks.download import DownloadMonth
 from pipeline.tasks.flows import IngestMonth
-from pipeline.tasks.lake_month import DownloadMonth, ParquetizeMonth
 from pipeline.tasks.load import LoadDuckDB, LoadPostgres
+from pipeline.tasks.parquetize import ParquetizeMonth
 from tests import tlc_samples
 from tests.conftest import BIN, Env
 from tests.fixtures_postgres import Database

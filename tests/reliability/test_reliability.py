@@ -17,9 +17,10 @@ from luigi.execution_summary import LuigiStatusCode
 
 from pipeline.core.datasets import SERVICES
 from pipeline.demo import samples
+from pipeline.tasks.download import DownloadMonth
 from pipeline.tasks.flows import IngestMonth
-from pipeline.tasks.lake_month import DownloadMonth, ParquetizeMonth
 from pipeline.tasks.load import LoadDuckDB
+from pipeline.tasks.parquetize import ParquetizeMonth
 from tests.conftest import BIN, Env, Release
 from tests.fixtures_postgres import Cluster, Database
 from tests.fixtures_scheduler import Luigid

@@ -7,7 +7,8 @@ import threading
 
 import pytest
 
-from pipeline.source.download import BackgroundCheck, GzipCsvCheck, SourceError
+from pipeline.source.checks import BackgroundCheck, GzipCsvCheck
+from pipeline.source.errors import SourceError
 
 
 class Recording:

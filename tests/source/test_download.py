@@ -8,15 +8,10 @@ from pathlib import Path
 import pytest
 
 from pipeline.core.datasets import SERVICES
-from pipeline.source.download import (
-    DownloadReport,
-    GzipCsvCheck,
-    NotPublished,
-    RetryPolicy,
-    SourceError,
-    download,
-)
-from pipeline.tasks.lake_month import header_check
+from pipeline.source.checks import GzipCsvCheck, header_check
+from pipeline.source.download import DownloadReport, download
+from pipeline.source.errors import NotPublished, SourceError
+from pipeline.source.policies import RetryPolicy
 from tests.conftest import Release
 from tests.mirror import Fault, ReleaseMirror
 

@@ -12,15 +12,10 @@ import pytest
 import requests
 
 from pipeline.core.manifest import SourceIdentity
-from pipeline.source.download import (
-    NOT_PUBLISHED,
-    GzipCsvCheck,
-    NotPublished,
-    ParquetCheck,
-    RetryPolicy,
-    SourceError,
-    download,
-)
+from pipeline.source.checks import GzipCsvCheck, ParquetCheck
+from pipeline.source.download import download
+from pipeline.source.errors import NOT_PUBLISHED, NotPublished, SourceError
+from pipeline.source.policies import RetryPolicy
 from pipeline.source.probe import probe
 from tests import tlc_samples
 from tests.conftest import Release

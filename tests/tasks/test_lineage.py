@@ -336,3 +336,44 @@ def test_unusable_settings_cost_one_warning_not_the_month(
         assert warning.startswith("OpenLineage events to") and "url" in warning.lower()
     finally:
         _clear_down_marker()
+
+
+def test_a_refetch_of_a_republished_month_sends_its_events(
+        env: Env, receiver: Receiver, tmp_path: Path) -> None:
+    """``refresh``'s RefetchMonth is a run of its own: START, then COMPLETE, reading the
+    source URL and writing the lake's raw file, like the DownloadMonth it replaces."""
+    from pipeline.demo import samples
+    from pipeline.lake.month_targets import source_version
+    from pipeline.tasks.download import RefetchMonth
+    from tests import tlc_samples
+
+    era = next(e for e in tlc_samples.ERAS if e.key == "green-2026-06")
+    june = date(2026, 6, 1)
+    release, root = tmp_path / "release", tmp_path / "tlc"
+    samples.write_zones(release / "misc" / "taxi_zone_lookup.csv")
+    file = root / "green_tripdata_2026-06.parquet"
+    tlc_samples.write_era_month(file, era, 500, seed=6)
+    with ReleaseMirror(release, tlc_root=root) as server:
+        env.configure(source={"kind": "parquet", "parquet_base_url": server.parquet_base_url,
+                              "zones_url": server.zones_url},
+                      pipeline={"services": "green", "sinks": "duckdb"},
+                      openlineage={"transport": "http", "url": receiver.url})
+        download = DownloadMonth(service="green", month=june)
+        assert env.build(download).status == LuigiStatusCode.SUCCESS
+        fresh = tmp_path / "new.parquet"
+        tlc_samples.write_era_month(fresh, era, 700, seed=7)
+        server.republish(file, fresh.read_bytes())
+        version = source_version(download.published())
+        assert env.build(RefetchMonth(service="green", month=june, version=version)).status \
+            == LuigiStatusCode.SUCCESS
+        assert RefetchMonth(service="green", month=june, version=version).complete()
+    assert Path(download.output().path).read_bytes() == fresh.read_bytes()
+    refetch = [e for e in receiver.events if e["job"]["name"] == "RefetchMonth.green"]
+    for event in refetch:
+        check_event(event)
+    assert [e["eventType"] for e in refetch] == ["START", "COMPLETE"]
+    assert refetch[0]["run"]["runId"] == refetch[1]["run"]["runId"]
+    (source,) = refetch[1]["inputs"]
+    assert f"{source['namespace']}/{source['name']}".endswith("green_tripdata_2026-06.parquet")
+    (written,) = refetch[1]["outputs"]
+    assert written["name"].endswith("raw/green/green_tripdata_2026-06.parquet")

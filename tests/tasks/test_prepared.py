@@ -22,7 +22,8 @@ from luigi.execution_summary import LuigiStatusCode
 from pipeline.convert.parquetize import parquetize
 from pipeline.core.datasets import SERVICES
 from pipeline.tasks import prepared
-from pipeline.tasks.lake_month import DownloadMonth, ParquetizeMonth
+from pipeline.tasks.download import DownloadMonth
+from pipeline.tasks.parquetize import ParquetizeMonth
 from tests.conftest import Env, Release
 from tests.mirror import Fault, ReleaseMirror
 

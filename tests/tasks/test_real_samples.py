@@ -24,7 +24,7 @@ from luigi.execution_summary import LuigiStatusCode
 from pipeline.core.datasets import GREEN
 from pipeline.core.months import next_month
 from pipeline.tasks.flows import IngestMonth
-from pipeline.tasks.lake_month import ParquetizeMonth
+from pipeline.tasks.parquetize import ParquetizeMonth
 from tests.conftest import Env
 from tests.fixtures_postgres import Database
 from tests.mirror import ReleaseMirror

@@ -20,7 +20,8 @@ import pytest
 
 from pipeline.core.manifest import read_source_identity
 from pipeline.demo import samples
-from pipeline.tasks.lake_month import DownloadMonth, ParquetizeMonth
+from pipeline.tasks.download import DownloadMonth
+from pipeline.tasks.parquetize import ParquetizeMonth
 from tests import tlc_samples
 from tests.conftest import Env
 from tests.fixtures_cloud import Cloud

@@ -10,6 +10,7 @@ from luigi.execution_summary import LuigiStatusCode
 
 from pipeline import IngestMonth
 from pipeline.core.months import month_key
+from pipeline.tasks.load import duckdb_settings
 from pipeline.warehouses import duckdb as warehouse
 from tests.conftest import MONTHS, Env, Release
 
@@ -30,22 +31,26 @@ def test_loaded_counts_each_month_and_is_never_stale(env: Env, release: Release)
         assert result.status == LuigiStatusCode.SUCCESS
     rows = {month: release.of("green", month_key(month)).rows for month in months}
     first, *others = months
+    settings = duckdb_settings()
+
+    def loaded(month: date) -> tuple[int, str, int] | None:
+        return warehouse.loaded(TABLE, month, settings)
 
     # A task's process asks about one month: counted alone, right beside the others.
-    logged, checksum, there = warehouse.loaded(TABLE, first)
+    logged, checksum, there = loaded(first)
     assert (logged, there) == (rows[first], rows[first]) and len(checksum) == 64
     delete_rows(env, first, 7)
-    assert warehouse.loaded(TABLE, first) == (rows[first], checksum, rows[first] - 7)
+    assert loaded(first) == (rows[first], checksum, rows[first] - 7)
 
     # A scheduling process asks about every month: from the second on, all are counted.
-    assert [warehouse.loaded(TABLE, m)[2] for m in months] == [
+    assert [loaded(m)[2] for m in months] == [
         rows[first] - 7, *(rows[m] for m in others)]
     delete_rows(env, others[-1], 3)
-    assert [warehouse.loaded(TABLE, m)[2] for m in months] == [
+    assert [loaded(m)[2] for m in months] == [
         rows[first] - 7, *(rows[m] for m in others[:-1]), rows[others[-1]] - 3]
-    assert warehouse.loaded(TABLE, date(2018, 1, 1)) is None  # never loaded
+    assert loaded(date(2018, 1, 1)) is None  # never loaded
 
     # And luigi sees it: the damaged months are loaded again.
     result = env.build(*(IngestMonth(month=m, services=("green",)) for m in months))
     assert result.status == LuigiStatusCode.SUCCESS
-    assert [warehouse.loaded(TABLE, m)[2] for m in months] == [rows[m] for m in months]
+    assert [loaded(m)[2] for m in months] == [rows[m] for m in months]

@@ -32,6 +32,7 @@ from pipeline import (
 )
 from pipeline.core.datasets import SERVICES
 from pipeline.demo import samples
+from pipeline.tasks.load import postgres_settings
 from pipeline.warehouses import pg_copy
 from pipeline.warehouses import postgres as postgres_load
 from pipeline.warehouses.base import WarehouseError, read_zones
@@ -227,7 +228,8 @@ def test_loads_of_one_month_at_once_never_double_it(
     def load() -> None:
         start.wait()
         try:
-            postgres_load.load_month(GREEN, JAN20, target.parquet.file, manifest)
+            postgres_load.load_month(GREEN, JAN20, target.parquet.file, manifest,
+                                     postgres_settings())
         except BaseException as e:  # reported below
             errors.append(e)
 
@@ -249,13 +251,14 @@ def test_a_load_does_not_wait_for_a_running_load_of_another_month(
             LuigiStatusCode.SUCCESS
         target = ParquetizeMonth(service="green", month=month).output()
         manifests[month] = (target.parquet.file, target.read())
-    postgres_load.load_month(GREEN, DEC19, *manifests[DEC19])
+    postgres_load.load_month(GREEN, DEC19, *manifests[DEC19], postgres_settings())
     # Another process in the middle of re-loading December: its transaction stays open.
     with psycopg.connect(pg.url) as other:
         other.execute("DELETE FROM green_tripdata WHERE source_month = %s", [DEC19])
         done = threading.Event()
         january = threading.Thread(target=lambda: (
-            postgres_load.load_month(GREEN, JAN20, *manifests[JAN20]), done.set()))
+            postgres_load.load_month(GREEN, JAN20, *manifests[JAN20], postgres_settings()),
+            done.set()))
         january.start()
         january.join(timeout=30)
         assert done.is_set(), "January's load waited for December's"
@@ -311,7 +314,8 @@ def test_a_table_with_another_schema_is_refused_and_left_alone(env: Env, pg: Dat
     assert result.status == LuigiStatusCode.FAILED
     parquet = ParquetizeMonth(service="green", month=DEC19).output()
     with pytest.raises(WarehouseError) as refused:
-        postgres_load.load_month(GREEN, DEC19, parquet.parquet, parquet.read())
+        postgres_load.load_month(GREEN, DEC19, parquet.parquet, parquet.read(),
+                                 postgres_settings())
     message = str(refused.value)
     assert "\n" not in message
     assert message.startswith("PostgreSQL table green_tripdata has an incompatible schema "
@@ -332,7 +336,8 @@ def test_a_table_of_a_newer_ddl_is_refused(env: Env, pg: Database) -> None:
         ("nyc-taxi-pipeline DDL 2",)]
     pg.query("COMMENT ON TABLE zones IS 'nyc-taxi-pipeline DDL 3'")
     with pytest.raises(WarehouseError, match="zones was created by a newer pipeline"):
-        postgres_load.load_zones(*read_zones(Path(LoadPostgresZones().input().path)))
+        postgres_load.load_zones(*read_zones(Path(LoadPostgresZones().input().path)),
+                                 postgres_settings())
     assert pg.query("SELECT count(*) FROM zones") == [(265,)]
 
 

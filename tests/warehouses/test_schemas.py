@@ -13,6 +13,7 @@ from luigi.execution_summary import LuigiStatusCode
 
 from pipeline import IngestMonth, LoadDuckDB, LoadPostgres, LoadPostgresZones
 from pipeline.core.datasets import SERVICES, ZONES
+from pipeline.tasks.load import postgres_settings
 from pipeline.tasks.sinks import SINKS
 from pipeline.warehouses import postgres as postgres_load
 from pipeline.warehouses.base import WarehouseError
@@ -193,7 +194,7 @@ def test_tables_with_tlc_spelling_are_renamed_in_place_once_rows_kept(
     assert LoadPostgres(service="green", month=DEC19).complete()
 
     # Idempotent: the DDL step again changes nothing, and the next run has nothing to do.
-    with postgres_load.connect_in(None) as con:
+    with postgres_load.connect_in(postgres_settings()) as con:
         postgres_load.ensure_tables(con, "green_tripdata", postgres_load.DIALECT.trips_schema(
             GREEN), index_month=True, namespace="public")
     assert _columns(pg, "green_tripdata") == [c.lower() for c in GREEN.columns] + \
@@ -213,7 +214,8 @@ def test_a_rename_that_cannot_finish_leaves_the_old_names(env: Env, pg: Database
     pg.query(f'ALTER ROLE taxi IN DATABASE "{pg.name}" SET lock_timeout = 300')
     with psycopg.connect(pg.cluster.url(pg.name)) as reader:
         reader.execute("SELECT count(*) FROM green_tripdata").fetchone()  # holds its lock
-        with pytest.raises(WarehouseError) as failed, postgres_load.connect_in(None) as con:
+        with pytest.raises(WarehouseError) as failed, \
+                postgres_load.connect_in(postgres_settings()) as con:
             postgres_load.ensure_tables(
                 con, "green_tripdata", postgres_load.DIALECT.trips_schema(GREEN),
                 index_month=True, namespace="public")

@@ -15,14 +15,16 @@ from pathlib import Path
 import luigi
 
 from pipeline import config
+from pipeline.core.checksums import bytes_sha256, file_digests
 from pipeline.core.datasets import SERVICES, Service
 from pipeline.core.errors import PipelineError, SettingsError
 from pipeline.core.manifest import Manifest
 from pipeline.lake.keys import PARQUET_PREFIX, manifest_key, parquet_key
+from pipeline.lake.month_targets import ManifestTarget
 from pipeline.lake.root import Lake
-from pipeline.lake.targets import LakeTarget, bytes_sha256, check_pending_reads, file_digests
+from pipeline.lake.targets import LakeTarget, check_pending_reads
 from pipeline.tasks.base import MonthTask, megabytes
-from pipeline.tasks.lake_month import ManifestTarget, ParquetizeMonth
+from pipeline.tasks.parquetize import ParquetizeMonth
 from pipeline.tasks.storage import gcs_settings, lake
 
 COPY_SETTING = "[gcs] bucket"
@@ -39,7 +41,7 @@ def copy_lake() -> Lake:
                 f"already in {lake().url_root} (BigQuery loads from it): leave gcs out of "
                 "[pipeline] sinks")
         raise SettingsError("sink 'gcs' needs [gcs] bucket (the bucket the months are "
-                            "published to, created once: see README, Google Cloud)")
+                            "uploaded to, created once: see README, Google Cloud)")
     root = f"gs://{bucket}/{prefix}" if prefix else f"gs://{bucket}"
     return Lake(root, scratch=lake().scratch, settings=gcs_settings(), setting=COPY_SETTING)
 
@@ -76,7 +78,7 @@ def bucket_parquet_url(service: str, month: date) -> str:
     return bucket_lake().url(parquet_key(SERVICES[service], month))
 
 
-class PublishedTarget(luigi.Target):
+class UploadedTarget(luigi.Target):
     """Exists when the Parquet object has the manifest's size and sha256, and the manifest
     object is the lake's manifest. Both come from one listing of the Parquet prefix when
     many months are checked."""
@@ -88,9 +90,9 @@ class PublishedTarget(luigi.Target):
         return f"the copy {self.parquet.path} and its manifest"
 
     def exists(self) -> bool:
-        # The copy first: when nothing is published, one listing answers for every month.
-        published = self.manifest.info()
-        if published is None:
+        # The copy first: when nothing is uploaded, one listing answers for every month.
+        stored = self.manifest.info()
+        if stored is None:
             return False
         text = self.local.text()
         manifest = self.local.read()
@@ -98,19 +100,19 @@ class PublishedTarget(luigi.Target):
             return False
         parquet = self.parquet.info()
         return (
-            published.sha256 == bytes_sha256(text.encode())
+            stored.sha256 == bytes_sha256(text.encode())
             and parquet is not None
             and parquet.size == manifest.parquet_bytes
             and parquet.sha256 == manifest.parquet_sha256
         )
 
 
-def publish(parquet: Path, manifest_file: Path, manifest: Manifest, parquet_target: LakeTarget,
+def upload_month(parquet: Path, manifest_file: Path, manifest: Manifest, parquet_target: LakeTarget,
             manifest_target: LakeTarget,
             progress: Callable[[int, int | None], None] | None = None) -> bool:
-    """Publish the month's Parquet then its manifest; False when the Parquet was already
+    """Upload the month's Parquet then its manifest; False when the Parquet was already
     there (an earlier run stopped before its manifest) and was kept."""
-    # The old manifest goes first: from here on nothing claims the month is published.
+    # The old manifest goes first: from here on nothing claims the month is uploaded.
     old = manifest_target.info()
     if old is not None:
         manifest_target.remove(if_generation=old.generation)
@@ -146,8 +148,8 @@ class UploadMonth(MonthTask):
         return (copy.target(parquet_key(self.dataset, self.month), listed=prefix),
                 copy.target(manifest_key(self.dataset, self.month), listed=prefix))
 
-    def output(self) -> PublishedTarget:
-        return PublishedTarget(*self.targets(), self.requires().output())
+    def output(self) -> UploadedTarget:
+        return UploadedTarget(*self.targets(), self.requires().output())
 
     def run(self) -> None:
         local = self.input()
@@ -159,7 +161,7 @@ class UploadMonth(MonthTask):
         self.report(f"uploading {megabytes(manifest.parquet_bytes)} of Parquet", 0)
         with local.parquet.local_file(sha256=manifest.parquet_sha256) as parquet, \
                 local.manifest.local_file() as manifest_file:
-            uploaded = publish(parquet, manifest_file, manifest, parquet_target,
+            uploaded = upload_month(parquet, manifest_file, manifest, parquet_target,
                                manifest_target, progress=self._progress)
         self.report(f"{'uploaded' if uploaded else 'kept'} {megabytes(manifest.parquet_bytes)} "
                     f"at {parquet_target.path}", 100)
