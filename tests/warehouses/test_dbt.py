@@ -13,6 +13,7 @@ import subprocess
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import psycopg
@@ -82,6 +83,26 @@ def expected_trips(release: Release, fhvhv: samples.SampleFacts) -> dict[str, in
     return {**rows, "fhvhv": fhvhv.rows}
 
 
+def check_models(con: Any, money_cast: str, expected: dict[str, int]) -> None:
+    """The models dbt built over a warehouse (a DuckDB or psycopg connection): trips per
+    service as loaded, a zone for every trip that names a valid one, the money kept to the
+    cent (``money_cast``: what the engine's round needs, ``::numeric`` for PostgreSQL)."""
+    by_service = dict(con.execute(
+        f"SELECT service, count(*) FROM {DBT_SCHEMA}.fct_trips GROUP BY 1").fetchall())
+    unmatched = con.execute(
+        f"SELECT count(*) FROM {DBT_SCHEMA}.fct_trips WHERE pickup_location_id "
+        "BETWEEN 1 AND 265 AND pickup_borough IS NULL").fetchone()
+    money = con.execute(
+        f"SELECT round(sum(total_amount){money_cast}, 2) FROM {DBT_SCHEMA}.fct_trips "
+        "WHERE service = 'yellow'").fetchone()
+    raw_money = con.execute(
+        f"SELECT round(sum(total_amount){money_cast}, 2) FROM {RAW_SCHEMA}.yellow_tripdata"
+    ).fetchone()
+    assert by_service == expected
+    assert unmatched == (0,)
+    assert money == raw_money
+
+
 def test_dbt_builds_the_example_on_duckdb_and_postgres(
         env: Env, filled: Database, release: Release,
         fhvhv_month: samples.SampleFacts) -> None:
@@ -89,20 +110,7 @@ def test_dbt_builds_the_example_on_duckdb_and_postgres(
 
     dbt_build(env, "duckdb", {"TAXI_DUCKDB_PATH": str(env.duckdb_path)})
     with duckdb.connect(str(env.duckdb_path), read_only=True) as con:
-        by_service = dict(con.execute(
-            f"SELECT service, count(*) FROM {DBT_SCHEMA}.fct_trips GROUP BY 1").fetchall())
-        # The join found a zone for every trip that names a valid one.
-        unmatched = con.execute(
-            f"SELECT count(*) FROM {DBT_SCHEMA}.fct_trips WHERE pickup_location_id "
-            "BETWEEN 1 AND 265 AND pickup_borough IS NULL").fetchone()
-        money = con.execute(
-            f"SELECT round(sum(total_amount), 2) FROM {DBT_SCHEMA}.fct_trips "
-            "WHERE service = 'yellow'").fetchone()
-        raw_money = con.execute(
-            f"SELECT round(sum(total_amount), 2) FROM {RAW_SCHEMA}.yellow_tripdata").fetchone()
-    assert by_service == expected
-    assert unmatched == (0,)
-    assert money == raw_money
+        check_models(con, "", expected)
 
     server = conninfo_to_dict(filled.url)
     dbt_build(env, "postgres", {
@@ -110,19 +118,6 @@ def test_dbt_builds_the_example_on_duckdb_and_postgres(
         "PGUSER": str(server["user"]), "PGPASSWORD": str(server.get("password") or ""),
         "PGDATABASE": filled.name})
     with psycopg.connect(filled.url) as con:
-        by_service = dict(con.execute(
-            f"SELECT service, count(*) FROM {DBT_SCHEMA}.fct_trips GROUP BY 1").fetchall())
-        unmatched = con.execute(
-            f"SELECT count(*) FROM {DBT_SCHEMA}.fct_trips WHERE pickup_location_id "
-            "BETWEEN 1 AND 265 AND pickup_borough IS NULL").fetchone()
-        money = con.execute(
-            f"SELECT round(sum(total_amount)::numeric, 2) FROM {DBT_SCHEMA}.fct_trips "
-            "WHERE service = 'yellow'").fetchone()
-        raw_money = con.execute(
-            f"SELECT round(sum(total_amount)::numeric, 2) FROM {RAW_SCHEMA}.yellow_tripdata"
-        ).fetchone()
-    assert by_service == expected
-    assert unmatched == (0,)
-    assert money == raw_money
+        check_models(con, "::numeric", expected)
     # dbt's run left nothing in the example's directory (its target is the test's).
     assert not Path(EXAMPLE / "target").exists()
