@@ -158,8 +158,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def _asset(self, relative: str, root: Path, missing: int = 404) -> None:
+        # Both sides resolved: a root reached through a symbolic link serves its files, and
+        # nothing outside it is served ("../" or a link pointing out).
         file = (root / relative).resolve()
-        if not file.is_relative_to(root) or not file.is_file():
+        if not file.is_relative_to(root.resolve()) or not file.is_file():
             if missing == 403:
                 self._plain(403, ACCESS_DENIED, "application/xml")
             else:
