@@ -16,7 +16,6 @@ from datetime import date
 
 from pipeline import config
 from pipeline.core.datasets import SERVICES
-from pipeline.core.errors import PipelineError
 from pipeline.core.manifest import SourceIdentity
 from pipeline.core.months import month_key, months_between, next_month
 from pipeline.lake.month_facts import LakeFacts
@@ -26,9 +25,6 @@ from pipeline.source.download import NotPublished
 from pipeline.source.policies import probe_policy
 from pipeline.tasks.flows import IngestMonth
 from pipeline.tasks.storage import lake
-
-# TLC's first month (yellow 2009-01): nothing is published before it.
-FIRST_MONTH = date(2009, 1, 1)
 
 
 @dataclass(frozen=True)
@@ -154,10 +150,12 @@ def _newest_of_older(older: list[date], ask: Callable[[date], bool],
     return before
 
 
-def last_complete_month(service: str, since: date = FIRST_MONTH,
+def last_complete_month(service: str, since: date | None = None,
                         until: date | None = None) -> date | None:
-    """The newest month from ``since`` to ``until`` that the lake holds a manifest for and
-    every configured sink holds in full (``IngestMonth`` complete), or None."""
+    """The newest month from ``since`` (default: the service's first month) to ``until``
+    that the lake holds a manifest for and every configured sink holds in full
+    (``IngestMonth`` complete), or None."""
+    since = since or SERVICES[service].first_month
     until = until or current_month()
     held = lake().manifest_months(SERVICES[service])  # one listing of the lake
     for month in reversed(held):
@@ -209,8 +207,3 @@ def plan_catch_up(service: str, start: date | None, today: date | None = None) -
     newest = newest_published(service, probe_from, until) or last
     first = begin if start is not None or last is None else next_month(last)
     return CatchUp(service, last, newest, first, clipped)
-
-
-class NoCompleteMonth(PipelineError, ValueError):
-    """Kept for callers of earlier versions: a catch-up without ``--start`` now starts a
-    service the lake holds nothing of at its first month (the calendar)."""
