@@ -22,7 +22,6 @@ import luigi
 
 from pipeline import config
 from pipeline.core.manifest import SourceIdentity
-from pipeline.core.months import month_key
 from pipeline.lake.keys import RAW_PREFIX, raw_key, source_record_key
 from pipeline.lake.month_targets import (
     RecordedVersion,
@@ -34,6 +33,7 @@ from pipeline.lake.targets import LakeTarget
 from pipeline.source.checks import BodyCheck, GzipCsvCheck, ParquetCheck
 from pipeline.source.download import DownloadReport, download
 from pipeline.source.errors import NOT_PUBLISHED
+from pipeline.source.month_source import month_source
 from pipeline.source.policies import download_policy, probe_policy
 from pipeline.source.probe import probe
 from pipeline.tasks import prepared
@@ -59,10 +59,9 @@ class DownloadMonth(MonthTask):
 
     @property
     def url(self) -> str:
-        s, key = config.source(), month_key(self.month)
-        if self.source_format == "parquet":
-            return self.dataset.parquet_url(s.parquet_base_url, key)
-        return self.dataset.source_url(s.base_url, key)
+        s = config.source()
+        return month_source(self.dataset, self.month, self.source_format,
+                            base_url=s.base_url, parquet_base_url=s.parquet_base_url).url
 
     def output(self) -> LakeTarget:
         return lake().target(raw_key(self.dataset, self.month, self.source_format),
