@@ -18,6 +18,15 @@ def month_key(month: date) -> str:
     return f"{month:%Y-%m}"
 
 
+def month_of(key: str) -> date:
+    """``2021-01`` -> the month's date: the inverse of ``month_key``."""
+    try:
+        year, month = (int(part) for part in key.split("-"))
+        return date(year, month, 1)
+    except ValueError:
+        raise BadParameter(f"{key!r} is not a month (YYYY-MM)") from None
+
+
 def next_month(month: date) -> date:
     return date(month.year + month.month // 12, month.month % 12 + 1, 1)
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from pipeline.core.datasets import SERVICES
-from pipeline.core.months import month_key, months_between, next_month
+from pipeline.core.months import month_key, month_of, months_between, next_month
 from pipeline.ops import status
 from pipeline.tasks.flows import Backfill, IngestMonth
 from pipeline.tasks.storage import lake
@@ -47,7 +47,7 @@ def months_to_run(service: str, start: date, end: date, sinks: tuple[str, ...]
     absent = {month for month in todo if month not in held and month not in fetched}
     found = status.report([m for m in todo if m not in absent], (service,), sinks,
                           check_source=False)
-    states = {status.month_of(s.month): s.state for s in found}
+    states = {month_of(s.month): s.state for s in found}
     return [Planned(service, month, state if (state := states.get(month)) in status.TO_RUN
                     else status.NOT_INGESTED) for month in todo]
 

@@ -24,7 +24,7 @@ from pipeline import config
 from pipeline.convert.quality import judge
 from pipeline.core.datasets import SERVICES
 from pipeline.core.errors import PipelineError
-from pipeline.core.months import month_key, months_between
+from pipeline.core.months import month_key, month_of, months_between
 from pipeline.core.text import one_line
 from pipeline.lake.targets import file_digests
 from pipeline.ops.facts import lake_facts, lake_files, published
@@ -207,12 +207,6 @@ def _when(text: str | None) -> datetime | None:
         return parsedate_to_datetime(text) if text else None
     except (TypeError, ValueError):
         return None
-
-
-def month_of(key: str) -> date:
-    """``2021-01`` -> the month's date."""
-    year, month = (int(part) for part in key.split("-"))
-    return date(year, month, 1)
 
 
 def _month_status(month: date, service: str, sinks: tuple[str, ...],

@@ -114,10 +114,10 @@ def test_column_table_tags_give_pickup_optional_and_parquet_only_columns() -> No
 
 
 def test_a_column_table_with_an_unknown_kind_or_tag_fails_at_import() -> None:
-    from pipeline.core.datasets import _table
+    from pipeline.core.service import column_table
 
-    assert _table("a id  # note\n\n b money optional")[1]["optional"] == ["b"]
+    assert column_table("a id  # note\n\n b money optional")[1]["optional"] == ["b"]
     with pytest.raises(KeyError):
-        _table("a number")
+        column_table("a number")
     with pytest.raises(KeyError):
-        _table("a id mandatory")
+        column_table("a id mandatory")
