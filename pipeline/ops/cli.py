@@ -148,7 +148,7 @@ def _catch_up(args: argparse.Namespace, start: date | None, job: str) -> int:
     planned, spans = [], []
     for service in services:
         try:
-            plan = plan_catch_up(service, start)
+            plan = plan_catch_up(service, start, sinks)
             if plan.clipped:
                 print(f"{job}: {plan.clipped}", file=sys.stderr)
             print(f"{job}: {plan.describe()}", file=sys.stderr, flush=True)
@@ -168,7 +168,7 @@ def _freshness(job: str, spans: list[tuple[str, date, date]], sinks: tuple[str, 
     ranges that are still not complete though the source published them longer ago."""
     from pipeline import config
     from pipeline.ops import status
-    from pipeline.tasks.flows import IngestMonth
+    from pipeline.tasks.sinks import month_complete
 
     days = config.notify().stale_after_days
     if not days:
@@ -176,7 +176,7 @@ def _freshness(job: str, spans: list[tuple[str, date, date]], sinks: tuple[str, 
     statuses = []
     for service, first, last in spans:
         todo = [m for m in months_between(first, last)
-                if not IngestMonth(month=m, services=(service,)).complete()]
+                if not month_complete(service, m, sinks)]
         statuses += status.report(todo, (service,), sinks)
     stale = status.mark_stale(statuses, days)
     if not stale:
@@ -210,11 +210,11 @@ def refresh(args: argparse.Namespace) -> int:
     from pipeline.tasks.download import RefetchMonth
     from pipeline.tasks.flows import IngestMonth
     from pipeline.tasks.parquetize import ParquetizeMonth
-    from pipeline.tasks.sinks import parse_sinks
+    from pipeline.tasks.sinks import month_complete, parse_sinks
 
     try:
         services = _services(args.services)
-        parse_sinks(config.pipeline().sinks)
+        sinks = parse_sinks(config.pipeline().sinks)
     except PipelineError as e:
         return _bad_input(e)
     if args.end < args.start:
@@ -241,7 +241,7 @@ def refresh(args: argparse.Namespace) -> int:
     # Months a stopped refresh left behind: the lake holds the version published, some
     # sink not yet (a normal run would finish them too; the refresh does it itself).
     unfinished = [c for c in checks if c.published is not None and not c.republished
-                  and not IngestMonth(month=c.month, services=(c.service,)).complete()]
+                  and not month_complete(c.service, c.month, sinks)]
     for c in checks:
         if c.change or c.published is None:
             print(f"refresh: {c.service} {c.month:%Y-%m} {c.describe()}", file=sys.stderr)
