@@ -17,6 +17,7 @@ from datetime import date
 
 import pyarrow.parquet as pq
 
+from pipeline.core.checksums import bytes_sha256
 from pipeline.core.datasets import Service
 from pipeline.core.manifest import Manifest, SourceIdentity
 from pipeline.lake.keys import (
@@ -70,6 +71,9 @@ class LakeFacts:
     # Whether the manifest describes the Parquet file beside it (size, footer's rows, row
     # groups and schema); None when not asked (``check_parquet=False``) or no manifest.
     parquet_described: bool | None
+    # The sha256 of the manifest's bytes as stored (the gcs sink's copy must be these
+    # bytes); None without a manifest file.
+    manifest_sha256: str | None = None
 
     @property
     def valid_manifest(self) -> Manifest | None:
@@ -119,7 +123,8 @@ def month_facts(the_lake: Lake, service: Service, month: date, source_format: st
     raw_bytes = files.raw.size()
     record_text = read_text(files.source_record) if raw_bytes is not None else None
     recorded = _identity(record_text)
-    manifest = _manifest(read_text(files.manifest))
+    manifest_text = read_text(files.manifest)
+    manifest = _manifest(manifest_text)
     described = None
     if check_parquet and manifest is not None:
         described = manifest.describes_file(files.parquet.size(), lambda: _footer(files.parquet),
@@ -130,7 +135,8 @@ def month_facts(the_lake: Lake, service: Service, month: date, source_format: st
         # An unreadable record, or one without a length, contradicts nothing.
         raw_matches_record=(recorded is None or recorded.length is None
                             or recorded.length == raw_bytes),
-        manifest=manifest, parquet_described=described)
+        manifest=manifest, parquet_described=described,
+        manifest_sha256=bytes_sha256(manifest_text.encode()) if manifest_text is not None else None)
 
 
 def read_manifest(the_lake: Lake, service: Service, month: date) -> Manifest | None:

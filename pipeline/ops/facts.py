@@ -16,19 +16,19 @@ from pipeline.core.manifest import Manifest, SourceIdentity
 from pipeline.lake.month_facts import (
     LakeFacts,
     MonthFiles,
-    month_facts,
     month_files,
     read_manifest,
 )
 from pipeline.source.month_source import MonthSource, month_source
 from pipeline.source.policies import probe_policy
+from pipeline.tasks import completeness
 from pipeline.tasks.storage import lake
 
 
 def lake_facts(service: str, month: date, *, check_parquet: bool = True) -> LakeFacts:
-    """What the configured lake holds of the month (see ``LakeFacts``)."""
-    return month_facts(lake(), SERVICES[service], month, config.source().format_of(month),
-                       check_parquet=check_parquet)
+    """What the configured lake holds of the month (see ``LakeFacts``): the facts the
+    tasks' completeness reads (``pipeline.tasks.completeness``)."""
+    return completeness.lake_facts(SERVICES[service], month, check_parquet=check_parquet)
 
 
 def manifest_of(service: str, month: date) -> Manifest | None:

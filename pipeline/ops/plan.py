@@ -1,8 +1,8 @@
 """What a backfill or catch-up runs, month by month and why, before it runs it.
 
 Each service's range is clipped to its calendar (the months before it began are outside
-the dataset); of the months left, those already complete in every sink (``IngestMonth``
-complete: the same check the run makes) are left out, and each other one is given its
+the dataset); of the months left, those already complete in every sink (``month_complete``:
+the facts ``IngestMonth``'s tasks judge by) are left out, and each other one is given its
 reason in the words of ``taxi-pipeline status`` (not ingested, a stage missing, mismatch).
 ``--dry-run`` prints this plan; a run submits exactly these months, in chunks of one
 service's year, so luigid never holds more than a year's pending tasks.
@@ -17,7 +17,8 @@ from datetime import date
 from pipeline.core.datasets import SERVICES
 from pipeline.core.months import month_key, month_of, months_between, next_month
 from pipeline.ops import status
-from pipeline.tasks.flows import Backfill, IngestMonth
+from pipeline.tasks.flows import Backfill
+from pipeline.tasks.sinks import month_complete
 from pipeline.tasks.storage import lake
 
 
@@ -43,7 +44,7 @@ def months_to_run(service: str, start: date, end: date, sinks: tuple[str, ...]
     held = set(the_lake.manifest_months(SERVICES[service]))
     fetched = set(the_lake.raw_months(SERVICES[service]))
     todo = [month for month in months_between(*span)
-            if month not in held or not IngestMonth(month=month, services=(service,)).complete()]
+            if month not in held or not month_complete(service, month, sinks)]
     absent = {month for month in todo if month not in held and month not in fetched}
     found = status.report([m for m in todo if m not in absent], (service,), sinks,
                           check_source=False)

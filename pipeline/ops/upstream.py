@@ -23,7 +23,7 @@ from pipeline.lake.month_targets import source_version
 from pipeline.ops.facts import lake_facts, published, source_of
 from pipeline.source.download import NotPublished
 from pipeline.source.policies import probe_policy
-from pipeline.tasks.flows import IngestMonth
+from pipeline.tasks.sinks import month_complete
 from pipeline.tasks.storage import lake
 
 
@@ -150,16 +150,16 @@ def _newest_of_older(older: list[date], ask: Callable[[date], bool],
     return before
 
 
-def last_complete_month(service: str, since: date | None = None,
+def last_complete_month(service: str, sinks: tuple[str, ...], since: date | None = None,
                         until: date | None = None) -> date | None:
     """The newest month from ``since`` (default: the service's first month) to ``until``
-    that the lake holds a manifest for and every configured sink holds in full
-    (``IngestMonth`` complete), or None."""
+    that the lake holds a manifest for and every one of ``sinks`` holds in full
+    (``month_complete``: what ``IngestMonth`` judges), or None."""
     since = since or SERVICES[service].first_month
     until = until or current_month()
     held = lake().manifest_months(SERVICES[service])  # one listing of the lake
     for month in reversed(held):
-        if since <= month <= until and IngestMonth(month=month, services=(service,)).complete():
+        if since <= month <= until and month_complete(service, month, sinks):
             return month
     return None
 
@@ -192,17 +192,18 @@ class CatchUp:
         return f"{self.service}: {done}, {newest}: {plan}"
 
 
-def plan_catch_up(service: str, start: date | None, today: date | None = None) -> CatchUp:
+def plan_catch_up(service: str, start: date | None, sinks: tuple[str, ...],
+                  today: date | None = None) -> CatchUp:
     """The months a catch-up of ``service`` covers: from ``start`` (else the month after the
-    last complete one, else the service's first month) to the newest month published, found
-    by probing forward from the month after the last complete one (or from the later of
-    ``start`` and the service's first month) until a month is not published. Months before
-    the service began are never asked about."""
+    last one complete in every one of ``sinks``, else the service's first month) to the
+    newest month published, found by probing forward from the month after the last
+    complete one (or from the later of ``start`` and the service's first month) until a
+    month is not published. Months before the service began are never asked about."""
     until = current_month(today)
     began = SERVICES[service].first_month
     begin = max(start or began, began)
     clipped = SERVICES[service].clip_note(start, until) if start else None
-    last = last_complete_month(service, since=begin, until=until)
+    last = last_complete_month(service, sinks, since=begin, until=until)
     probe_from = next_month(last) if last is not None else begin
     newest = newest_published(service, probe_from, until) or last
     first = begin if start is not None or last is None else next_month(last)

@@ -12,7 +12,7 @@ from pipeline import config
 from pipeline.core.datasets import SERVICES
 from pipeline.core.months import BadParameter, month_key, months_between, parse_names
 from pipeline.tasks.params import MonthParameter, NameListParameter
-from pipeline.tasks.sinks import month_tasks, parse_sinks
+from pipeline.tasks.sinks import configured_sinks, month_tasks
 from pipeline.tasks.storage import lake
 
 log = logging.getLogger("luigi-interface")
@@ -42,7 +42,7 @@ class IngestMonth(luigi.WrapperTask):
         super().__init__(*args, **kwargs)
         # Settings are checked now, so a bad one fails before anything is scheduled.
         lake()
-        self.sinks = parse_sinks(config.pipeline().sinks)
+        self.sinks = configured_sinks()
         config.quality().blocking_checks()
         self.selected_services = self.services or configured_services()
 

@@ -21,10 +21,13 @@ import luigi
 import pyarrow as pa
 
 from pipeline import config
+from pipeline.core.datasets import SERVICES
 from pipeline.core.manifest import Manifest
+from pipeline.lake.month_facts import LakeFacts
 from pipeline.lake.month_targets import ManifestTarget
 from pipeline.lake.targets import ChecksumMismatch
 from pipeline.tasks.base import MonthTask, PipelineTask
+from pipeline.tasks.completeness import complete_in, lake_facts
 from pipeline.tasks.parquetize import ParquetizeMonth
 from pipeline.tasks.upload import bucket_month, bucket_parquet_url
 from pipeline.tasks.zones import Zones
@@ -33,6 +36,7 @@ from pipeline.warehouses.base import (
     LoadedTarget,
     Warehouse,
     WarehouseError,
+    month_loaded,
     read_zones,
     trips_table,
 )
@@ -167,10 +171,11 @@ class ZonesLoad(WarehouseTables, PipelineTask):
 class MonthLoad(WarehouseTables, MonthTask):
     """The month's rows in table ``{service}_tripdata`` of a warehouse; complete when the
     load log and the table both hold the manifest's rows and Parquet checksum, and the
-    lake's month is whole (``ParquetizeMonth.complete``: its manifest describes the
-    Parquet file's size and footer and was made from the raw file there), so a month
-    damaged in the lake after its load is repaired by the next run instead of hidden
-    behind it. The load reads only the file the manifest describes (its sha256, hashed
+    lake's month is whole (``LakeFacts.parquet_complete``, ``ParquetizeMonth``'s
+    completeness: its manifest describes the Parquet file's size and footer and was made
+    from the raw file there), so a month damaged in the lake after its load is repaired by
+    the next run instead of hidden behind it (``pipeline.tasks.completeness``, the facts the
+    jobs read too). The load reads only the file the manifest describes (its sha256, hashed
     alongside the load's own read, checked before the load commits)."""
 
     zones_task: ClassVar[type[ZonesLoad]]
@@ -199,11 +204,16 @@ class MonthLoad(WarehouseTables, MonthTask):
             what=f"{self.label} in table {table}, loaded by {self.task_family}",
         )
 
+    @classmethod
+    def holds(cls, facts: LakeFacts) -> bool:
+        """The warehouse's fact of the month: its load log and table hold the rows and
+        Parquet checksum of the lake's manifest (``facts``). No task is built: the jobs
+        ask it too (``pipeline.tasks.sinks.month_complete``)."""
+        return month_loaded(cls.engine(), SERVICES[facts.service], facts.month, facts.manifest,
+                            cls.warehouse_settings())
+
     def complete(self) -> bool:
-        # The lake first: cheap (a stat and a footer), and no warehouse is opened for a
-        # month the lake must rebuild anyway.
-        return ParquetizeMonth(service=self.service, month=self.month).complete() \
-            and super().complete()
+        return complete_in(lake_facts(self.dataset, self.month), self.holds)
 
     def run(self) -> None:
         engine = self.engine()

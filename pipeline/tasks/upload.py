@@ -15,15 +15,16 @@ from pathlib import Path
 import luigi
 
 from pipeline import config
-from pipeline.core.checksums import bytes_sha256, file_digests
+from pipeline.core.checksums import file_digests
 from pipeline.core.datasets import SERVICES, Service
 from pipeline.core.errors import PipelineError, SettingsError
 from pipeline.core.manifest import Manifest
 from pipeline.lake.keys import PARQUET_PREFIX, manifest_key, parquet_key
-from pipeline.lake.month_targets import ManifestTarget
+from pipeline.lake.month_facts import LakeFacts
 from pipeline.lake.root import Lake
 from pipeline.lake.targets import LakeTarget, check_pending_reads
 from pipeline.tasks.base import MonthTask, megabytes
+from pipeline.tasks.completeness import complete_in, lake_facts
 from pipeline.tasks.parquetize import ParquetizeMonth
 from pipeline.tasks.storage import gcs_settings, lake
 
@@ -78,33 +79,38 @@ def bucket_parquet_url(service: str, month: date) -> str:
     return bucket_lake().url(parquet_key(SERVICES[service], month))
 
 
-class UploadedTarget(luigi.Target):
-    """Exists when the Parquet object has the manifest's size and sha256, and the manifest
-    object is the lake's manifest. Both come from one listing of the Parquet prefix when
-    many months are checked."""
+def uploaded(copy: Lake, facts: LakeFacts) -> bool:
+    """The gcs sink's fact of a month: the copy's manifest object is the lake's manifest
+    (the sha256 of its bytes, ``facts``) and its Parquet object has the manifest's size and
+    sha256. Both come from one listing of the copy's Parquet prefix when many months are
+    checked. No task is built: the jobs ask it too (``pipeline.tasks.sinks``)."""
+    service = SERVICES[facts.service]
+    stored = copy.target(manifest_key(service, facts.month), listed=PARQUET_PREFIX).info()
+    manifest = facts.manifest
+    if stored is None or manifest is None or stored.sha256 != facts.manifest_sha256:
+        return False
+    parquet = copy.target(parquet_key(service, facts.month), listed=PARQUET_PREFIX).info()
+    return (parquet is not None and parquet.size == manifest.parquet_bytes
+            and parquet.sha256 == manifest.parquet_sha256)
 
-    def __init__(self, parquet: LakeTarget, manifest: LakeTarget, local: ManifestTarget) -> None:
-        self.parquet, self.manifest, self.local = parquet, manifest, local
+
+class UploadedTarget(luigi.Target):
+    """Exists when the gcs sink holds the month (``uploaded``): the Parquet object has the
+    manifest's size and sha256, and the manifest object is the lake's manifest."""
+
+    def __init__(self, copy: Lake, service: Service, month: date) -> None:
+        self.copy, self.service, self.month = copy, service, month
+        self.parquet = copy.target(parquet_key(service, month), listed=PARQUET_PREFIX)
+        self.manifest = copy.target(manifest_key(service, month), listed=PARQUET_PREFIX)
 
     def __str__(self) -> str:  # named in luigi's messages about a missing output
         return f"the copy {self.parquet.path} and its manifest"
 
     def exists(self) -> bool:
-        # The copy first: when nothing is uploaded, one listing answers for every month.
-        stored = self.manifest.info()
-        if stored is None:
-            return False
-        text = self.local.text()
-        manifest = self.local.read()
-        if text is None or manifest is None:
-            return False
-        parquet = self.parquet.info()
-        return (
-            stored.sha256 == bytes_sha256(text.encode())
-            and parquet is not None
-            and parquet.size == manifest.parquet_bytes
-            and parquet.sha256 == manifest.parquet_sha256
-        )
+        # The copy first: when nothing is uploaded, one listing answers for every month,
+        # and the lake is not read.
+        return self.manifest.exists() and uploaded(
+            self.copy, lake_facts(self.service, self.month, check_parquet=False))
 
 
 def upload_month(parquet: Path, manifest_file: Path, manifest: Manifest, parquet_target: LakeTarget,
@@ -137,7 +143,7 @@ class UploadMonth(MonthTask):
     ``gs://{bucket}/{prefix}/parquet/{service}/year={YYYY}/month={MM}/``; the manifest is
     uploaded only after the Parquet object was verified (crc32c against the bytes read,
     sha256 against the manifest). Complete when the Parquet object has the manifest's size
-    and sha256 and the manifest object is the lake's manifest.
+    and sha256, the manifest object is the lake's manifest, and the lake's month is whole.
     """
 
     def requires(self) -> ParquetizeMonth:
@@ -149,7 +155,20 @@ class UploadMonth(MonthTask):
                 copy.target(manifest_key(self.dataset, self.month), listed=prefix))
 
     def output(self) -> UploadedTarget:
-        return UploadedTarget(*self.targets(), self.requires().output())
+        return UploadedTarget(copy_lake(), self.dataset, self.month)
+
+    @classmethod
+    def holds(cls, facts: LakeFacts) -> bool:
+        """The gcs sink's fact of the month (``uploaded``), in the configured copy."""
+        return uploaded(copy_lake(), facts)
+
+    def complete(self) -> bool:
+        """The copy holds the month (``uploaded``) and the lake's month is whole
+        (``complete_in``, as for every sink: a Parquet file damaged in the lake after its
+        upload is converted again and its copy checked, not hidden behind the copy)."""
+        if not self.output().manifest.exists():
+            return False  # one listing of the copy answers for every month not uploaded
+        return complete_in(lake_facts(self.dataset, self.month), self.holds)
 
     def run(self) -> None:
         local = self.input()
@@ -176,8 +195,9 @@ def rows_by_month(service: Service) -> dict[date, int]:
     """Rows of each month the gcs sink's copy holds for ``service`` (one listing; rows from
     the manifests)."""
     rows = {}
-    for month in copy_lake().manifest_months(service):
-        task = UploadMonth(service=service.name, month=month)
-        if task.complete() and (manifest := task.requires().output().read()):
-            rows[month] = manifest.rows
+    copy = copy_lake()
+    for month in copy.manifest_months(service):
+        facts = lake_facts(service, month, check_parquet=False)
+        if uploaded(copy, facts) and facts.manifest is not None:
+            rows[month] = facts.manifest.rows
     return rows

@@ -198,6 +198,27 @@ def read_zones(path: Path) -> tuple[pa.Table, str]:
     return table.cast(ZONES.schema), hashlib.sha256(data).hexdigest()
 
 
+def holds(found: tuple[int, str, int] | None, expected: tuple[int, str] | None) -> bool:
+    """The warehouse holds what the lake says: ``found`` (rows and checksum in the load
+    log, rows actually in the table, from ``loaded()``) against ``expected`` (rows and
+    checksum from the lake); False when either is missing."""
+    if expected is None or found is None:
+        return False
+    rows, checksum, actual = found
+    return (rows, checksum) == expected and actual == rows
+
+
+def month_loaded(engine: Warehouse, service: Service, month: date, manifest: Manifest | None,
+                 settings: Any) -> bool:
+    """The warehouse's fact of a month: its load log and its table hold the manifest's rows
+    and Parquet checksum. Without a manifest nothing is loaded as it describes, and the
+    engine is not asked."""
+    if manifest is None:
+        return False
+    return holds(engine.loaded(trips_table(service), month, settings),
+                 (manifest.rows, manifest.parquet_sha256))
+
+
 class LoadedTarget(luigi.Target):
     """Exists when a warehouse's load log and its table both hold what the lake says.
 
@@ -223,8 +244,4 @@ class LoadedTarget(luigi.Target):
 
     def exists(self) -> bool:
         expected = self.expected()
-        found = self.loaded() if expected else None
-        if expected is None or found is None:
-            return False
-        rows, checksum, actual = found
-        return (rows, checksum) == expected and actual == rows
+        return expected is not None and holds(self.loaded(), expected)

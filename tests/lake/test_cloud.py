@@ -24,7 +24,7 @@ from pipeline.lake import gcs as gcs_module
 from pipeline.lake.root import lake_target
 from pipeline.tasks import upload
 from pipeline.tasks.load import bigquery_settings
-from pipeline.tasks.sinks import parse_sinks
+from pipeline.tasks.sinks import month_complete, parse_sinks
 from pipeline.tasks.upload import SettingsError
 from pipeline.warehouses import bigquery as bigquery_warehouse
 from pipeline.warehouses.base import WarehouseError
@@ -195,6 +195,36 @@ def test_a_local_file_that_differs_from_its_manifest_is_not_published(env: Env,
     assert result.status == LuigiStatusCode.FAILED
     assert not cloud.object_file(PARQUET.format(s="yellow")).exists()
     assert not UploadMonth(service="yellow", month=JAN).complete()
+
+
+def test_a_parquet_damaged_in_the_lake_after_its_upload_is_converted_again(
+        env: Env, cloud: Cloud) -> None:
+    # The gcs sink's month is complete only while the lake's month is whole, as every
+    # sink's is: the task and the jobs' plain answer (month_complete) read the same facts.
+    env.configure(pipeline={"sinks": "gcs"})
+    assert env.build(UploadMonth(service="yellow", month=JAN)).status == \
+        LuigiStatusCode.SUCCESS
+    assert month_complete("yellow", JAN, ("gcs",))
+    assert IngestMonth(month=JAN, services=("yellow",)).complete()
+    local = ParquetizeMonth(service="yellow", month=JAN).output()
+    kept = local.parquet.file.read_bytes()
+    local.parquet.file.write_bytes(kept[:-100])
+    assert not month_complete("yellow", JAN, ("gcs",))
+    assert not IngestMonth(month=JAN, services=("yellow",)).complete()
+    assert not UploadMonth(service="yellow", month=JAN).complete()
+    # What `status` counts in the copy does not depend on the lake's own file.
+    assert upload.rows_by_month(SERVICES["yellow"]) == {JAN: local.read().rows}
+
+    assert env.build(IngestMonth(month=JAN, services=("yellow",))).status == \
+        LuigiStatusCode.SUCCESS
+    manifest = local.valid()
+    assert manifest is not None
+    blob = cloud.storage.bucket(cloud.bucket).get_blob(
+        f"{cloud.prefix}/{PARQUET.format(s='yellow')}")
+    assert blob.metadata["sha256"] == manifest.parquet_sha256
+    gcs_module.GCS.forget()
+    assert month_complete("yellow", JAN, ("gcs",))
+    assert UploadMonth(service="yellow", month=JAN).complete()
 
 
 def test_an_upload_survives_an_emulator_restart(env: Env, cloud: Cloud) -> None:
