@@ -9,9 +9,11 @@ import subprocess
 import sys
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import Literal
 
 import luigi
 import luigi.configuration
@@ -59,10 +61,18 @@ def release(tmp_path_factory: pytest.TempPathFactory) -> Release:
     return Release(root, {(f.service, f.month): f for f in facts})
 
 
-@pytest.fixture
-def mirror(release: Release) -> Iterator[ReleaseMirror]:
-    with ReleaseMirror(release.root) as server:
-        yield server
+def release_mirror(scope: Literal["function", "module"] = "function") -> object:
+    """The ``mirror`` fixture: the release on a real local HTTP server, for each test; a
+    module whose tests share what a run made from it takes it with ``scope="module"``
+    (source records hold the mirror's URL, port included)."""
+    @pytest.fixture(scope=scope, name="mirror")
+    def mirror(release: Release) -> Iterator[ReleaseMirror]:
+        with ReleaseMirror(release.root) as server:
+            yield server
+    return mirror
+
+
+mirror = release_mirror()
 
 
 def csv_and_tlc_mirror(release_fixture: str) -> object:
@@ -131,6 +141,14 @@ def reset_luigi(config_paths: list[str]) -> None:
 
 @pytest.fixture
 def env(tmp_path: Path, mirror: ReleaseMirror) -> Iterator[Env]:
+    with configured_env(tmp_path, mirror) as e:
+        yield e
+
+
+@contextmanager
+def configured_env(tmp_path: Path, mirror: ReleaseMirror) -> Iterator[Env]:
+    """The ``env`` fixture's lake, warehouse and config under ``tmp_path``, for a fixture
+    of a wider scope (a module's run that its tests then copy)."""
     original = list(LuigiConfigParser._config_paths)
     e = Env(tmp=tmp_path, config_file=tmp_path / "luigi.cfg")
     e.configure(

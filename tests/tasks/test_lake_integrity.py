@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -16,7 +17,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.core.checksums import file_sha256
-from tests.conftest import Env, Release
+from tests.conftest import Env, Release, configured_env, release_mirror
+from tests.mirror import ReleaseMirror
 
 KEY = "2021-01"
 STEM = f"yellow_tripdata_{KEY}"
@@ -73,12 +75,29 @@ def whole(env: Env, release: Release) -> None:
     assert (code, state) == (0, "complete")
 
 
+# One mirror for the module: the lake loaded once below names it in its source records.
+mirror = release_mirror(scope="module")
+
+
+@pytest.fixture(scope="module")
+def loaded_once(tmp_path_factory: pytest.TempPathFactory, mirror: ReleaseMirror,
+                release: Release) -> Iterator[Env]:
+    """Both months backfilled and whole, once for the module: each test damages a copy."""
+    with configured_env(tmp_path_factory.mktemp("loaded"), mirror) as env:
+        first = env.command("taxi-pipeline", "backfill", "--start", "2020-12", "--end", KEY,
+                            "--services", "yellow", "--local-scheduler")
+        assert first.returncode == 0, first.stderr[-3000:]
+        whole(env, release)
+        yield env
+
+
 @pytest.fixture
-def loaded(env: Env, release: Release) -> Env:
-    first = env.command("taxi-pipeline", "backfill", "--start", "2020-12", "--end", KEY,
-                        "--services", "yellow", "--local-scheduler")
-    assert first.returncode == 0, first.stderr[-3000:]
-    whole(env, release)
+def loaded(env: Env, loaded_once: Env) -> Env:
+    """This test's own copy of the loaded lake and warehouse (bytes and times as they were
+    left), so that every test starts from the same state whatever ran before it."""
+    shutil.copytree(loaded_once.lake, env.lake)
+    shutil.copy2(loaded_once.duckdb_path, env.duckdb_path)
+    assert env.lake_files() == loaded_once.lake_files()
     return env
 
 
