@@ -106,7 +106,7 @@ def corrupting_proxy_for_bucket(fake_gcs: FakeGCS) -> Iterator[CorruptingProxy]:
 
 
 def scratch_files(env: Env) -> list[Path]:
-    """Every file in scratch, staged or prepared (``pipeline.tasks.prepared``)."""
+    """Every file in scratch, at any depth."""
     scratch = env.tmp / "scratch"
     return sorted(p for p in scratch.rglob("*") if p.is_file()) if scratch.exists() else []
 
