@@ -91,7 +91,7 @@ class ParquetizeMonth(MonthTask):
                     f"{previous.source_sha256[:16]}…): remove {raw.path} and run {again} to "
                     "download the month again")
         # The file at the key is the one in doubt: converted anew, never taken.
-        self.make(take=False)
+        self._make(take=False)
         manifest = target.read()
         if manifest is None:
             raise LakeError(f"{self.label}: the conversion again left no manifest at "
@@ -99,9 +99,9 @@ class ParquetizeMonth(MonthTask):
         return manifest
 
     def run(self) -> None:
-        self.make(take=True)
+        self._make(take=True)
 
-    def make(self, *, take: bool) -> None:
+    def _make(self, *, take: bool) -> None:
         """Write the month's Parquet and then its manifest; ``take``: the Parquet converted
         while downloading is taken when it is still that file."""
         target = self.output()
