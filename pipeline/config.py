@@ -35,7 +35,8 @@ class pipeline(luigi.Config):
     convert_while_downloading: bool = luigi.BoolParameter(
         default=True, parsing=luigi.BoolParameter.EXPLICIT_PARSING,
         description="convert a CSV month while DownloadMonth downloads it (the gzip is "
-                    "inflated once); ParquetizeMonth then takes that Parquet",
+                    "inflated once) and commit the Parquet at the month's key; "
+                    "ParquetizeMonth then takes it and writes the manifest",
     )
 
 

@@ -401,8 +401,7 @@ class WorkerHost:
         return self.process.wait(timeout=timeout)
 
     def staged(self) -> list[Path]:
-        """The files staged in the host's scratch (not the months converted while they
-        downloaded, kept in ``prepared/`` for a ParquetizeMonth that may run elsewhere)."""
+        """The files staged in the host's scratch."""
         if not self.scratch.exists():
             return []
         return sorted(p for p in self.scratch.iterdir() if p.is_file())

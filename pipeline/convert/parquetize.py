@@ -15,7 +15,7 @@ a temporary name and renamed by the caller's atomic publication.
 
 ``ParquetizeStream`` runs stages 2 and 3 on text inflated elsewhere: a download that checks
 its gzip stream anyway hands the text over as it arrives, so the month is converted while it
-downloads and the gzip is inflated once (``pipeline.tasks.prepared``). Both entries give the
+downloads and the gzip is inflated once (``pipeline.tasks.download``). Both entries give the
 same file, byte for byte.
 
 Why one module of some 380 lines: both entries run the same stages on the same piece format

@@ -6,6 +6,10 @@ the data: size, footer row count and schema fingerprint. It also says what the s
 file was when it was fetched (``SourceIdentity``: ETag, Last-Modified, length), so that a
 month the source re-publishes later is noticed, and which source columns the registry did
 not know (``new_columns``: kept in the raw file only).
+
+``ParquetStats`` is what a conversion made of a month, the figures a manifest copies; a
+CSV month converted while it downloaded has them in its source record instead, until its
+manifest is written (``ConvertedParquet``).
 """
 
 from __future__ import annotations
@@ -80,6 +84,76 @@ class NewColumn:
 
 
 @dataclass(frozen=True)
+class ParquetStats:
+    """What either converter (CSV.gz in ``pipeline.convert.parquetize``, TLC Parquet in
+    ``pipeline.convert.normalize``) made of a month."""
+
+    rows: int
+    rows_outside_month: int
+    row_groups: int
+    source_bytes: int
+    source_sha256: str
+    parquet_bytes: int
+    parquet_sha256: str
+    # Source columns dropped (2009-2010 coordinates, writer artefacts) and source columns
+    # the registry does not know, kept in the raw file only (TLC Parquet months).
+    dropped_columns: tuple[str, ...] = ()
+    new_columns: tuple[NewColumn, ...] = ()
+    # Rows per data-quality check, counted by the month writer (pipeline.convert.quality).
+    quality: dict[str, int | None] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, fields: dict[str, Any]) -> ParquetStats:
+        return cls(**fields | {
+            "dropped_columns": tuple(fields.get("dropped_columns", ())),
+            "new_columns": tuple(NewColumn(**c) for c in fields.get("new_columns", ()))})
+
+
+@dataclass(frozen=True)
+class ConvertedParquet:
+    """A month's Parquet converted while its raw file downloaded: the section
+    (``SECTION``) of the raw file's source record saying that the Parquet at ``key`` was
+    made from this raw file, what it holds (``stats``), how long the conversion took, and
+    by which pipeline version and schema. The record is written after both files, so a
+    record present describes them as committed; ``describes_file`` tells whether the
+    Parquet at the key is still that file."""
+
+    SECTION = "converted_while_downloading"
+
+    key: str
+    stats: ParquetStats
+    convert_seconds: float
+    schema_fingerprint: str
+    pipeline_version: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_record(cls, text: str | None) -> ConvertedParquet | None:
+        """The section of the source record ``text``; None when it has none (or an
+        unreadable one: nothing is taken on its word then)."""
+        try:
+            section = json.loads(text)[cls.SECTION] if text is not None else None
+            if section is None:
+                return None
+            return cls(key=str(section["key"]), stats=ParquetStats.from_dict(section["stats"]),
+                       convert_seconds=float(section["convert_seconds"]),
+                       schema_fingerprint=str(section["schema_fingerprint"]),
+                       pipeline_version=str(section["pipeline_version"]))
+        except (ValueError, TypeError, KeyError, AttributeError):
+            return None
+
+    def describes_file(self, size: int | None, footer: Callable[[], pq.FileMetaData],
+                       expected_fingerprint: str) -> bool:
+        """True when a file of ``size`` bytes whose footer ``footer()`` reads is the Parquet
+        this section describes, with the schema ``expected_fingerprint``."""
+        return self.schema_fingerprint == expected_fingerprint and _parquet_matches(
+            size, footer, self.stats.parquet_bytes, self.stats.rows, self.stats.row_groups,
+            expected_fingerprint)
+
+
+@dataclass(frozen=True)
 class Manifest:
     service: str
     month: str
@@ -145,17 +219,22 @@ class Manifest:
         manifest was written for (wherever the file is stored)."""
         if self.schema_fingerprint != expected_fingerprint or self.format != FORMAT:
             return False
-        if size != self.parquet_bytes:
-            return False
-        try:
-            meta = footer()
-        except (OSError, ValueError):
-            return False
-        return (
-            meta.num_rows == self.rows
-            and meta.num_row_groups == self.row_groups
-            and schema_fingerprint(meta.schema.to_arrow_schema()) == self.schema_fingerprint
-        )
+        return _parquet_matches(size, footer, self.parquet_bytes, self.rows, self.row_groups,
+                                self.schema_fingerprint)
+
+
+def _parquet_matches(size: int | None, footer: Callable[[], pq.FileMetaData],
+                     parquet_bytes: int, rows: int, row_groups: int, fingerprint: str) -> bool:
+    """A Parquet file of ``size`` bytes whose footer ``footer()`` reads has the size, rows,
+    row groups and schema fingerprint given (the footer is read only when the size is)."""
+    if size != parquet_bytes:
+        return False
+    try:
+        meta = footer()
+    except (OSError, ValueError):
+        return False
+    return (meta.num_rows == rows and meta.num_row_groups == row_groups
+            and schema_fingerprint(meta.schema.to_arrow_schema()) == fingerprint)
 
 
 def run_figures(rows: int, source_bytes: int, parquet_bytes: int,

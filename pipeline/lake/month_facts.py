@@ -7,19 +7,27 @@ here reads a setting), so ``status``, ``catch-up``, ``refresh``, progress and th
 page ask the lake a question without building a task. The judgements are the same
 lower-level ones the month tasks make (``Manifest.describes_file``, ``Manifest.made_from``,
 ``SourceIdentity.from_json``): ``LakeFacts.parquet_complete`` is ``ParquetizeMonth``'s
-completeness, ``LakeFacts.raw_complete`` is ``DownloadMonth``'s.
+completeness, ``LakeFacts.raw_complete`` is ``DownloadMonth``'s (both tasks ask here).
+
+A CSV month converted while it downloaded has its Parquet at the month's key before its
+manifest: the raw file's source record says so (``ConvertedParquet``), and
+``LakeFacts.parquet_to_take`` is that Parquet while it is still the file converted, by this
+pipeline version: ``ParquetizeMonth`` then writes only the manifest.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
+from functools import cache
 
 import pyarrow.parquet as pq
 
 from pipeline.core.checksums import bytes_sha256
 from pipeline.core.datasets import Service
-from pipeline.core.manifest import Manifest, SourceIdentity
+from pipeline.core.manifest import ConvertedParquet, Manifest, SourceIdentity
+from pipeline.core.version import __version__
 from pipeline.lake.keys import (
     PARQUET_PREFIX,
     RAW_PREFIX,
@@ -74,6 +82,13 @@ class LakeFacts:
     # The sha256 of the manifest's bytes as stored (the gcs sink's copy must be these
     # bytes); None without a manifest file.
     manifest_sha256: str | None = None
+    # The raw file's source record's section saying the Parquet at the month's key was
+    # converted from this raw file while it downloaded (None: it was not, or no record
+    # describes the raw file).
+    converted_while_downloading: ConvertedParquet | None = None
+    # Whether that Parquet is still at the key as converted (size, footer's rows, row groups
+    # and schema); None when not asked (``check_parquet=False``) or there is no section.
+    converted_described: bool | None = None
 
     @property
     def valid_manifest(self) -> Manifest | None:
@@ -108,6 +123,16 @@ class LakeFacts:
         return self.raw_bytes is not None and self.raw_matches_record
 
     @property
+    def parquet_to_take(self) -> ConvertedParquet | None:
+        """The Parquet converted while the raw file downloaded, when ``ParquetizeMonth``
+        can take it as it is (writing only its manifest): it is still at the key as
+        converted, from the raw file there, by this pipeline version."""
+        section = self.converted_while_downloading
+        if section is None or not self.converted_described:
+            return None
+        return section if section.pipeline_version == __version__ else None
+
+    @property
     def recorded_source(self) -> SourceIdentity | None:
         """What the lake recorded of the month's source: the manifest's record, else (a
         conversion that did not finish) the raw file's; None when it holds neither."""
@@ -125,18 +150,27 @@ def month_facts(the_lake: Lake, service: Service, month: date, source_format: st
     recorded = _identity(record_text)
     manifest_text = read_text(files.manifest)
     manifest = _manifest(manifest_text)
-    described = None
-    if check_parquet and manifest is not None:
-        described = manifest.describes_file(files.parquet.size(), lambda: _footer(files.parquet),
-                                            service.fingerprint)
+    describes = recorded is not None and recorded.length == raw_bytes
+    converted = ConvertedParquet.from_record(record_text) if describes else None
+    if converted is not None and (converted.key != parquet_key(service, month)
+                                  or converted.stats.source_bytes != raw_bytes):
+        converted = None  # a record copied from another month, or a raw file's not there
+    described = converted_described = None
+    if check_parquet and (manifest is not None or converted is not None):
+        size, footer = files.parquet.size(), _read_once(files.parquet)
+        if manifest is not None:
+            described = manifest.describes_file(size, footer, service.fingerprint)
+        if converted is not None:
+            converted_described = converted.describes_file(size, footer, service.fingerprint)
     return LakeFacts(
         service=service.name, month=month, raw_bytes=raw_bytes,
-        raw_record=recorded if recorded is not None and recorded.length == raw_bytes else None,
+        raw_record=recorded if describes else None,
         # An unreadable record, or one without a length, contradicts nothing.
         raw_matches_record=(recorded is None or recorded.length is None
                             or recorded.length == raw_bytes),
         manifest=manifest, parquet_described=described,
-        manifest_sha256=bytes_sha256(manifest_text.encode()) if manifest_text is not None else None)
+        manifest_sha256=bytes_sha256(manifest_text.encode()) if manifest_text is not None else None,
+        converted_while_downloading=converted, converted_described=converted_described)
 
 
 def read_manifest(the_lake: Lake, service: Service, month: date) -> Manifest | None:
@@ -159,6 +193,10 @@ def _manifest(text: str | None) -> Manifest | None:
         return None
 
 
-def _footer(parquet: LakeTarget) -> pq.FileMetaData:
-    with parquet.open("rb") as f:
-        return pq.read_metadata(f)
+def _read_once(parquet: LakeTarget) -> Callable[[], pq.FileMetaData]:
+    """The Parquet file's footer, read at most once for both judgements."""
+    @cache
+    def footer() -> pq.FileMetaData:
+        with parquet.open("rb") as f:
+            return pq.read_metadata(f)
+    return footer

@@ -3,9 +3,7 @@
 A bucket lake keeps nothing on local disk for longer than a task: a download lands here
 before its upload, a raw file is fetched here to be converted, a month's Parquet is written
 here before its upload and fetched here to be loaded into a local warehouse. Every staged
-file is removed when its block ends, also on failure. (The task layer keeps one thing
-longer, in a folder of its own: a CSV month converted while it downloaded, until its
-ParquetizeMonth takes it; see ``pipeline.tasks.prepared``.) A process killed outright cannot
+file is removed when its block ends, also on failure. A process killed outright cannot
 remove its files: staged names start with the process id, and the first use of the scratch
 directory in a process removes the files of processes that no longer run. Scratch is per
 host: never point two hosts at one directory.

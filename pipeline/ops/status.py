@@ -85,6 +85,9 @@ class MonthStatus:
     published_at: str | None = None
     # With status --stale-after: published longer ago than that and still not complete.
     stale: bool = False
+    # The Parquet at the month's key is the one converted while its raw file downloaded,
+    # as the raw file's source record says (ParquetizeMonth takes it: no conversion again).
+    converted_while_downloading: bool = False
 
     @property
     def complete(self) -> bool:
@@ -220,6 +223,7 @@ def _month_status(month: date, service: str, sinks: tuple[str, ...],
         parquet_rows=manifest.rows if manifest else None,
         sinks={sink: counts[(sink, service)].get(month) for sink in sinks},
         new_columns=[c.describe() for c in manifest.new_columns] if manifest else [],
+        converted_while_downloading=bool(facts.converted_described),
     )
     if manifest is not None and manifest.quality:
         status.quality = dict(manifest.quality)

@@ -1,4 +1,11 @@
-"""A month as Parquet in the lake, with its manifest: ``ParquetizeMonth``."""
+"""A month as Parquet in the lake, with its manifest: ``ParquetizeMonth``.
+
+A CSV month converted while it downloaded (``pipeline.tasks.download``) has its Parquet at
+the month's key already, and its source record says so: while that Parquet is still the
+file converted, from the raw file there, by this pipeline version
+(``LakeFacts.parquet_to_take``), ``ParquetizeMonth`` checks its quality and writes only the
+manifest. Otherwise it converts the raw file. Hosts sharing a bucket lake take it alike.
+"""
 
 from __future__ import annotations
 
@@ -12,14 +19,14 @@ from pipeline.convert.normalize import normalize
 from pipeline.convert.parquetize import parquetize
 from pipeline.convert.result import ParquetStats
 from pipeline.core.checksums import file_digests
-from pipeline.core.manifest import Manifest, run_figures
+from pipeline.core.manifest import ConvertedParquet, Manifest, run_figures
 from pipeline.core.months import month_key
 from pipeline.core.text import redact
 from pipeline.core.version import __version__
 from pipeline.lake.keys import PARQUET_PREFIX, manifest_key, parquet_key
+from pipeline.lake.month_facts import LakeFacts
 from pipeline.lake.month_targets import ManifestTarget, generation
 from pipeline.lake.targets import LakeError
-from pipeline.tasks import prepared
 from pipeline.tasks.base import MonthTask, megabytes
 from pipeline.tasks.download import DownloadMonth
 from pipeline.tasks.quality_gate import check_quality
@@ -34,8 +41,8 @@ class ParquetizeMonth(MonthTask):
     ``parquet/{service}/year={YYYY}/month={MM}/{service}_tripdata_{YYYY-MM}.parquet``,
     and its ``_manifest.json``, written last. Complete when the manifest describes the
     file (size, rows, row groups, schema fingerprint), not merely when a path exists. The
-    Parquet its download converted is taken when it was made from the raw file there now;
-    otherwise the raw file is converted.
+    Parquet its download converted is taken when its source record says it was made from
+    the raw file there now and it is still that file; otherwise the raw file is converted.
     """
 
     def requires(self) -> DownloadMonth:
@@ -49,19 +56,15 @@ class ParquetizeMonth(MonthTask):
             self.dataset,
         )
 
+    def facts(self) -> LakeFacts:
+        """What the lake holds of the month, the Parquet file's footer read."""
+        return self.requires().facts(check_parquet=True)
+
     def complete(self) -> bool:
         """The manifest describes the Parquet file, and was made from the raw file that is
         there (its length and source record; a raw file deleted to save room contradicts
-        nothing)."""
-        manifest = self.output().valid()
-        return manifest is not None and self.made_from_raw(manifest)
-
-    def made_from_raw(self, manifest: Manifest) -> bool:
-        download_month = self.requires()
-        size = download_month.output().size()
-        if size is None:
-            return True
-        return manifest.made_from(size, download_month.recorded_source())
+        nothing): ``LakeFacts.parquet_complete``."""
+        return self.facts().parquet_complete
 
     def rebuild(self, why: str) -> Manifest:
         """Convert the month again from its raw file, because its Parquet is not the file
@@ -87,7 +90,8 @@ class ParquetizeMonth(MonthTask):
                     f"manifest was made from either (sha256 {raw_sha256[:16]}…, manifest "
                     f"{previous.source_sha256[:16]}…): remove {raw.path} and run {again} to "
                     "download the month again")
-        self.run()
+        # The file at the key is the one in doubt: converted anew, never taken.
+        self._make(take=False)
         manifest = target.read()
         if manifest is None:
             raise LakeError(f"{self.label}: the conversion again left no manifest at "
@@ -95,21 +99,27 @@ class ParquetizeMonth(MonthTask):
         return manifest
 
     def run(self) -> None:
+        self._make(take=True)
+
+    def _make(self, *, take: bool) -> None:
+        """Write the month's Parquet and then its manifest; ``take``: the Parquet converted
+        while downloading is taken when it is still that file."""
         target = self.output()
-        recorded = self.requires().recorded_source()
-        previous = target.read()
+        facts = self.facts()
+        recorded = facts.raw_record
+        previous = facts.manifest
         seen = target.parquet.stat()
         # The old manifest goes first: from here on nothing claims the month is complete.
         target.manifest.remove()
-        try:
+        if take and (taken := facts.parquet_to_take) is not None:
+            stats, converted = self._take(taken)
+        else:
             with target.parquet.staging() as staged:
-                stats, converted = self._make(staged.path)
+                stats, converted = self._convert_raw(staged.path)
                 # A blocking quality check fails the month here, before the file is committed.
                 check_quality(self.label, stats.quality, stats.rows)
                 staged.commit(if_generation=generation(seen), sha256=stats.parquet_sha256,
-                               progress=self.store_progress)
-        finally:
-            prepared.discard(self.dataset, self.month)
+                              progress=self.store_progress)
         identity = recorded
         if recorded is None and previous and previous.source_sha256 == stats.source_sha256:
             identity = previous.source_identity  # the same bytes: the record was lost
@@ -148,18 +158,17 @@ class ParquetizeMonth(MonthTask):
             f"{stats.rows:,} rows ({stats.rows_outside_month:,} outside the month), "
             f"{megabytes(stats.parquet_bytes)} of Parquet")
 
-    def _make(self, out: Path) -> tuple[ParquetStats, float]:
-        """The month's Parquet at ``out`` and the seconds its conversion took: the one its
-        download converted when it is of the raw file there now, else a conversion of it."""
-        ready = prepared.take(self.dataset, self.month, self.input())
-        if ready is not None:
-            try:
-                ready.move_to(out)
-            except FileNotFoundError:
-                pass  # taken meanwhile by another run of this month on the host
-            else:
-                log.info("%s: took the Parquet converted while downloading", self.label)
-                return ready.stats, ready.convert_seconds
+    def _take(self, taken: ConvertedParquet) -> tuple[ParquetStats, float]:
+        """The Parquet its download converted, as it is at the month's key, and the seconds
+        that conversion took; its quality is checked as a conversion's here would be."""
+        check_quality(self.label, taken.stats.quality, taken.stats.rows)
+        log.info("%s: took the Parquet converted while downloading (%s s)", self.label,
+                 taken.convert_seconds)
+        return taken.stats, taken.convert_seconds
+
+    def _convert_raw(self, out: Path) -> tuple[ParquetStats, float]:
+        """The month's Parquet converted from its raw file at ``out``, and the seconds the
+        conversion took."""
         started = time.monotonic()
         with self.input().local_file() as raw:
             stats = self._convert(raw, out)

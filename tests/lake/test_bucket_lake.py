@@ -106,7 +106,7 @@ def corrupting_proxy_for_bucket(fake_gcs: FakeGCS) -> Iterator[CorruptingProxy]:
 
 
 def scratch_files(env: Env) -> list[Path]:
-    """Every file in scratch, staged or prepared (``pipeline.tasks.prepared``)."""
+    """Every file in scratch, at any depth."""
     scratch = env.tmp / "scratch"
     return sorted(p for p in scratch.rglob("*") if p.is_file()) if scratch.exists() else []
 
@@ -248,9 +248,13 @@ def test_a_failed_download_leaves_nothing_in_the_bucket_or_in_scratch(
 
 
 @pytest.mark.fault_case
+@pytest.mark.parametrize("convert_while_downloading", ["false", "true"])
 def test_an_upload_damaged_in_transit_publishes_nothing_and_empties_scratch(
         env: Env, bucket: Bucket, corrupting_proxy_for_bucket: CorruptingProxy,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch: pytest.MonkeyPatch, convert_while_downloading: str) -> None:
+    """Off, ParquetizeMonth converts and uploads the Parquet; on, the download uploaded it
+    and ParquetizeMonth uploads only the manifest: either upload damaged, no manifest."""
+    env.configure(pipeline={"convert_while_downloading": convert_while_downloading})
     assert env.build(DownloadMonth(service="yellow", month=JAN)).status == \
         LuigiStatusCode.SUCCESS
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", corrupting_proxy_for_bucket.url)
@@ -260,9 +264,12 @@ def test_an_upload_damaged_in_transit_publishes_nothing_and_empties_scratch(
     assert result.status == LuigiStatusCode.FAILED
     assert corrupting_proxy_for_bucket.flipped >= 1
     assert "ChecksumMismatch" in failures.text
-    # The raw file is untouched; no Parquet object, no manifest.
-    assert bucket.objects() == ["raw/yellow/yellow_tripdata_2021-01.csv.gz",
+    # The raw file is untouched; no manifest (nor a Parquet object, unless the download's).
+    downloaded = ["parquet/yellow/year=2021/month=01/yellow_tripdata_2021-01.parquet"] \
+        if convert_while_downloading == "true" else []
+    assert bucket.objects() == [*downloaded, "raw/yellow/yellow_tripdata_2021-01.csv.gz",
                                 "raw/yellow/yellow_tripdata_2021-01.csv.gz.source.json"]
+    assert not ParquetizeMonth(service="yellow", month=JAN).complete()
     assert scratch_files(env) == []
 
 

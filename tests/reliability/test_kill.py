@@ -73,12 +73,18 @@ def large_month(release: Release) -> samples.SampleFacts:
     return samples.SampleFacts("yellow", "2019-06", int(facts_file.read_text()), 0, 0, 0, (), "")
 
 
-def test_kill_during_parquetize(env: Env, large_month: samples.SampleFacts) -> None:
+@pytest.mark.parametrize("convert_while_downloading", ["false", "true"])
+def test_kill_during_parquetize(env: Env, large_month: samples.SampleFacts,
+                                convert_while_downloading: str) -> None:
+    """Killed while the month's Parquet is written: by ParquetizeMonth (off), or by the
+    conversion beside DownloadMonth's download (on)."""
+    env.configure(pipeline={"convert_while_downloading": convert_while_downloading})
     run = start_ingest(env, "2019-06")
     task = ParquetizeMonth(service="yellow", month=date(2019, 6, 1))
     parquet_dir = task.output().parquet.file.parent
     kill_when(run, lambda: bool(temporaries(parquet_dir)))
-    assert DownloadMonth(service="yellow", month=date(2019, 6, 1)).complete()
+    if convert_while_downloading == "false":
+        assert DownloadMonth(service="yellow", month=date(2019, 6, 1)).complete()
     assert not task.complete()
     assert not task.output().manifest.exists()  # no manifest: nothing claims the month is done
 
