@@ -11,9 +11,10 @@ from datetime import date
 
 import luigi
 
-from pipeline.core.datasets import NEW_COLUMNS, SERVICES
+from pipeline.core.datasets import SERVICES
 from pipeline.core.errors import SettingsError
 from pipeline.core.months import BadParameter, parse_names
+from pipeline.core.service import NEW_COLUMNS
 
 RELEASES_URL = "https://github.com/DataTalksClub/nyc-tlc-data/releases/download"
 TLC_PARQUET_URL = "https://d37ci6vzurychx.cloudfront.net/trip-data"

@@ -27,8 +27,8 @@ import pyarrow.parquet as pq
 
 from pipeline.convert.quality import Counts, QualityCounter
 from pipeline.convert.result import ParquetStats
-from pipeline.core.datasets import Service
 from pipeline.core.manifest import NewColumn
+from pipeline.core.service import Service
 
 # Rows per row group. On a 10M-row month (2 cores), groups of 2^18 rows converted in
 # 8.6-8.9 s, 15.2 CPU s and 320 MB peak RSS, against 9.9-11.5 s, 17-18 CPU s and 530-550 MB

@@ -40,9 +40,9 @@ import pyarrow.parquet as pq
 from pipeline.convert.month_writer import ROW_GROUP_ROWS, MonthWriter, all_null
 from pipeline.convert.result import ConversionError, ParquetStats, show_invisible
 from pipeline.core.checksums import file_sha256
-from pipeline.core.datasets import NEW_COLUMNS, HeaderMismatch, Service, SourcePlan
 from pipeline.core.manifest import NewColumn
 from pipeline.core.months import month_key
+from pipeline.core.service import NEW_COLUMNS, HeaderMismatch, Service, SourcePlan
 from pipeline.core.text import Progress, one_line
 
 # Rows decoded at a time: larger batches cost memory, smaller ones allocator churn.

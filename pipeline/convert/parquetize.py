@@ -38,10 +38,10 @@ import pyarrow.csv as pacsv
 from pipeline.convert.month_writer import ROW_GROUP_ROWS, MonthWriter, Written, all_null
 from pipeline.convert.quality import QualityBlocked
 from pipeline.convert.result import ConversionError, ParquetStats, show_invisible
-from pipeline.core.datasets import HeaderMismatch, Service
 from pipeline.core.gzipstream import GzipError, Inflater
 from pipeline.core.handoff import Handoff, Stopped, Worker
 from pipeline.core.months import month_key
+from pipeline.core.service import HeaderMismatch, Service
 from pipeline.core.text import Progress
 
 PIECE_BYTES = 4 << 20

@@ -38,9 +38,9 @@ from datetime import date, datetime
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.core.datasets import Service
 from pipeline.core.errors import PipelineError
 from pipeline.core.months import next_month
+from pipeline.core.service import Service
 
 ZONES = (1, 265)
 MAX_MILES = 1_000.0

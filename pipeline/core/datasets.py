@@ -6,8 +6,7 @@ follow one rule: ids and codes int64, money and distances float64, timestamps
 ``timestamp[us]``, flags and base numbers string.
 
 This module holds the services' column tables and the calendar of their first months; the
-``Service`` type and how it reads a source file's columns are ``pipeline.core.service``,
-re-exported here so that callers import every registry name from one place.
+``Service`` type and how it reads a source file's columns are ``pipeline.core.service``.
 """
 
 from __future__ import annotations
@@ -18,15 +17,7 @@ import pyarrow as pa
 
 from pipeline.core.errors import PipelineError
 from pipeline.core.months import month_of
-
-# Alias and column_table build the tables below; the rest stay importable from here as before.
-from pipeline.core.service import KINDS as KINDS
-from pipeline.core.service import NEW_COLUMNS as NEW_COLUMNS
-from pipeline.core.service import Alias, column_table
-from pipeline.core.service import HeaderMismatch as HeaderMismatch
-from pipeline.core.service import Service as Service
-from pipeline.core.service import SourcePlan as SourcePlan
-from pipeline.core.service import schema_fingerprint as schema_fingerprint
+from pipeline.core.service import Alias, Service, column_table
 
 
 class UnknownService(PipelineError, ValueError):

@@ -22,7 +22,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from pipeline.core.datasets import schema_fingerprint
+from pipeline.core.service import schema_fingerprint
 
 FORMAT = 1
 

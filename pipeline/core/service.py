@@ -3,8 +3,7 @@
 map onto the schema (header spellings, aliases, dropped legacy columns, new columns).
 
 The services themselves (yellow, green, fhv, fhvhv) and their column tables are the
-registry, ``pipeline.core.datasets``, which re-exports the names of this module that callers
-use: they import them from there.
+registry, ``pipeline.core.datasets``, which builds them with this module's ``Service``.
 """
 
 from __future__ import annotations

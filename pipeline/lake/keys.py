@@ -12,8 +12,9 @@ from __future__ import annotations
 import re
 from datetime import date
 
-from pipeline.core.datasets import ZONES, Service
+from pipeline.core.datasets import ZONES
 from pipeline.core.months import month_key
+from pipeline.core.service import Service
 
 MANIFEST_NAME = "_manifest.json"
 RAW_PREFIX = "raw/"

@@ -25,8 +25,8 @@ from functools import cache
 import pyarrow.parquet as pq
 
 from pipeline.core.checksums import bytes_sha256
-from pipeline.core.datasets import Service
 from pipeline.core.manifest import ConvertedParquet, Manifest, SourceIdentity
+from pipeline.core.service import Service
 from pipeline.core.version import __version__
 from pipeline.lake.keys import (
     PARQUET_PREFIX,

@@ -12,8 +12,8 @@ from __future__ import annotations
 import luigi
 import pyarrow.parquet as pq
 
-from pipeline.core.datasets import Service
 from pipeline.core.manifest import Manifest, SourceIdentity
+from pipeline.core.service import Service
 from pipeline.lake.targets import LakeError, LakeTarget, ObjectInfo
 
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import luigi.format
 
-from pipeline.core.datasets import Service
 from pipeline.core.errors import SettingsError
+from pipeline.core.service import Service
 from pipeline.core.text import redact
 from pipeline.lake.gcs_names import SCHEME, GCSSettings, is_bucket_name
 from pipeline.lake.keys import (

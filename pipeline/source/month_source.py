@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from pipeline.core.datasets import Service
 from pipeline.core.manifest import SourceIdentity
 from pipeline.core.months import month_key
+from pipeline.core.service import Service
 from pipeline.source.download import NOT_PUBLISHED, RetryPolicy
 from pipeline.source.probe import probe
 

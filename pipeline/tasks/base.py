@@ -13,9 +13,10 @@ import luigi
 # forked tasks inherit it instead of each importing it again (issue 15).
 import pandas  # noqa: F401
 
-from pipeline.core.datasets import SERVICES, Service
+from pipeline.core.datasets import SERVICES
 from pipeline.core.errors import PipelineError
 from pipeline.core.months import month_key
+from pipeline.core.service import Service
 from pipeline.tasks.params import MonthParameter, ServiceParameter
 from pipeline.tasks.storage import lake
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import date
 
 from pipeline import config
-from pipeline.core.datasets import Service
+from pipeline.core.service import Service
 from pipeline.lake.month_facts import LakeFacts, month_facts
 from pipeline.tasks.storage import lake
 

@@ -35,10 +35,10 @@ import luigi
 
 from pipeline import config
 from pipeline.convert.parquetize import ParquetizeStream
-from pipeline.core.datasets import Service
 from pipeline.core.errors import PipelineError
 from pipeline.core.manifest import ConvertedParquet, ParquetStats, SourceIdentity
 from pipeline.core.months import month_key
+from pipeline.core.service import Service
 from pipeline.core.version import __version__
 from pipeline.lake.keys import RAW_PREFIX, parquet_key, raw_key, source_record_key
 from pipeline.lake.month_facts import LakeFacts, month_facts, month_files

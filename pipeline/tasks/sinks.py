@@ -11,8 +11,9 @@ from datetime import date
 import luigi
 
 from pipeline import config
-from pipeline.core.datasets import SERVICES, Service
+from pipeline.core.datasets import SERVICES
 from pipeline.core.months import parse_names
+from pipeline.core.service import Service
 from pipeline.lake.month_facts import LakeFacts
 from pipeline.tasks import upload
 from pipeline.tasks.base import MonthTask

@@ -16,9 +16,10 @@ import luigi
 
 from pipeline import config
 from pipeline.core.checksums import file_digests
-from pipeline.core.datasets import SERVICES, Service
+from pipeline.core.datasets import SERVICES
 from pipeline.core.errors import PipelineError, SettingsError
 from pipeline.core.manifest import Manifest
+from pipeline.core.service import Service
 from pipeline.lake.keys import PARQUET_PREFIX, manifest_key, parquet_key
 from pipeline.lake.month_facts import LakeFacts
 from pipeline.lake.root import Lake

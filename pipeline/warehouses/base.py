@@ -25,10 +25,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from pipeline.core.datasets import KINDS, ZONES, Service
+from pipeline.core.datasets import ZONES
 from pipeline.core.errors import PipelineError
 from pipeline.core.manifest import Manifest
 from pipeline.core.months import month_key
+from pipeline.core.service import KINDS, Service
 from pipeline.core.version import __version__
 from pipeline.lake.targets import check_pending_reads
 

@@ -33,10 +33,11 @@ from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 
-from pipeline.core.datasets import ZONES, Service
+from pipeline.core.datasets import ZONES
 from pipeline.core.errors import SettingsError
 from pipeline.core.manifest import Manifest
 from pipeline.core.months import month_key
+from pipeline.core.service import Service
 from pipeline.core.text import one_line
 from pipeline.lake.keys import partition_root
 from pipeline.lake.root import lake_target

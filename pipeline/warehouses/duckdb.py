@@ -23,8 +23,9 @@ import duckdb
 import pyarrow as pa
 import tenacity
 
-from pipeline.core.datasets import ZONES, Service
+from pipeline.core.datasets import ZONES
 from pipeline.core.manifest import Manifest
+from pipeline.core.service import Service
 from pipeline.warehouses import base
 from pipeline.warehouses.base import LOAD_LOG, SOURCE_MONTH, quote, trips_table
 from pipeline.warehouses.settings import DuckDBSettings

@@ -39,8 +39,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from psycopg.conninfo import conninfo_to_dict
 
-from pipeline.core.datasets import ZONES, Service
+from pipeline.core.datasets import ZONES
 from pipeline.core.manifest import Manifest
+from pipeline.core.service import Service
 from pipeline.core.text import one_line, redact
 from pipeline.warehouses import base, pg_copy
 from pipeline.warehouses.base import LOAD_LOG, SOURCE_MONTH, quote, trips_table

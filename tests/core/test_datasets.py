@@ -3,17 +3,8 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from pipeline.core.datasets import (
-    FHV,
-    FHVHV,
-    FHVHV_CSV_COLUMNS,
-    GREEN,
-    SERVICES,
-    YELLOW,
-    HeaderMismatch,
-    schema_fingerprint,
-    service,
-)
+from pipeline.core.datasets import FHV, FHVHV, FHVHV_CSV_COLUMNS, GREEN, SERVICES, YELLOW, service
+from pipeline.core.service import HeaderMismatch, schema_fingerprint
 from pipeline.demo.samples import header_for
 
 

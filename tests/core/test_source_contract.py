@@ -10,8 +10,9 @@ from datetime import date
 import pyarrow as pa
 import pytest
 
-from pipeline.core.datasets import FHV, GREEN, SERVICES, YELLOW, HeaderMismatch
+from pipeline.core.datasets import FHV, GREEN, SERVICES, YELLOW
 from pipeline.core.manifest import Manifest, NewColumn, SourceIdentity
+from pipeline.core.service import HeaderMismatch
 from pipeline.demo.samples import header_for
 
 MODERN = [c for c in YELLOW.columns if c not in ("cbd_congestion_fee", "request_source")]
