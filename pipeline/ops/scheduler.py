@@ -61,15 +61,34 @@ class _QuietTaskState(SimpleTaskState):
         super().update_metrics(task, config)
 
 
+PRUNE_EVERY_S = 1.0  # at most one prune a second (less with a retry_delay under 4 s)
+
+
 class BackoffScheduler(Scheduler):
-    """luigi's scheduler, with the retry delay doubling at each failure of a task, and no
-    e-mail of its own when it disables one."""
+    """luigi's scheduler, with the retry delay doubling at each failure of a task, no
+    e-mail of its own when it disables one, and prunes spaced out."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         quiet = _QuietTaskState(self._config.state_path)
         quiet._metrics_collector = self._state._metrics_collector
         self._state = quiet
+        self._pruned_at = -float("inf")
+        self._prune_every = min(PRUNE_EVERY_S, max(0.0, self._config.retry_delay) / 4)
+
+    def prune(self) -> None:
+        """luigi's prune (workers gone, retries due, tasks to forget), at most once every
+        ``_prune_every`` seconds. With ``prune_on_get_work`` (luigi.cfg) luigi prunes at every
+        get_work and task_list, and a prune visits every task luigid holds, the done ones
+        too (kept ``remove_delay``, 600 s, after their worker left): a long backfill's
+        get_work cost grew with its history (2.3 ms at 3,000 tasks held, 0.015 ms without
+        the prune). A due retry or a disabled dependency is still seen within a second (a
+        quarter of ``retry_delay`` when that is shorter)."""
+        now = time.monotonic()
+        if now - self._pruned_at < self._prune_every:
+            return
+        self._pruned_at = now
+        super().prune()
 
     def add_task(self, task_id: str | None = None, status: str = "PENDING",
                  **kwargs: Any) -> None:
