@@ -13,14 +13,18 @@ time and lines, and ``status`` over the whole range (wall, exit code).
 Targets: luigid CPU per task at 17 years x 4 services no higher than at 1 year x 1 (within
 noise); no-op re-run <= 10 s; status of the whole history <= 5 s; first task < 5 s. Wall
 times depend on what else the machine runs: the CPU seconds of each command are given too.
-Results: a table on stdout and ``bench/out/history-results.json``. Sinks: DuckDB (the one
-every machine allows; ``--sinks`` for more, set up in the project's luigi.cfg).
+Results: a table on stdout and ``bench/out/history-results.json`` (each scale and set of
+sinks keeps its latest figures). Sinks: ``--sinks`` (default DuckDB alone);
+``--sinks duckdb,postgres,gcs,bigquery`` starts a throwaway PostgreSQL, fake-gcs-server and
+bqemulator here and stops them at the end whatever happens (``history_sinks.py``); a sink
+whose server cannot run on this machine is dropped with one line saying why.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import subprocess
 import sys
 import threading
@@ -28,6 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from history_sinks import SinkServers, sink_list
 from measure import PROJECT, PYTHON, measure
 from scheduler_luigid import Luigid, env_for, luigid
 from servers import free_port
@@ -44,6 +49,8 @@ SCALES = {  # name: (years, first month asked, services)
     # every task submitted at once, as before issue 27.
     "4y x 4 one job": (4, "2022-11", ALL),
     "17y x 4 one job": (17, "2009-01", ALL),
+    # The smoke test's: three months of yellow, every step of the others.
+    "3m x 1": (0, "2026-08", ("yellow",)),
 }
 DEFAULT_SCALES = ("1y x 1", "4y x 4", "17y x 4")
 TICKS = 100  # clock ticks a second (/proc/PID/stat), os.sysconf("SC_CLK_TCK") on Linux
@@ -95,13 +102,20 @@ class FirstRunning(threading.Thread):
             time.sleep(0.05)
 
 
+def removed_tasks(logs: Path) -> int:
+    """Tasks luigid's log says it removed (pruned) so far."""
+    return sum(line.count(" INFO: Removing task ") for path in logs.glob("luigi-server.log*")
+               for line in path.read_text(errors="replace").splitlines())
+
+
 def lines_of(log: Path) -> int:
     return len(log.read_text(errors="replace").splitlines())
 
 
-def scale(name: str, work: Path, rows: int, workers: int, sinks: str) -> Json:
+def scale(name: str, work: Path, rows: int, workers: int, servers: SinkServers) -> Json:
     years, start, services = SCALES[name]
     slug = name.replace(" ", "")
+    sinks = ",".join(servers.sinks)
     root = work / slug
     subprocess.run(["rm", "-rf", str(root)], check=True)
     generate(root / "source", start, services, rows, root / "generate.log")
@@ -119,6 +133,7 @@ def scale(name: str, work: Path, rows: int, workers: int, sinks: str) -> Json:
         "duckdb": {"path": str(root / "warehouse.duckdb")},
         "pipeline": {"sinks": sinks, "services": ",".join(services)},
         "scheduler": {"record_task_history": "false"},
+        **servers.settings(f"h{slug}"),
     }
     try:
         with luigid(root / "luigid", settings) as server:
@@ -137,7 +152,9 @@ def scale(name: str, work: Path, rows: int, workers: int, sinks: str) -> Json:
             run = measure(command, root / "backfill.log", cwd=root, env=env, what="backfill")
             first.stop.set()
             cpu_run = cpu_seconds(server.process.pid) - cpu_before
-            tasks = server.count("DONE")
+            # luigid forgets a done task remove_delay (600 s) after its worker left: those
+            # it logged as removed count too (a long run's first years are gone by its end).
+            tasks = server.count("DONE") + removed_tasks(server.directory / "logs")
             cpu_before = cpu_seconds(server.process.pid)
             noop = measure(command, root / "noop.log", cwd=root, env=env, what="no-op")
             cpu_noop = cpu_seconds(server.process.pid) - cpu_before
@@ -149,12 +166,13 @@ def scale(name: str, work: Path, rows: int, workers: int, sinks: str) -> Json:
         mirror.terminate()
         mirror.wait()
         mirror_log.close()
+        servers.release(f"h{slug}")
     done_lines = [line for line in (root / "backfill.log").read_text().splitlines()
                   if line.endswith(" done") and line.startswith("progress: ")]
     if name.endswith("one job"):  # luigi's own output: the months to 2026-07
         done_lines = ["-"] * (45 * 4 if years == 4 else 605 - 9)
     return {
-        "scale": name, "years": years, "services": list(services),
+        "scale": name, "sinks": servers.sinks, "years": years, "services": list(services),
         "service_months": len(done_lines), "tasks": tasks,
         "wall_s": run.wall_s, "first_task_s": first.seconds,
         "luigid_cpu_s": cpu_run, "luigid_cpu_ms_per_task": 1000 * cpu_run / max(1, tasks),
@@ -189,28 +207,40 @@ def main() -> None:
                    help=f"comma-separated, of: {', '.join(SCALES)}")
     p.add_argument("--rows", type=int, default=500, help="trips per month (default 500)")
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--sinks", default="duckdb")
-    p.add_argument("--work", type=Path, default=BENCH_DIR / "out" / "history")
+    p.add_argument("--sinks", default="duckdb",
+                   help="comma-separated, of: duckdb, postgres, gcs, bigquery (their servers "
+                        "are started here)")
+    p.add_argument("--work", "--work-dir", dest="work", type=Path,
+                   default=BENCH_DIR / "out" / "history")
     p.add_argument("--results", type=Path, default=BENCH_DIR / "out" / "history-results.json",
-                   help="where the figures go (each scale keeps its latest figures there)")
+                   help="where the figures go (each scale and set of sinks keeps its latest "
+                        "figures there)")
     args = p.parse_args()
+    # A SIGTERM unwinds like Ctrl-C: the sinks' servers are stopped on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     results = []
-    for name in [s.strip() for s in args.scales.split(",") if s.strip()]:
-        print(f"{name}: running", flush=True)
-        results.append(scale(name, args.work, args.rows, args.workers, args.sinks))
-        print(table(results), flush=True)
+    with SinkServers(sink_list(args.sinks), args.work / "sinks") as servers:
+        print(f"sinks: {','.join(servers.sinks)}", flush=True)
+        for name in [s.strip() for s in args.scales.split(",") if s.strip()]:
+            print(f"{name}: running", flush=True)
+            results.append(scale(name, args.work, args.rows, args.workers, servers))
+            print(table(results), flush=True)
     out = args.results
     out.parent.mkdir(parents=True, exist_ok=True)
-    # Results of other scales from earlier runs are kept (each scale its latest figures).
+    # Results of other scales and sinks from earlier runs are kept (each its latest figures).
     earlier = json.loads(out.read_text()) if out.exists() else []
-    ran = {r["scale"] for r in results}
-    out.write_text(json.dumps([r for r in earlier if r["scale"] not in ran] + results,
-                              indent=2))
+    ran = {key(r) for r in results}
+    out.write_text(json.dumps([r for r in earlier if key(r) not in ran] + results, indent=2))
     if len(results) > 1:
         base, top = results[0], results[-1]
         print(f"luigid CPU per task, {top['scale']} over {base['scale']}: "
               f"{top['luigid_cpu_ms_per_task'] / base['luigid_cpu_ms_per_task']:.2f}")
     print(f"results: {out}")
+
+
+def key(result: Json) -> tuple[str, str]:
+    """A result's scale and sinks (results written before sinks were recorded: DuckDB)."""
+    return result["scale"], ",".join(result.get("sinks", ["duckdb"]))
 
 
 if __name__ == "__main__":

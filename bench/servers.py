@@ -1,16 +1,16 @@
 """What the benchmark scripts start beside the pipeline: a free port, a luigi config (the
 project's ``luigi.cfg`` with settings on top), waiting for a server to answer, and
-fake-gcs-server (filesystem backend).
+fake-gcs-server (filesystem backend). The port and the config are the tests' own
+(``tests/ports.py``, ``tests/luigi_config.py``): the benchmarks import the tests' helpers,
+never the other way round.
 
 Standard library only, like ``measure.py``: a benchmark's own process stays small, since a
 child's ``ru_maxrss`` starts at its parent's RSS."""
 
 from __future__ import annotations
 
-import configparser
 import json
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -18,30 +18,13 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from measure import PROJECT, log_tail
+from measure import log_tail
+from tests.luigi_config import Settings, write_config
+from tests.ports import free_port
+
+__all__ = ["FakeGCS", "Settings", "free_port", "wait_for", "write_config"]
 
 START_TIMEOUT = 60.0
-Settings = dict[str, dict[str, str]]
-
-
-def free_port() -> int:
-    """A TCP port of 127.0.0.1 nothing listens on now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def write_config(path: Path, settings: Settings) -> Path:
-    """The project's luigi.cfg with ``settings`` (section -> key -> value) on top, at
-    ``path``; as the tests write theirs."""
-    parser = configparser.ConfigParser(interpolation=None)
-    parser.optionxform = str  # type: ignore[assignment, method-assign]
-    parser.read(PROJECT / "luigi.cfg")
-    parser.read_dict(settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        parser.write(f)
-    return path
 
 
 def wait_for(url: str, process: subprocess.Popen, log: Path,
@@ -81,7 +64,11 @@ class FakeGCS:
                  "-port", str(self.port), "-backend", "filesystem", "-filesystem-root",
                  str(root), "-public-host", f"127.0.0.1:{self.port}", "-log-level", "warn"],
                 stdout=out, stderr=subprocess.STDOUT)
-        wait_for(f"{self.url}/storage/v1/b", self.process, log)
+        try:
+            wait_for(f"{self.url}/storage/v1/b", self.process, log)
+        except BaseException:
+            self.stop()
+            raise
 
     def create_bucket(self, name: str) -> None:
         request = urllib.request.Request(

@@ -3,7 +3,6 @@ test its own lake, warehouse and luigi config file (in-process and for subproces
 
 from __future__ import annotations
 
-import configparser
 import os
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from luigi.task_register import Register
 
 from pipeline.demo import samples
 from pipeline.ops import hooks
+from tests.luigi_config import write_config
 from tests.mirror import ReleaseMirror
 
 # The tests run the pipeline's tasks in this process too, as `luigi --module pipeline` does:
@@ -107,12 +107,7 @@ class Env:
         """Change settings (``source={"retries": "1"}``) for both in-process and commands."""
         for section, values in sections.items():
             self.settings.setdefault(section, {}).update(values)
-        parser = configparser.ConfigParser(interpolation=None)
-        parser.optionxform = str  # type: ignore[assignment, method-assign]
-        parser.read(PROJECT / "luigi.cfg")
-        parser.read_dict(self.settings)
-        with open(self.config_file, "w") as f:
-            parser.write(f)
+        write_config(self.config_file, self.settings)
         reset_luigi([str(self.config_file)])
 
     def build(self, *tasks: luigi.Task, workers: int = 1) -> luigi.execution_summary.LuigiRunResult:

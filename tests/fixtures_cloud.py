@@ -37,16 +37,8 @@ from tests.waiting import wait_until
 PROJECT_ID = "test"
 LOCATION = "US"
 START_TIMEOUT = 60.0
-# bqemulator downloads DuckDB's spatial extension when it starts, which fails offline; its
-# loader is a private name, hence the exact pin (bqemulator==1.4.0 in setup.cfg).
-BQEMULATOR_LAUNCHER = """
-import sys
-import bqemulator.storage.engine as engine
-engine.DuckDBEngine._load_spatial = lambda self: None
-from bqemulator.cli import main
-sys.argv[0] = "bqemulator"
-main()
-"""
+# bqemulator, started offline (its spatial extension download patched out).
+BQEMULATOR_LAUNCHER = Path(__file__).with_name("bqemulator_launcher.py")
 _names = itertools.count()
 
 
@@ -100,7 +92,7 @@ class BigQueryEmulator:
         environment = {**os.environ, "BQEMU_ENABLE_FORMAT_EXTENSIONS": "false",
                        "BQEMU_GCS_LOCAL_ROOT": str(gcs_root), "BQEMU_LOG_LEVEL": "warning"}
         self.process = subprocess.Popen(
-            [sys.executable, "-c", BQEMULATOR_LAUNCHER, "start", "--rest-port", str(self.port),
+            [sys.executable, str(BQEMULATOR_LAUNCHER), "start", "--rest-port", str(self.port),
              "--grpc-port", str(free_port()), "--project", PROJECT_ID],
             env=environment, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT,  # noqa: SIM115
         )

@@ -17,7 +17,6 @@ log) and no directory in common with the others: the lake is the bucket.
 
 from __future__ import annotations
 
-import configparser
 import contextlib
 import itertools
 import json
@@ -45,6 +44,7 @@ from pipeline.demo import samples
 from pipeline.lake.keys import manifest_key, parquet_key, raw_key, source_record_key, zones_key
 from tests.conftest import BIN, PROJECT
 from tests.fixtures_postgres import ROLE, Cluster, find_bin_dir
+from tests.luigi_config import write_config
 from tests.ports import free_port
 from tests.waiting import wait_until
 
@@ -199,18 +199,6 @@ def make_hosts(workers: int) -> tuple[Hosts, str | None]:
     except (OSError, subprocess.SubprocessError) as e:
         detail = getattr(e, "stderr", "") or str(e)
         return Hosts(workers), f"`ip netns` failed: {' '.join(str(detail).split())[:200]}"
-
-
-def write_config(path: Path, sections: dict[str, dict[str, str]]) -> Path:
-    """The project's luigi.cfg with ``sections`` on top."""
-    parser = configparser.ConfigParser(interpolation=None)
-    parser.optionxform = str  # type: ignore[assignment, method-assign]
-    parser.read(PROJECT / "luigi.cfg")
-    parser.read_dict(sections)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        parser.write(f)
-    return path
 
 
 def stop(process: subprocess.Popen | None, sig: int = signal.SIGKILL) -> None:

@@ -1,7 +1,7 @@
 """The scheduler's policy, shared by luigid and a job's local scheduler: retries whose delay
 grows with each failure, and no e-mail per disabled task.
 
-Two things luigi 3.8 does not do on its own, and why they are here:
+Three things luigi 3.8 does not do on its own, and why they are here:
 
 - **Growing retry delay.** luigi retries a failed task after a fixed ``[scheduler]
   retry_delay``. ``BackoffScheduler`` doubles it after each failure of the same task (up to
@@ -11,6 +11,10 @@ Two things luigi 3.8 does not do on its own, and why they are here:
   it disables a task (unless it batches e-mails, which then come every hour). The batch
   jobs send one alert per run instead (``pipeline.ops.notify``), so ``BackoffScheduler``,
   in luigid as in a job's local scheduler, sends none.
+- **Prunes spaced out.** With ``prune_on_get_work`` luigi prunes its task graph at every
+  ``get_work``, visiting every task it holds (done ones stay 10 minutes): over a 17-year
+  backfill that cost grew with the history. ``BackoffScheduler`` prunes at most once a
+  second (a quarter of ``retry_delay`` when that is shorter).
 
 Serving luigid (its history database, its web server) is ``pipeline.ops.luigid``: a batch
 job imports this module, and not those (SQLAlchemy and the server: 0.4 s of its start).
@@ -61,15 +65,34 @@ class _QuietTaskState(SimpleTaskState):
         super().update_metrics(task, config)
 
 
+PRUNE_EVERY_S = 1.0  # at most one prune a second (less with a retry_delay under 4 s)
+
+
 class BackoffScheduler(Scheduler):
-    """luigi's scheduler, with the retry delay doubling at each failure of a task, and no
-    e-mail of its own when it disables one."""
+    """luigi's scheduler, with the retry delay doubling at each failure of a task, no
+    e-mail of its own when it disables one, and prunes spaced out."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         quiet = _QuietTaskState(self._config.state_path)
         quiet._metrics_collector = self._state._metrics_collector
         self._state = quiet
+        self._pruned_at = -float("inf")
+        self._prune_every = min(PRUNE_EVERY_S, max(0.0, self._config.retry_delay) / 4)
+
+    def prune(self) -> None:
+        """luigi's prune (workers gone, retries due, tasks to forget), at most once every
+        ``_prune_every`` seconds. With ``prune_on_get_work`` (luigi.cfg) luigi prunes at every
+        get_work and task_list, and a prune visits every task luigid holds, the done ones
+        too (kept ``remove_delay``, 600 s, after their worker left): a long backfill's
+        get_work cost grew with its history (2.3 ms at 3,000 tasks held, 0.015 ms without
+        the prune). A due retry or a disabled dependency is still seen within a second (a
+        quarter of ``retry_delay`` when that is shorter)."""
+        now = time.monotonic()
+        if now - self._pruned_at < self._prune_every:
+            return
+        self._pruned_at = now
+        super().prune()
 
     def add_task(self, task_id: str | None = None, status: str = "PENDING",
                  **kwargs: Any) -> None:

@@ -13,8 +13,9 @@ together with the actual row count.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -40,6 +41,39 @@ ZONES_TABLE = "zones"
 
 class WarehouseError(PipelineError):
     """A warehouse refused or could not take a load. The message is one line."""
+
+
+Loaded = tuple[int, str, int]  # rows in the load log, its checksum, rows actually there
+_many_months: dict[tuple[object, str], dict[date, Loaded]] | None = None
+
+
+@contextlib.contextmanager
+def asking_about_many_months() -> Iterator[None]:
+    """While the block runs, ``loaded`` of an engine that pays a round trip per question
+    (PostgreSQL, BigQuery) answers every month of a table from one query, read at the
+    block's first question about that table and kept until the block ends: a job's plan
+    asks about each month of its range (the whole history: 605 a sink; 0.2 s a question on
+    the BigQuery emulator, a second or so on BigQuery). Outside the block each question is
+    asked as it comes: luigi forks each task's process from the scheduling one, and its
+    checks must see the loads made since."""
+    global _many_months
+    outer = _many_months
+    _many_months = {} if outer is None else outer
+    try:
+        yield
+    finally:
+        _many_months = outer
+
+
+def held_months(settings: object, table: str,
+                read: Callable[[], dict[date, Loaded]]) -> dict[date, Loaded] | None:
+    """Inside :func:`asking_about_many_months`: every month's answer for ``table`` (``read``
+    once per block); outside it None, and the caller asks about its month alone."""
+    if _many_months is None:
+        return None
+    if (settings, table) not in _many_months:
+        _many_months[settings, table] = read()
+    return _many_months[settings, table]
 
 
 class Warehouse(Protocol):

@@ -297,6 +297,10 @@ def load_zones(zones: pa.Table, checksum: str, s: BigQuerySettings) -> None:
 def loaded(table: str, month: date | None,
            s: BigQuerySettings) -> tuple[int, str, int] | None:
     """(rows in the load log, checksum in the load log, rows actually there) or None."""
+    if month is not None:
+        held = base.held_months(s, table, lambda: _loaded_months(table, s))
+        if held is not None:
+            return held.get(month)
     where = f"{SOURCE_MONTH} = @month" if month else "TRUE"
     log_where = f"l.{SOURCE_MONTH} = @month" if month else f"l.{SOURCE_MONTH} IS NULL"
     params = [bigquery.ScalarQueryParameter("table_name", "STRING", table)]
@@ -311,6 +315,21 @@ def loaded(table: str, month: date | None,
         # Not loaded as far as these credentials can see; run() names what is missing.
         return None
     return rows[0] if rows else None  # type: ignore[return-value]
+
+
+def _loaded_months(table: str, s: BigQuerySettings) -> dict[date, base.Loaded]:
+    """``loaded`` of every month of ``table`` in one query (empty without the tables)."""
+    try:
+        rows = _query(
+            s,
+            f"SELECT l.{SOURCE_MONTH}, l.rows, l.checksum, coalesce(c.n, 0) "
+            f"FROM {_sql(s, LOAD_LOG)} l LEFT JOIN (SELECT {SOURCE_MONTH}, count(*) AS n "
+            f"FROM {_sql(s, table)} GROUP BY 1) c ON c.{SOURCE_MONTH} = l.{SOURCE_MONTH} "
+            f"WHERE l.table_name = @table_name AND l.{SOURCE_MONTH} IS NOT NULL",
+            [bigquery.ScalarQueryParameter("table_name", "STRING", table)])
+    except (api.NotFound, api.Forbidden):
+        return {}
+    return {month: (n, checksum, there) for month, n, checksum, there in rows}
 
 
 def rows_by_month(service: Service, s: BigQuerySettings) -> dict[date, int]:

@@ -340,6 +340,10 @@ def loaded(table: str, month: date | None,
     them): the task then runs, and its run fails with the reason on one line, instead of
     the completeness check failing the scheduling of the whole run.
     """
+    if month is not None:
+        held = base.held_months(settings, table, lambda: _loaded_months(table, settings))
+        if held is not None:
+            return held.get(month)
     where = f"{SOURCE_MONTH} = %s" if month else "true"
     try:
         with connect_in(settings) as con:
@@ -357,6 +361,29 @@ def loaded(table: str, month: date | None,
     if row is None or row[3]:
         return None
     return tuple(row[:3])  # type: ignore[return-value]
+
+
+def _loaded_months(table: str, settings: PostgresSettings) -> dict[date, base.Loaded]:
+    """``loaded`` of every month of ``table`` in one query; empty when that cannot be
+    confirmed (as ``loaded``'s None: no server, no table, an earlier version's columns)."""
+    try:
+        with connect_in(settings) as con:
+            if con.execute("SELECT to_regclass(%s)", [quote(table)]).fetchone() == (None,):
+                return {}
+            (old_columns,) = con.execute(
+                "SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass(%s) "
+                "AND attnum > 0 AND NOT attisdropped AND attname <> lower(attname)",
+                [quote(table)]).fetchone()  # type: ignore[misc]
+            if old_columns:
+                return {}
+            rows = con.execute(
+                f"SELECT l.{SOURCE_MONTH}, l.rows, l.checksum, coalesce(c.n, 0) "
+                f"FROM {quote(LOAD_LOG)} l LEFT JOIN (SELECT {SOURCE_MONTH}, count(*) AS n "
+                f"FROM {quote(table)} GROUP BY 1) c ON c.{SOURCE_MONTH} = l.{SOURCE_MONTH} "
+                f"WHERE l.table_name = %s AND l.{SOURCE_MONTH} IS NOT NULL", [table]).fetchall()
+    except base.WarehouseError:
+        return {}
+    return {month: (n, checksum, there) for month, n, checksum, there in rows}
 
 
 def rows_by_month(service: Service, settings: PostgresSettings) -> dict[date, int]:

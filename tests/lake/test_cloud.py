@@ -27,7 +27,7 @@ from pipeline.tasks.load import bigquery_settings
 from pipeline.tasks.sinks import month_complete, parse_sinks
 from pipeline.tasks.upload import SettingsError
 from pipeline.warehouses import bigquery as bigquery_warehouse
-from pipeline.warehouses.base import WarehouseError
+from pipeline.warehouses.base import WarehouseError, asking_about_many_months
 from pipeline.warehouses.bigquery import check_parquet
 from tests.conftest import Env, Release
 from tests.fixtures_cloud import PROJECT_ID, Cloud, CorruptingProxy
@@ -137,6 +137,41 @@ def test_a_month_reaches_gcs_and_bigquery_beside_duckdb(env: Env, cloud: Cloud,
     assert done.returncode == 0, done.stderr[-2000:]
     assert "was not granted run permission" not in done.stderr
     assert "ran successfully" not in done.stderr
+
+
+def test_a_plan_asks_bigquery_about_every_month_of_a_table_in_one_query(
+        env: Env, cloud: Cloud) -> None:
+    """Inside ``asking_about_many_months`` (a job's plan): the same answers as asked one by
+    one, from one query per table; outside it each question is asked as it comes."""
+    dec = date(2020, 12, 1)
+    for month in (dec, JAN):
+        result = env.build(IngestMonth(month=month, services=("yellow",)))
+        assert result.status == LuigiStatusCode.SUCCESS, result.summary_text
+    settings, months = bigquery_settings(), (dec, JAN, date(2021, 2, 1))
+    cloud.query(f"DELETE FROM `{cloud.table('yellow_tripdata')}` WHERE source_month = "
+                "DATE '2021-01-01' AND VendorID = 1")  # a mismatch behind the log's back
+    one_by_one = {m: bigquery_warehouse.loaded("yellow_tripdata", m, settings) for m in months}
+    assert one_by_one[dec] is not None and one_by_one[dec][0] == one_by_one[dec][2]
+    assert one_by_one[JAN] is not None and one_by_one[JAN][0] > one_by_one[JAN][2]
+    assert one_by_one[date(2021, 2, 1)] is None
+    queries: list[str] = []
+
+    def count(response, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if response.request.method == "POST":  # a query job (its results: GETs)
+            queries.append(response.request.path_url)
+
+    hooks = bigquery_warehouse.client(settings)._http.hooks["response"]
+    hooks.append(count)
+    try:
+        with asking_about_many_months():
+            at_once = {m: bigquery_warehouse.loaded("yellow_tripdata", m, settings)
+                       for m in months}
+        assert at_once == one_by_one
+        assert len(queries) == 1, queries
+        assert bigquery_warehouse.loaded("yellow_tripdata", dec, settings) == one_by_one[dec]
+        assert len(queries) == 2, queries
+    finally:
+        hooks.remove(count)
 
 
 def test_checking_many_months_lists_the_lake_once(env: Env, cloud: Cloud) -> None:

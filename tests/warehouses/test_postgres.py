@@ -35,7 +35,7 @@ from pipeline.demo import samples
 from pipeline.tasks.load import postgres_settings
 from pipeline.warehouses import pg_copy
 from pipeline.warehouses import postgres as postgres_load
-from pipeline.warehouses.base import WarehouseError, read_zones
+from pipeline.warehouses.base import WarehouseError, asking_about_many_months, read_zones
 from tests.conftest import BIN, Env, Release
 from tests.fixtures_postgres import Database
 from tests.ports import free_port
@@ -384,3 +384,29 @@ def test_binary_copy_keeps_every_value(postgres_db: Database) -> None:
 
     with pytest.raises(TypeError, match="no binary COPY encoding"):
         pg_copy.check_schema(pa.schema([("x", pa.int32())]))
+
+
+def test_a_plan_asks_about_every_month_of_a_table_in_one_query(env: Env, pg: Database) -> None:
+    """Inside ``asking_about_many_months`` (a job's plan) every month's answer comes from
+    one read of the table, the same answers as asked one by one; outside it, each question
+    sees the warehouse as it is now (a task's process must see loads made since)."""
+    for month in (DEC19, JAN20):
+        assert env.build(IngestMonth(month=month)).status == LuigiStatusCode.SUCCESS
+    # A mismatch: a row of January gone behind the load log's back.
+    pg.query("DELETE FROM green_tripdata WHERE ctid = (SELECT ctid FROM green_tripdata "
+             "WHERE source_month = %s LIMIT 1)", [JAN20])
+    settings, months = postgres_settings(), (DEC19, JAN20, date(2020, 2, 1))
+    one_by_one = {m: postgres_load.loaded("green_tripdata", m, settings) for m in months}
+    assert one_by_one[JAN20] is not None and one_by_one[JAN20][0] == one_by_one[JAN20][2] + 1
+    assert one_by_one[date(2020, 2, 1)] is None
+    with asking_about_many_months():
+        at_once = {m: postgres_load.loaded("green_tripdata", m, settings) for m in months}
+        pg.query("DELETE FROM pipeline_loads WHERE source_month = %s", [DEC19])
+        # Kept until the block ends: the answer was read with the others.
+        assert postgres_load.loaded("green_tripdata", DEC19, settings) == one_by_one[DEC19]
+        assert not IngestMonth(month=JAN20).complete()
+    assert at_once == one_by_one
+    assert postgres_load.loaded("green_tripdata", DEC19, settings) is None
+    assert not IngestMonth(month=DEC19).complete()
+    with asking_about_many_months():  # a table not there yet: every month not loaded
+        assert postgres_load.loaded("yellow_tripdata", DEC19, settings) is None
