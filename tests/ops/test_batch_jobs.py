@@ -32,7 +32,9 @@ def test_status_reports_each_stage_and_every_inconsistency(env: Env, release: Re
         "month": "2020-12", "service": "yellow", "raw_bytes": None, "parquet_rows": dec,
         "sinks": {"duckdb": dec}, "state": "complete", "complete": True,
         "new_columns": [], "source": None, "quality": None, "quality_warnings": [],
-        "detail": "complete", "published_at": None, "stale": False}
+        "detail": "complete", "published_at": None, "stale": False,
+        # A CSV.gz month: its Parquet was converted while it downloaded (the record says so).
+        "converted_while_downloading": True}
     assert records["2020-12"]["quality"]["pickup_outside_month"] == release.of(
         "yellow", "2020-12").rows_outside_month
     jan = records["2021-01"]
