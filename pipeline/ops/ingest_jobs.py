@@ -127,15 +127,15 @@ def _freshness(job: str, spans: list[tuple[str, date, date]], sinks: tuple[str, 
     ranges that are still not complete though the source published them longer ago."""
     from pipeline import config
     from pipeline.ops import status
-    from pipeline.tasks.sinks import month_complete
+    from pipeline.tasks.sinks import month_completeness
 
     days = config.notify().stale_after_days
     if not days:
         return 0
     statuses = []
+    complete = month_completeness(sinks)
     for service, first, last in spans:
-        todo = [m for m in months_between(first, last)
-                if not month_complete(service, m, sinks)]
+        todo = [m for m in months_between(first, last) if not complete(service, m)]
         statuses += status.report(todo, (service,), sinks)
     stale = status.mark_stale(statuses, days)
     if not stale:
@@ -154,7 +154,7 @@ def refresh(args: argparse.Namespace) -> int:
     from pipeline.tasks.download import RefetchMonth
     from pipeline.tasks.flows import IngestMonth
     from pipeline.tasks.parquetize import ParquetizeMonth
-    from pipeline.tasks.sinks import month_complete, parse_sinks
+    from pipeline.tasks.sinks import month_completeness, parse_sinks
 
     try:
         services = services_of(args.services)
@@ -184,8 +184,9 @@ def refresh(args: argparse.Namespace) -> int:
     republished = [c for c in checks if c.republished]
     # Months a stopped refresh left behind: the lake holds the version published, some
     # sink not yet (a normal run would finish them too; the refresh does it itself).
+    complete = month_completeness(sinks)
     unfinished = [c for c in checks if c.published is not None and not c.republished
-                  and not month_complete(c.service, c.month, sinks)]
+                  and not complete(c.service, c.month)]
     for c in checks:
         if c.change or c.published is None:
             print(f"refresh: {c.service} {c.month:%Y-%m} {c.describe()}", file=sys.stderr)

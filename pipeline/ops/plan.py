@@ -1,7 +1,7 @@
 """What a backfill or catch-up runs, month by month and why, before it runs it.
 
 Each service's range is clipped to its calendar (the months before it began are outside
-the dataset); of the months left, those already complete in every sink (``month_complete``:
+the dataset); of the months left, those already complete in every sink (``month_completeness``:
 the facts ``IngestMonth``'s tasks judge by) are left out, and each other one is given its
 reason in the words of ``taxi-pipeline status`` (not ingested, a stage missing, mismatch).
 ``--dry-run`` prints this plan; a run submits exactly these months, in chunks of one
@@ -18,7 +18,7 @@ from pipeline.core.datasets import SERVICES
 from pipeline.core.months import month_key, month_of, months_between, next_month
 from pipeline.ops import status
 from pipeline.tasks.flows import Backfill
-from pipeline.tasks.sinks import month_complete
+from pipeline.tasks.sinks import month_completeness
 from pipeline.tasks.storage import lake
 from pipeline.warehouses.base import asking_about_many_months
 
@@ -46,8 +46,9 @@ def months_to_run(service: str, start: date, end: date, sinks: tuple[str, ...]
     fetched = set(the_lake.raw_months(SERVICES[service]))
     # The remote warehouses answer every month of a table at once while the plan asks.
     with asking_about_many_months():
+        complete = month_completeness(sinks)
         todo = [month for month in months_between(*span)
-                if month not in held or not month_complete(service, month, sinks)]
+                if month not in held or not complete(service, month)]
     absent = {month for month in todo if month not in held and month not in fetched}
     asked = [m for m in todo if m not in absent]
     # Nothing to ask (a no-op, or a first run): no sink is counted at all.

@@ -23,7 +23,7 @@ from pipeline.lake.month_targets import source_version
 from pipeline.ops.facts import lake_facts, published, source_of
 from pipeline.source.download import NotPublished
 from pipeline.source.policies import probe_policy
-from pipeline.tasks.sinks import month_complete
+from pipeline.tasks.sinks import month_completeness
 from pipeline.tasks.storage import lake
 
 
@@ -154,12 +154,13 @@ def last_complete_month(service: str, sinks: tuple[str, ...], since: date | None
                         until: date | None = None) -> date | None:
     """The newest month from ``since`` (default: the service's first month) to ``until``
     that the lake holds a manifest for and every one of ``sinks`` holds in full
-    (``month_complete``: what ``IngestMonth`` judges), or None."""
+    (``month_completeness``: what ``IngestMonth`` judges), or None."""
     since = since or SERVICES[service].first_month
     until = until or current_month()
     held = lake().manifest_months(SERVICES[service])  # one listing of the lake
+    complete = month_completeness(sinks)
     for month in reversed(held):
-        if since <= month <= until and month_complete(service, month, sinks):
+        if since <= month <= until and complete(service, month):
             return month
     return None
 

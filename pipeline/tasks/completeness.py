@@ -1,6 +1,6 @@
 """When a sink holds a month, judged from facts, without building a task: the one
 judgement the sink tasks' ``complete()`` (``MonthLoad``, ``UploadMonth``) and the jobs
-(``pipeline.tasks.sinks.month_complete``: catch-up, backfill's plan, refresh) share, so
+(``pipeline.tasks.sinks.month_completeness``: catch-up, backfill's plan, refresh) share, so
 they cannot disagree.
 
 The month's lake facts come from ``pipeline.lake.month_facts`` with the configured lake and

@@ -27,7 +27,7 @@ from pipeline.lake.month_facts import LakeFacts
 from pipeline.lake.month_targets import ManifestTarget
 from pipeline.lake.targets import ChecksumMismatch
 from pipeline.tasks.base import MonthTask, PipelineTask
-from pipeline.tasks.completeness import complete_in, lake_facts
+from pipeline.tasks.completeness import SinkHolds, complete_in, lake_facts
 from pipeline.tasks.parquetize import ParquetizeMonth
 from pipeline.tasks.upload import bucket_month, bucket_parquet_url
 from pipeline.tasks.zones import Zones
@@ -205,12 +205,19 @@ class MonthLoad(WarehouseTables, MonthTask):
         )
 
     @classmethod
+    def holding(cls) -> SinkHolds:
+        """The warehouse's fact of a month: its load log and table hold the rows and
+        Parquet checksum of the lake's manifest (the ``LakeFacts`` it is given), with the
+        engine's settings read once here. No task is built: the jobs ask it too, of many
+        months (``pipeline.tasks.sinks.month_completeness``)."""
+        engine, settings = cls.engine(), cls.warehouse_settings()
+        return lambda facts: month_loaded(engine, SERVICES[facts.service], facts.month,
+                                          facts.manifest, settings)
+
+    @classmethod
     def holds(cls, facts: LakeFacts) -> bool:
-        """The warehouse's fact of the month: its load log and table hold the rows and
-        Parquet checksum of the lake's manifest (``facts``). No task is built: the jobs
-        ask it too (``pipeline.tasks.sinks.month_complete``)."""
-        return month_loaded(cls.engine(), SERVICES[facts.service], facts.month, facts.manifest,
-                            cls.warehouse_settings())
+        """The warehouse's fact of the month (``holding``)."""
+        return cls.holding()(facts)
 
     def complete(self) -> bool:
         return complete_in(lake_facts(self.dataset, self.month), self.holds)

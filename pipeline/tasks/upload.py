@@ -25,7 +25,7 @@ from pipeline.lake.month_facts import LakeFacts
 from pipeline.lake.root import Lake
 from pipeline.lake.targets import LakeTarget, check_pending_reads
 from pipeline.tasks.base import MonthTask, megabytes
-from pipeline.tasks.completeness import complete_in, lake_facts
+from pipeline.tasks.completeness import SinkHolds, complete_in, lake_facts
 from pipeline.tasks.parquetize import ParquetizeMonth
 from pipeline.tasks.storage import gcs_settings, lake
 
@@ -159,9 +159,16 @@ class UploadMonth(MonthTask):
         return UploadedTarget(copy_lake(), self.dataset, self.month)
 
     @classmethod
+    def holding(cls) -> SinkHolds:
+        """The gcs sink's fact of a month (``uploaded``), in the configured copy (its
+        settings read once here)."""
+        copy = copy_lake()
+        return lambda facts: uploaded(copy, facts)
+
+    @classmethod
     def holds(cls, facts: LakeFacts) -> bool:
-        """The gcs sink's fact of the month (``uploaded``), in the configured copy."""
-        return uploaded(copy_lake(), facts)
+        """The gcs sink's fact of the month (``holding``)."""
+        return cls.holding()(facts)
 
     def complete(self) -> bool:
         """The copy holds the month (``uploaded``) and the lake's month is whole
