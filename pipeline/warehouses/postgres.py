@@ -331,6 +331,12 @@ def load_zones(zones: pa.Table, checksum: str, settings: PostgresSettings) -> No
             _record_load(cur, base.ZONES_TABLE, None, zones.num_rows, checksum)
 
 
+# How many of a table's columns still have an earlier version's (mixed-case) names; the
+# table's next load renames them, and until then no month of it counts as loaded.
+_EARLIER_COLUMNS = ("SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass(%s) "
+                    "AND attnum > 0 AND NOT attisdropped AND attname <> lower(attname)")
+
+
 def loaded(table: str, month: date | None,
            settings: PostgresSettings) -> tuple[int, str, int] | None:
     """(rows in the load log, checksum in the load log, rows actually there) or None.
@@ -350,8 +356,7 @@ def loaded(table: str, month: date | None,
             row = con.execute(
                 f"SELECT l.rows, l.checksum, "
                 f"(SELECT count(*) FROM {quote(table)} WHERE {where}), "
-                f"(SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass(%s) "
-                f"AND attnum > 0 AND NOT attisdropped AND attname <> lower(attname)) "
+                f"({_EARLIER_COLUMNS}) "
                 f"FROM {quote(LOAD_LOG)} l WHERE l.table_name = %s "
                 f"AND l.{SOURCE_MONTH} IS NOT DISTINCT FROM %s",
                 [*([month] if month else []), quote(table), table, month],
@@ -371,9 +376,7 @@ def _loaded_months(table: str, settings: PostgresSettings) -> dict[date, base.Lo
             if con.execute("SELECT to_regclass(%s)", [quote(table)]).fetchone() == (None,):
                 return {}
             (old_columns,) = con.execute(
-                "SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass(%s) "
-                "AND attnum > 0 AND NOT attisdropped AND attname <> lower(attname)",
-                [quote(table)]).fetchone()  # type: ignore[misc]
+                _EARLIER_COLUMNS, [quote(table)]).fetchone()  # type: ignore[misc]
             if old_columns:
                 return {}
             rows = con.execute(
