@@ -96,10 +96,5 @@ def month_completeness(sinks: Iterable[str]) -> MonthComplete:
     return complete
 
 
-def month_complete(service: str, month: date, sinks: Iterable[str]) -> bool:
-    """``month_completeness(sinks)`` of one month."""
-    return month_completeness(sinks)(service, month)
-
-
 def month_tasks(sinks: Iterable[str], service: str, month: date) -> list[luigi.Task]:
     return [SINKS[sink].month_task(service=service, month=month) for sink in sinks]

@@ -24,7 +24,7 @@ from pipeline.lake import gcs as gcs_module
 from pipeline.lake.root import lake_target
 from pipeline.tasks import upload
 from pipeline.tasks.load import bigquery_settings
-from pipeline.tasks.sinks import month_complete, parse_sinks
+from pipeline.tasks.sinks import month_completeness, parse_sinks
 from pipeline.tasks.upload import SettingsError
 from pipeline.warehouses import bigquery as bigquery_warehouse
 from pipeline.warehouses.base import WarehouseError, asking_about_many_months
@@ -235,16 +235,16 @@ def test_a_local_file_that_differs_from_its_manifest_is_not_published(env: Env,
 def test_a_parquet_damaged_in_the_lake_after_its_upload_is_converted_again(
         env: Env, cloud: Cloud) -> None:
     # The gcs sink's month is complete only while the lake's month is whole, as every
-    # sink's is: the task and the jobs' plain answer (month_complete) read the same facts.
+    # sink's is: the task and the jobs' plain answer (month_completeness) read the same facts.
     env.configure(pipeline={"sinks": "gcs"})
     assert env.build(UploadMonth(service="yellow", month=JAN)).status == \
         LuigiStatusCode.SUCCESS
-    assert month_complete("yellow", JAN, ("gcs",))
+    assert month_completeness(("gcs",))("yellow", JAN)
     assert IngestMonth(month=JAN, services=("yellow",)).complete()
     local = ParquetizeMonth(service="yellow", month=JAN).output()
     kept = local.parquet.file.read_bytes()
     local.parquet.file.write_bytes(kept[:-100])
-    assert not month_complete("yellow", JAN, ("gcs",))
+    assert not month_completeness(("gcs",))("yellow", JAN)
     assert not IngestMonth(month=JAN, services=("yellow",)).complete()
     assert not UploadMonth(service="yellow", month=JAN).complete()
     # What `status` counts in the copy does not depend on the lake's own file.
@@ -258,7 +258,7 @@ def test_a_parquet_damaged_in_the_lake_after_its_upload_is_converted_again(
         f"{cloud.prefix}/{PARQUET.format(s='yellow')}")
     assert blob.metadata["sha256"] == manifest.parquet_sha256
     gcs_module.GCS.forget()
-    assert month_complete("yellow", JAN, ("gcs",))
+    assert month_completeness(("gcs",))("yellow", JAN)
     assert UploadMonth(service="yellow", month=JAN).complete()
 
 

@@ -1,5 +1,5 @@
 """Whether a month is complete in the sinks, read from facts without building a task
-(``pipeline.tasks.sinks.month_complete``: the lake's facts and each sink's own), agrees
+(``pipeline.tasks.sinks.month_completeness``: the lake's facts and each sink's own), agrees
 month by month with ``IngestMonth(...).complete()`` over one lake, DuckDB and PostgreSQL
 holding months in every state, and with what each state must answer (issue 29, item 1)."""
 
@@ -14,7 +14,7 @@ from luigi.execution_summary import LuigiStatusCode
 from pipeline.core.datasets import SERVICES
 from pipeline.lake.keys import manifest_key, parquet_key, raw_key
 from pipeline.tasks.flows import IngestMonth
-from pipeline.tasks.sinks import month_complete
+from pipeline.tasks.sinks import month_completeness
 from tests.conftest import Env
 from tests.fixtures_postgres import Database
 
@@ -50,7 +50,8 @@ def test_month_complete_agrees_with_ingest_month_in_every_state(
                   pipeline={"services": "yellow,green,fhv", "sinks": "duckdb,postgres"})
     result = env.build(*(IngestMonth(month=m, services=(s,)) for s, m in INGESTED), workers=2)
     assert result.status == LuigiStatusCode.SUCCESS, result.summary_text
-    assert all(month_complete(s, m, ("duckdb", "postgres")) for s, m in INGESTED)
+    complete = month_completeness(("duckdb", "postgres"))
+    assert all(complete(s, m) for s, m in INGESTED)
 
     service, month = NO_MANIFEST
     lake_file(env, manifest_key(SERVICES[service], month)).unlink()
@@ -78,5 +79,6 @@ def test_month_complete_agrees_with_ingest_month_in_every_state(
     for sinks, expected in EXPECTED.items():
         env.configure(pipeline={"sinks": ",".join(sinks)})
         by_tasks = {(s, m) for s, m in ASKED if IngestMonth(month=m, services=(s,)).complete()}
-        by_facts = {(s, m) for s, m in ASKED if month_complete(s, m, sinks)}
+        complete = month_completeness(sinks)
+        by_facts = {(s, m) for s, m in ASKED if complete(s, m)}
         assert by_facts == by_tasks == expected, sinks
